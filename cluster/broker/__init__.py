@@ -1,0 +1,1 @@
+"""The asyncio shell of a broker: lifecycle, request handlers, group commit, purgatories."""

@@ -1,0 +1,119 @@
+"""A broker process: opens its logs, serves the Kafka listener, runs group commit and log upkeep.
+
+Lifecycle (after uvicorn's server): startup (config -> metadata store -> open and recover every partition log
+-> listen), serve until SIGTERM/SIGINT, then shutdown (stop accepting, let the flusher make every appended
+byte durable, close logs).  A second signal is not needed: shutdown is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from cluster.broker.flusher import GroupCommitFlusher
+from cluster.broker.metadata_store import MetadataStore, TopicRecord
+from cluster.broker.replica_manager import ReplicaManager, now_ms
+from cluster.broker.router import RequestRouter
+from cluster.config import BrokerConfig
+from cluster.transport.kafka_server import start_kafka_server
+
+log = logging.getLogger("cluster.broker")
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.flusher = GroupCommitFlusher()
+        self.replica_manager: ReplicaManager | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: list[set] = []
+        self._tasks: list[asyncio.Task] = []
+        self._stopped = asyncio.Event()
+        self.bound_ports: list[int] = []
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.requests_by_api: dict[str, int] = {}
+
+    @staticmethod
+    def now_ms() -> int:
+        return now_ms()
+
+    # what handlers ask of the broker ----------------------------------------------------------------
+    def live_brokers(self) -> list[tuple[int, str, int, str | None]]:
+        """(node_id, host, port, rack) of every live broker; a single node lists itself."""
+        _name, host, port = self.config.advertised_listeners[0]
+        if port == 0 and self.bound_ports:
+            port = self.bound_ports[0]
+        return [(self.config.node_id, host or "localhost", port, self.config.get("broker.rack"))]
+
+    def auto_create_topic(self, name: str) -> TopicRecord:
+        return self.replica_manager.create_topic(
+            name, self.config.get("num.partitions"), self.config.get("default.replication.factor"), {}
+        )
+
+    def metrics_on_request(self, api_name: str) -> None:
+        self.requests_by_api[api_name] = self.requests_by_api.get(api_name, 0) + 1
+
+    def metrics_on_produce(self, topic: str, size_bytes: int) -> None:
+        self.bytes_in += size_bytes
+
+    def metrics_on_fetch(self, size_bytes: int) -> None:
+        self.bytes_out += size_bytes
+
+    # lifecycle ----------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        store = MetadataStore.open(self.config.log_dir, self.config.node_id)
+        self.replica_manager = ReplicaManager(self.config, store, self.flusher)
+        self.replica_manager.open_all()
+        self._tasks.append(asyncio.create_task(self.flusher.run(), name="group-commit"))
+        self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
+        router = RequestRouter(self)
+        max_request_bytes = self.config.get("socket.request.max.bytes")
+        for name, host, port in self.config.listeners:
+            server, connections = await start_kafka_server(router, host, port, max_request_bytes,
+                                                           self.config.get("queued.max.requests"))
+            self._servers.append(server)
+            self._connections.append(connections)
+            bound = server.sockets[0].getsockname()[1]
+            self.bound_ports.append(bound)
+            log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
+        log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
+                 store.cluster_id, self.config.log_dir)
+
+    async def serve_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopped.set)
+        flusher_task = self._tasks[0]
+        waiter = asyncio.create_task(self._stopped.wait())
+        done, _ = await asyncio.wait([waiter, flusher_task], return_when=asyncio.FIRST_COMPLETED)
+        if flusher_task in done and flusher_task.exception() is not None:
+            raise flusher_task.exception()
+        log.info("shutting down")
+        await self.stop()
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for connections in self._connections:
+            for connection in list(connections):
+                connection.close("broker shutting down")
+        await self.flusher.stop()
+        flusher_task, *others = self._tasks
+        try:
+            await asyncio.wait_for(flusher_task, timeout=30)
+        except TimeoutError:
+            log.error("final flush did not finish within 30 s")
+        for task in others:
+            task.cancel()
+        self.flusher.shutdown_executor()
+        if self.replica_manager is not None:
+            self.replica_manager.close_all()
+        log.info("broker stopped")
+
+
+async def run_broker(config: BrokerConfig) -> None:
+    broker = Broker(config)
+    await broker.start()
+    await broker.serve_until_signalled()

@@ -1,0 +1,147 @@
+"""The partitions this broker hosts: creating, opening, deleting their logs, and background log upkeep.
+
+It owns the map (topic, partition) -> ``Partition`` and the single-node ``MetadataStore``.  Topic-level
+behaviour (segment size, retention, max.message.bytes, ...) is resolved here from the topic's overrides and the
+broker defaults into a ``LogConfig`` per topic.  Background work that Kafka's LogManager schedules lives here
+too: retention (``log.retention.check.interval.ms``), time-based segment rolls and producer-id expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+import uuid
+from typing import Any
+
+from cluster.broker.flusher import GroupCommitFlusher
+from cluster.broker.metadata_store import MetadataStore, TopicRecord
+from cluster.broker.partition import Partition
+from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_configs
+from cluster.core.errors import ErrorCode
+from cluster.storage.partition_log import LogConfig, PartitionLog
+
+log = logging.getLogger("cluster.broker.replicas")
+
+# Single node: the broker is the leader of every partition from epoch 0; the Raft issue makes this real.
+INITIAL_LEADER_EPOCH = 0
+
+
+def now_ms() -> int:
+    """The broker's one wall-clock function (fault injection can skew it in one place)."""
+    return int(time.time() * 1000)
+
+
+class ReplicaManager:
+    def __init__(self, config: BrokerConfig, store: MetadataStore, flusher: GroupCommitFlusher) -> None:
+        self.config = config
+        self.store = store
+        self.flusher = flusher
+        self.partitions: dict[tuple[str, int], Partition] = {}
+
+    # lifecycle ------------------------------------------------------------------------------------------
+    def open_all(self) -> None:
+        """Opens (and if needed recovers) every partition log of every known topic."""
+        started = time.monotonic()
+        for record in list(self.store.topics.values()):
+            for partition_index in range(record.num_partitions):
+                self._open_partition(record, partition_index)
+        log.info("opened %d partitions of %d topics in %.2f s", len(self.partitions), len(self.store.topics),
+                 time.monotonic() - started)
+
+    def close_all(self) -> None:
+        for partition in self.partitions.values():
+            partition.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            partition.log.close()
+        self.partitions.clear()
+
+    def _open_partition(self, record: TopicRecord, partition_index: int) -> Partition:
+        directory = os.path.join(self.config.log_dir, f"{record.name}-{partition_index}")
+        log_config = self.log_config_for(record)
+        partition_log = PartitionLog.open(directory, log_config, now_ms())
+        partition = Partition(record.name, partition_index, record.topic_id, partition_log, log_config,
+                              INITIAL_LEADER_EPOCH, self.flusher.mark_dirty)
+        self.partitions[(record.name, partition_index)] = partition
+        return partition
+
+    # topic configuration ------------------------------------------------------------------------------
+    def topic_configs(self, record: TopicRecord) -> dict[str, tuple[Any, int]]:
+        """Every topic config of ``record`` with its effective value and DescribeConfigs source."""
+        return resolve_topic_configs(self.config, validate_topic_configs(record.configs))
+
+    def log_config_for(self, record: TopicRecord) -> LogConfig:
+        values = {key: value for key, (value, _source) in self.topic_configs(record).items()}
+        return LogConfig(
+            segment_bytes=values["segment.bytes"],
+            segment_ms=values["segment.ms"],
+            retention_ms=values["retention.ms"],
+            retention_bytes=values["retention.bytes"],
+            index_interval_bytes=values["index.interval.bytes"],
+            max_message_bytes=values["max.message.bytes"],
+            message_timestamp_type=values["message.timestamp.type"],
+            file_delete_delay_ms=values["file.delete.delay.ms"],
+            segment_jitter_ms=values["segment.jitter.ms"],
+        )
+
+    # topic changes (single-node controller decisions; the Raft issue moves them to the quorum) ---------
+    def create_topic(self, name: str, num_partitions: int, replication_factor: int,
+                     configs: dict[str, str]) -> TopicRecord:
+        record = self.store.create_topic(name, num_partitions, replication_factor, configs)
+        for partition_index in range(num_partitions):
+            self._open_partition(record, partition_index)
+        log.info("created topic %s (id %s) with %d partitions", name, record.topic_id, num_partitions)
+        return record
+
+    def add_partitions(self, name: str, new_count: int) -> None:
+        record = self.store.topics[name]
+        old_count = record.num_partitions
+        self.store.set_partition_count(name, new_count)
+        for partition_index in range(old_count, new_count):
+            self._open_partition(record, partition_index)
+        log.info("topic %s now has %d partitions (was %d)", name, new_count, old_count)
+
+    def delete_topic(self, name: str) -> None:
+        record = self.store.delete_topic(name)
+        for partition_index in range(record.num_partitions):
+            partition = self.partitions.pop((name, partition_index), None)
+            if partition is None:
+                continue
+            partition.deleted = True
+            partition.fail_waiters(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            partition.log.close()
+            self._remove_directory_later(os.path.join(self.config.log_dir, f"{name}-{partition_index}"))
+        log.info("deleted topic %s (id %s)", name, record.topic_id)
+
+    def _remove_directory_later(self, directory: str) -> None:
+        """Renames first (like Kafka's ``-delete`` suffix) so a re-created topic never sees old files."""
+        if not os.path.isdir(directory):
+            return
+        doomed = f"{directory}.{uuid.uuid4().hex}-delete"
+        os.rename(directory, doomed)
+        asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, doomed, True)
+
+    def get(self, topic: str, partition_index: int) -> Partition | None:
+        return self.partitions.get((topic, partition_index))
+
+    # background upkeep --------------------------------------------------------------------------------
+    async def run_log_upkeep(self) -> None:
+        """Retention, time-based rolls and producer expiry, on Kafka's check interval (bounded to 1 s..5 min)."""
+        interval_s = min(max(self.config.get("log.retention.check.interval.ms"), 1000), 300_000) / 1000
+        while True:
+            await asyncio.sleep(min(interval_s, 30.0))
+            self.upkeep_once(now_ms())
+
+    def upkeep_once(self, current_ms: int) -> None:
+        expiration_ms = self.config.get("producer.id.expiration.ms")
+        for partition in list(self.partitions.values()):
+            try:
+                partition.log.maybe_roll(current_ms)
+                deleted = partition.log.delete_old_segments(current_ms)
+                if deleted:
+                    log.info("%s: retention deleted %d segment(s), log start offset now %d", partition, deleted,
+                             partition.log_start_offset)
+                partition.producer_state.expire(current_ms, expiration_ms)
+            except OSError:
+                log.exception("%s: log upkeep failed", partition)

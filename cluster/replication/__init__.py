@@ -1,0 +1,1 @@
+"""Pure per-partition replication state machines (idempotent producer state; later HW, ISR, epochs)."""

@@ -1,0 +1,1 @@
+"""Network adapters: the Kafka client listener (TCP framing) and, later, gRPC between brokers."""
