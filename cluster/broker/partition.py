@@ -100,7 +100,12 @@ class Partition:
         if self.log_config.message_timestamp_type == "LogAppendTime":
             records.set_log_append_time(batch, now_ms)
             log_append_time_ms = now_ms
-        base_offset, last_offset = self.log.append(batch, header, self.leader_epoch, now_ms)
+        try:
+            base_offset, last_offset = self.log.append(batch, header, self.leader_epoch, now_ms)
+        except OSError as exc:
+            # Disk full or failing: the log rolled back its partial write; the client may retry.
+            log.error("%s: append failed: %s", self, exc)
+            raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"append failed: {exc.strerror}") from None
         invariant(last_offset - base_offset == header.last_offset_delta, "offsets assigned to the whole batch")
         self.producer_state.replay(header.producer_id, header.producer_epoch, header.base_sequence,
                                    header.last_offset_delta, base_offset, header.max_timestamp)

@@ -83,6 +83,7 @@ class ReplicaManager:
             message_timestamp_type=values["message.timestamp.type"],
             file_delete_delay_ms=values["file.delete.delay.ms"],
             segment_jitter_ms=values["segment.jitter.ms"],
+            segment_index_bytes=values["segment.index.bytes"],
         )
 
     # topic changes (single-node controller decisions; the Raft issue moves them to the quorum) ---------

@@ -83,9 +83,14 @@ def read_varlong(buf, pos: int) -> tuple[int, int]:
     return (raw >> 1) ^ -(raw & 1), pos
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(128)]
+
+
 def _write_unsigned(value: int) -> bytes:
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
+    if value < 0x4000:  # two bytes: lengths of typical strings and record batches up to 16 KiB
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -243,7 +248,11 @@ UNSET = _Unset()
 
 
 class StructBase:
-    """Base of every generated message struct: field-wise equality and a readable repr."""
+    """Base of every generated message struct: field-wise equality and a readable repr.
+
+    Deliberately no ``__getattr__`` (say, for lazy defaults): a class defining one loses CPython's
+    specialised attribute access, which made encoding half again slower.
+    """
 
     __slots__ = ()
     __hash__ = None  # mutable, like the lists inside it
@@ -372,6 +381,11 @@ def write_records(out: bytearray, value, compact: bool) -> None:
     The broker's fetch path hands over several chunks read from segment files; they are copied once,
     straight into ``out``, never joined first.
     """
+    if type(value) is bytes:  # the common case first
+        n = len(value)
+        out += _write_unsigned(n + 1) if compact else INT32.pack(n)
+        out += value
+        return
     if value is None:
         out += b"\x00" if compact else b"\xff\xff\xff\xff"
         return

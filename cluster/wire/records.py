@@ -39,6 +39,7 @@ __all__ = [
     "BATCH_HEADER_SIZE",
     "BATCH_LENGTH_OFFSET",
     "LOG_OVERHEAD",
+    "MIN_BATCH_LENGTH",
     "MAGIC_V2",
     "CRC_OFFSET",
     "ATTRIBUTES_OFFSET",

@@ -469,7 +469,7 @@ def assert_roundtrip(sent: Sequence[Msg], delivered: Sequence[Delivered], consum
         pairs = [(sent[d.index], at.get((d.partition, d.offset)), d) for d in delivered]
     else:  # kcat: one partition, acknowledged in order
         ordered = sorted(records, key=lambda r: (r.partition, r.offset))
-        pairs = [(msg, rec, None) for msg, rec in zip(sent, ordered)]
+        pairs = [(msg, rec, None) for msg, rec in zip(sent, ordered, strict=False)]
     for msg, rec, d in pairs:
         assert rec is not None, f"{where} delivered at p{d.partition}@{d.offset} but not consumed there"
         if msg.partition is not None:

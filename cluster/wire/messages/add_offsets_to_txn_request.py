@@ -64,15 +64,6 @@ class AddOffsetsToTxnRequest(_Struct):
         return (self.transactional_id, self.producer_id, self.producer_epoch, self.group_id) == (other.transactional_id, other.producer_id, other.producer_epoch, other.group_id)
 
 
-def _mk_AddOffsetsToTxnRequest():
-    o = _new(AddOffsetsToTxnRequest)
-    o.transactional_id = ''
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.group_id = ''
-    return o
-
-
 
 
 def _d_AddOffsetsToTxnRequest_v0(buf, pos):

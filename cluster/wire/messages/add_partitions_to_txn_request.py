@@ -108,33 +108,6 @@ class AddPartitionsToTxnTopic(_Struct):
         return (self.name, self.partitions) == (other.name, other.partitions)
 
 
-def _mk_AddPartitionsToTxnRequest():
-    o = _new(AddPartitionsToTxnRequest)
-    o.transactions = []
-    o.v3_and_below_transactional_id = ''
-    o.v3_and_below_producer_id = 0
-    o.v3_and_below_producer_epoch = 0
-    o.v3_and_below_topics = []
-    return o
-
-
-def _mk_AddPartitionsToTxnTransaction():
-    o = _new(AddPartitionsToTxnTransaction)
-    o.transactional_id = ''
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.verify_only = False
-    o.topics = []
-    return o
-
-
-def _mk_AddPartitionsToTxnTopic():
-    o = _new(AddPartitionsToTxnTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_AddPartitionsToTxnTopic_v0(buf, pos):

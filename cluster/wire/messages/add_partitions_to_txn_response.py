@@ -116,36 +116,6 @@ class AddPartitionsToTxnPartitionResult(_Struct):
         return (self.partition_index, self.partition_error_code) == (other.partition_index, other.partition_error_code)
 
 
-def _mk_AddPartitionsToTxnResponse():
-    o = _new(AddPartitionsToTxnResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.results_by_transaction = []
-    o.results_by_topic_v3_and_below = []
-    return o
-
-
-def _mk_AddPartitionsToTxnResult():
-    o = _new(AddPartitionsToTxnResult)
-    o.transactional_id = ''
-    o.topic_results = []
-    return o
-
-
-def _mk_AddPartitionsToTxnTopicResult():
-    o = _new(AddPartitionsToTxnTopicResult)
-    o.name = ''
-    o.results_by_partition = []
-    return o
-
-
-def _mk_AddPartitionsToTxnPartitionResult():
-    o = _new(AddPartitionsToTxnPartitionResult)
-    o.partition_index = 0
-    o.partition_error_code = 0
-    return o
-
-
 
 
 def _d_AddPartitionsToTxnPartitionResult_v0(buf, pos):

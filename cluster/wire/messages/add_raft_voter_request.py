@@ -85,24 +85,6 @@ class Listener(_Struct):
         return (self.name, self.host, self.port) == (other.name, other.host, other.port)
 
 
-def _mk_AddRaftVoterRequest():
-    o = _new(AddRaftVoterRequest)
-    o.cluster_id = ''
-    o.timeout_ms = 0
-    o.voter_id = 0
-    o.voter_directory_id = _UUID0
-    o.listeners = []
-    return o
-
-
-def _mk_Listener():
-    o = _new(Listener)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    return o
-
-
 
 
 def _d_Listener_v0(buf, pos):

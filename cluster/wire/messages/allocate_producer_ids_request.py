@@ -59,13 +59,6 @@ class AllocateProducerIdsRequest(_Struct):
         return (self.broker_id, self.broker_epoch) == (other.broker_id, other.broker_epoch)
 
 
-def _mk_AllocateProducerIdsRequest():
-    o = _new(AllocateProducerIdsRequest)
-    o.broker_id = 0
-    o.broker_epoch = -1
-    return o
-
-
 
 
 def _d_AllocateProducerIdsRequest_v0(buf, pos):

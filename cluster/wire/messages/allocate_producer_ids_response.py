@@ -63,15 +63,6 @@ class AllocateProducerIdsResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.producer_id_start, self.producer_id_len) == (other.throttle_time_ms, other.error_code, other.producer_id_start, other.producer_id_len)
 
 
-def _mk_AllocateProducerIdsResponse():
-    o = _new(AllocateProducerIdsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.producer_id_start = 0
-    o.producer_id_len = 0
-    return o
-
-
 
 
 def _d_AllocateProducerIdsResponse_v0(buf, pos):

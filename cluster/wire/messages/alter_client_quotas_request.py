@@ -115,35 +115,6 @@ class OpData(_Struct):
         return (self.key, self.value, self.remove) == (other.key, other.value, other.remove)
 
 
-def _mk_AlterClientQuotasRequest():
-    o = _new(AlterClientQuotasRequest)
-    o.entries = []
-    o.validate_only = False
-    return o
-
-
-def _mk_EntryData():
-    o = _new(EntryData)
-    o.entity = []
-    o.ops = []
-    return o
-
-
-def _mk_EntityData():
-    o = _new(EntityData)
-    o.entity_type = ''
-    o.entity_name = ''
-    return o
-
-
-def _mk_OpData():
-    o = _new(OpData)
-    o.key = ''
-    o.value = 0.0
-    o.remove = False
-    return o
-
-
 
 
 def _d_EntityData_v0(buf, pos):

@@ -96,28 +96,6 @@ class EntityData(_Struct):
         return (self.entity_type, self.entity_name) == (other.entity_type, other.entity_name)
 
 
-def _mk_AlterClientQuotasResponse():
-    o = _new(AlterClientQuotasResponse)
-    o.throttle_time_ms = 0
-    o.entries = []
-    return o
-
-
-def _mk_EntryData():
-    o = _new(EntryData)
-    o.error_code = 0
-    o.error_message = ''
-    o.entity = []
-    return o
-
-
-def _mk_EntityData():
-    o = _new(EntityData)
-    o.entity_type = ''
-    o.entity_name = ''
-    return o
-
-
 
 
 def _d_EntityData_v0(buf, pos):

@@ -98,28 +98,6 @@ class AlterableConfig(_Struct):
         return (self.name, self.value) == (other.name, other.value)
 
 
-def _mk_AlterConfigsRequest():
-    o = _new(AlterConfigsRequest)
-    o.resources = []
-    o.validate_only = False
-    return o
-
-
-def _mk_AlterConfigsResource():
-    o = _new(AlterConfigsResource)
-    o.resource_type = 0
-    o.resource_name = ''
-    o.configs = []
-    return o
-
-
-def _mk_AlterableConfig():
-    o = _new(AlterableConfig)
-    o.name = ''
-    o.value = ''
-    return o
-
-
 
 
 def _d_AlterableConfig_v0(buf, pos):

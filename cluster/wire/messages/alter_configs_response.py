@@ -82,22 +82,6 @@ class AlterConfigsResourceResponse(_Struct):
         return (self.error_code, self.error_message, self.resource_type, self.resource_name) == (other.error_code, other.error_message, other.resource_type, other.resource_name)
 
 
-def _mk_AlterConfigsResponse():
-    o = _new(AlterConfigsResponse)
-    o.throttle_time_ms = 0
-    o.responses = []
-    return o
-
-
-def _mk_AlterConfigsResourceResponse():
-    o = _new(AlterConfigsResourceResponse)
-    o.error_code = 0
-    o.error_message = ''
-    o.resource_type = 0
-    o.resource_name = ''
-    return o
-
-
 
 
 def _d_AlterConfigsResourceResponse_v0(buf, pos):

@@ -93,27 +93,6 @@ class ReassignablePartition(_Struct):
         return (self.partition_index, self.replicas) == (other.partition_index, other.replicas)
 
 
-def _mk_AlterPartitionReassignmentsRequest():
-    o = _new(AlterPartitionReassignmentsRequest)
-    o.timeout_ms = 60000
-    o.topics = []
-    return o
-
-
-def _mk_ReassignableTopic():
-    o = _new(ReassignableTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_ReassignablePartition():
-    o = _new(ReassignablePartition)
-    o.partition_index = 0
-    o.replicas = None
-    return o
-
-
 
 
 def _d_ReassignablePartition_v0(buf, pos):

@@ -99,30 +99,6 @@ class ReassignablePartitionResponse(_Struct):
         return (self.partition_index, self.error_code, self.error_message) == (other.partition_index, other.error_code, other.error_message)
 
 
-def _mk_AlterPartitionReassignmentsResponse():
-    o = _new(AlterPartitionReassignmentsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.responses = []
-    return o
-
-
-def _mk_ReassignableTopicResponse():
-    o = _new(ReassignableTopicResponse)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_ReassignablePartitionResponse():
-    o = _new(ReassignablePartitionResponse)
-    o.partition_index = 0
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_ReassignablePartitionResponse_v0(buf, pos):

@@ -126,40 +126,6 @@ class BrokerState(_Struct):
         return (self.broker_id, self.broker_epoch) == (other.broker_id, other.broker_epoch)
 
 
-def _mk_AlterPartitionRequest():
-    o = _new(AlterPartitionRequest)
-    o.broker_id = 0
-    o.broker_epoch = -1
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.leader_epoch = 0
-    o.new_isr = []
-    o.new_isr_with_epochs = []
-    o.leader_recovery_state = 0
-    o.partition_epoch = 0
-    return o
-
-
-def _mk_BrokerState():
-    o = _new(BrokerState)
-    o.broker_id = 0
-    o.broker_epoch = -1
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

@@ -111,34 +111,6 @@ class PartitionData(_Struct):
         return (self.partition_index, self.error_code, self.leader_id, self.leader_epoch, self.isr, self.leader_recovery_state, self.partition_epoch) == (other.partition_index, other.error_code, other.leader_id, other.leader_epoch, other.isr, other.leader_recovery_state, other.partition_epoch)
 
 
-def _mk_AlterPartitionResponse():
-    o = _new(AlterPartitionResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.error_code = 0
-    o.leader_id = 0
-    o.leader_epoch = 0
-    o.isr = []
-    o.leader_recovery_state = 0
-    o.partition_epoch = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

@@ -92,26 +92,6 @@ class AlterReplicaLogDirTopic(_Struct):
         return (self.name, self.partitions) == (other.name, other.partitions)
 
 
-def _mk_AlterReplicaLogDirsRequest():
-    o = _new(AlterReplicaLogDirsRequest)
-    o.dirs = []
-    return o
-
-
-def _mk_AlterReplicaLogDir():
-    o = _new(AlterReplicaLogDir)
-    o.path = ''
-    o.topics = []
-    return o
-
-
-def _mk_AlterReplicaLogDirTopic():
-    o = _new(AlterReplicaLogDirTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_AlterReplicaLogDirTopic_v0(buf, pos):

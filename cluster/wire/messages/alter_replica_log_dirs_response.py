@@ -95,27 +95,6 @@ class AlterReplicaLogDirPartitionResult(_Struct):
         return (self.partition_index, self.error_code) == (other.partition_index, other.error_code)
 
 
-def _mk_AlterReplicaLogDirsResponse():
-    o = _new(AlterReplicaLogDirsResponse)
-    o.throttle_time_ms = 0
-    o.results = []
-    return o
-
-
-def _mk_AlterReplicaLogDirTopicResult():
-    o = _new(AlterReplicaLogDirTopicResult)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_AlterReplicaLogDirPartitionResult():
-    o = _new(AlterReplicaLogDirPartitionResult)
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_AlterReplicaLogDirPartitionResult_v0(buf, pos):

@@ -100,30 +100,6 @@ class ScramCredentialUpsertion(_Struct):
         return (self.name, self.mechanism, self.iterations, self.salt, self.salted_password) == (other.name, other.mechanism, other.iterations, other.salt, other.salted_password)
 
 
-def _mk_AlterUserScramCredentialsRequest():
-    o = _new(AlterUserScramCredentialsRequest)
-    o.deletions = []
-    o.upsertions = []
-    return o
-
-
-def _mk_ScramCredentialDeletion():
-    o = _new(ScramCredentialDeletion)
-    o.name = ''
-    o.mechanism = 0
-    return o
-
-
-def _mk_ScramCredentialUpsertion():
-    o = _new(ScramCredentialUpsertion)
-    o.name = ''
-    o.mechanism = 0
-    o.iterations = 0
-    o.salt = b''
-    o.salted_password = b''
-    return o
-
-
 
 
 def _d_ScramCredentialDeletion_v0(buf, pos):

@@ -79,21 +79,6 @@ class AlterUserScramCredentialsResult(_Struct):
         return (self.user, self.error_code, self.error_message) == (other.user, other.error_code, other.error_message)
 
 
-def _mk_AlterUserScramCredentialsResponse():
-    o = _new(AlterUserScramCredentialsResponse)
-    o.throttle_time_ms = 0
-    o.results = []
-    return o
-
-
-def _mk_AlterUserScramCredentialsResult():
-    o = _new(AlterUserScramCredentialsResult)
-    o.user = ''
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_AlterUserScramCredentialsResult_v0(buf, pos):

@@ -58,13 +58,6 @@ class ApiVersionsRequest(_Struct):
         return (self.client_software_name, self.client_software_version) == (other.client_software_name, other.client_software_version)
 
 
-def _mk_ApiVersionsRequest():
-    o = _new(ApiVersionsRequest)
-    o.client_software_name = ''
-    o.client_software_version = ''
-    return o
-
-
 
 
 def _d_ApiVersionsRequest_v0(buf, pos):

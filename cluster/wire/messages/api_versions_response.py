@@ -131,42 +131,6 @@ class FinalizedFeatureKey(_Struct):
         return (self.name, self.max_version_level, self.min_version_level) == (other.name, other.max_version_level, other.min_version_level)
 
 
-def _mk_ApiVersionsResponse():
-    o = _new(ApiVersionsResponse)
-    o.error_code = 0
-    o.api_keys = []
-    o.throttle_time_ms = 0
-    o.supported_features = []
-    o.finalized_features_epoch = -1
-    o.finalized_features = []
-    o.zk_migration_ready = False
-    return o
-
-
-def _mk_ApiVersion():
-    o = _new(ApiVersion)
-    o.api_key = 0
-    o.min_version = 0
-    o.max_version = 0
-    return o
-
-
-def _mk_SupportedFeatureKey():
-    o = _new(SupportedFeatureKey)
-    o.name = ''
-    o.min_version = 0
-    o.max_version = 0
-    return o
-
-
-def _mk_FinalizedFeatureKey():
-    o = _new(FinalizedFeatureKey)
-    o.name = ''
-    o.max_version_level = 0
-    o.min_version_level = 0
-    return o
-
-
 
 
 def _d_ApiVersion_v0(buf, pos):

@@ -112,34 +112,6 @@ class PartitionData(_Struct):
         return (self.partition_index,) == (other.partition_index,)
 
 
-def _mk_AssignReplicasToDirsRequest():
-    o = _new(AssignReplicasToDirsRequest)
-    o.broker_id = 0
-    o.broker_epoch = -1
-    o.directories = []
-    return o
-
-
-def _mk_DirectoryData():
-    o = _new(DirectoryData)
-    o.id = _UUID0
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

@@ -113,35 +113,6 @@ class PartitionData(_Struct):
         return (self.partition_index, self.error_code) == (other.partition_index, other.error_code)
 
 
-def _mk_AssignReplicasToDirsResponse():
-    o = _new(AssignReplicasToDirsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.directories = []
-    return o
-
-
-def _mk_DirectoryData():
-    o = _new(DirectoryData)
-    o.id = _UUID0
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

@@ -124,39 +124,6 @@ class LeaderEndpoint(_Struct):
         return (self.name, self.host, self.port) == (other.name, other.host, other.port)
 
 
-def _mk_BeginQuorumEpochRequest():
-    o = _new(BeginQuorumEpochRequest)
-    o.cluster_id = None
-    o.voter_id = -1
-    o.topics = []
-    o.leader_endpoints = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.voter_directory_id = _UUID0
-    o.leader_id = 0
-    o.leader_epoch = 0
-    return o
-
-
-def _mk_LeaderEndpoint():
-    o = _new(LeaderEndpoint)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

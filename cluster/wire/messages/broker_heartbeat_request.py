@@ -67,17 +67,6 @@ class BrokerHeartbeatRequest(_Struct):
         return (self.broker_id, self.broker_epoch, self.current_metadata_offset, self.want_fence, self.want_shut_down, self.offline_log_dirs) == (other.broker_id, other.broker_epoch, other.current_metadata_offset, other.want_fence, other.want_shut_down, other.offline_log_dirs)
 
 
-def _mk_BrokerHeartbeatRequest():
-    o = _new(BrokerHeartbeatRequest)
-    o.broker_id = 0
-    o.broker_epoch = -1
-    o.current_metadata_offset = 0
-    o.want_fence = False
-    o.want_shut_down = False
-    o.offline_log_dirs = []
-    return o
-
-
 
 
 def _d_BrokerHeartbeatRequest_v0(buf, pos):

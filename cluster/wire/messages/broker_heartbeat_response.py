@@ -65,16 +65,6 @@ class BrokerHeartbeatResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.is_caught_up, self.is_fenced, self.should_shut_down) == (other.throttle_time_ms, other.error_code, other.is_caught_up, other.is_fenced, other.should_shut_down)
 
 
-def _mk_BrokerHeartbeatResponse():
-    o = _new(BrokerHeartbeatResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.is_caught_up = False
-    o.is_fenced = True
-    o.should_shut_down = False
-    return o
-
-
 
 
 def _d_BrokerHeartbeatResponse_v0(buf, pos):

@@ -118,37 +118,6 @@ class Feature(_Struct):
         return (self.name, self.min_supported_version, self.max_supported_version) == (other.name, other.min_supported_version, other.max_supported_version)
 
 
-def _mk_BrokerRegistrationRequest():
-    o = _new(BrokerRegistrationRequest)
-    o.broker_id = 0
-    o.cluster_id = ''
-    o.incarnation_id = _UUID0
-    o.listeners = []
-    o.features = []
-    o.rack = ''
-    o.is_migrating_zk_broker = False
-    o.log_dirs = []
-    o.previous_broker_epoch = -1
-    return o
-
-
-def _mk_Listener():
-    o = _new(Listener)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    o.security_protocol = 0
-    return o
-
-
-def _mk_Feature():
-    o = _new(Feature)
-    o.name = ''
-    o.min_supported_version = 0
-    o.max_supported_version = 0
-    return o
-
-
 
 
 def _d_Listener_v0(buf, pos):

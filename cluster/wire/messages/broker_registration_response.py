@@ -61,14 +61,6 @@ class BrokerRegistrationResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.broker_epoch) == (other.throttle_time_ms, other.error_code, other.broker_epoch)
 
 
-def _mk_BrokerRegistrationResponse():
-    o = _new(BrokerRegistrationResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.broker_epoch = -1
-    return o
-
-
 
 
 def _d_BrokerRegistrationResponse_v0(buf, pos):

@@ -160,50 +160,6 @@ class Assignment(_Struct):
         return (self.topic_partitions,) == (other.topic_partitions,)
 
 
-def _mk_ConsumerGroupDescribeResponse():
-    o = _new(ConsumerGroupDescribeResponse)
-    o.throttle_time_ms = 0
-    o.groups = []
-    return o
-
-
-def _mk_DescribedGroup():
-    o = _new(DescribedGroup)
-    o.error_code = 0
-    o.error_message = None
-    o.group_id = ''
-    o.group_state = ''
-    o.group_epoch = 0
-    o.assignment_epoch = 0
-    o.assignor_name = ''
-    o.members = []
-    o.authorized_operations = -2147483648
-    return o
-
-
-def _mk_Member():
-    o = _new(Member)
-    o.member_id = ''
-    o.instance_id = None
-    o.rack_id = None
-    o.member_epoch = 0
-    o.client_id = ''
-    o.client_host = ''
-    o.subscribed_topic_names = []
-    o.subscribed_topic_regex = None
-    o.assignment = _mk_Assignment()
-    o.target_assignment = _mk_Assignment()
-    return o
-
-
-def _mk_TopicPartitions():
-    o = _new(TopicPartitions)
-    o.topic_id = _UUID0
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
 def _mk_Assignment():
     o = _new(Assignment)
     o.topic_partitions = []

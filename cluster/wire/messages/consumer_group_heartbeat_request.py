@@ -91,27 +91,6 @@ class TopicPartitions(_Struct):
         return (self.topic_id, self.partitions) == (other.topic_id, other.partitions)
 
 
-def _mk_ConsumerGroupHeartbeatRequest():
-    o = _new(ConsumerGroupHeartbeatRequest)
-    o.group_id = ''
-    o.member_id = ''
-    o.member_epoch = 0
-    o.instance_id = None
-    o.rack_id = None
-    o.rebalance_timeout_ms = -1
-    o.subscribed_topic_names = None
-    o.server_assignor = None
-    o.topic_partitions = None
-    return o
-
-
-def _mk_TopicPartitions():
-    o = _new(TopicPartitions)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
 
 
 def _d_TopicPartitions_v0(buf, pos):

@@ -103,31 +103,6 @@ class TopicPartitions(_Struct):
         return (self.topic_id, self.partitions) == (other.topic_id, other.partitions)
 
 
-def _mk_ConsumerGroupHeartbeatResponse():
-    o = _new(ConsumerGroupHeartbeatResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = None
-    o.member_id = None
-    o.member_epoch = 0
-    o.heartbeat_interval_ms = 0
-    o.assignment = None
-    return o
-
-
-def _mk_Assignment():
-    o = _new(Assignment)
-    o.topic_partitions = []
-    return o
-
-
-def _mk_TopicPartitions():
-    o = _new(TopicPartitions)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
 
 
 def _d_TopicPartitions_v0(buf, pos):

@@ -77,20 +77,6 @@ class TopicPartition(_Struct):
         return (self.topic, self.partitions) == (other.topic, other.partitions)
 
 
-def _mk_ConsumerProtocolAssignment():
-    o = _new(ConsumerProtocolAssignment)
-    o.assigned_partitions = []
-    o.user_data = None
-    return o
-
-
-def _mk_TopicPartition():
-    o = _new(TopicPartition)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_TopicPartition_v0(buf, pos):

@@ -83,23 +83,6 @@ class TopicPartition(_Struct):
         return (self.topic, self.partitions) == (other.topic, other.partitions)
 
 
-def _mk_ConsumerProtocolSubscription():
-    o = _new(ConsumerProtocolSubscription)
-    o.topics = []
-    o.user_data = None
-    o.owned_partitions = []
-    o.generation_id = -1
-    o.rack_id = None
-    return o
-
-
-def _mk_TopicPartition():
-    o = _new(TopicPartition)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_ConsumerProtocolSubscription_v0(buf, pos):

@@ -60,13 +60,6 @@ class ControlledShutdownRequest(_Struct):
         return (self.broker_id, self.broker_epoch) == (other.broker_id, other.broker_epoch)
 
 
-def _mk_ControlledShutdownRequest():
-    o = _new(ControlledShutdownRequest)
-    o.broker_id = 0
-    o.broker_epoch = -1
-    return o
-
-
 
 
 def _d_ControlledShutdownRequest_v0(buf, pos):

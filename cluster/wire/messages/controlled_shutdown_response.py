@@ -77,20 +77,6 @@ class RemainingPartition(_Struct):
         return (self.topic_name, self.partition_index) == (other.topic_name, other.partition_index)
 
 
-def _mk_ControlledShutdownResponse():
-    o = _new(ControlledShutdownResponse)
-    o.error_code = 0
-    o.remaining_partitions = []
-    return o
-
-
-def _mk_RemainingPartition():
-    o = _new(RemainingPartition)
-    o.topic_name = ''
-    o.partition_index = 0
-    return o
-
-
 
 
 def _d_RemainingPartition_v0(buf, pos):

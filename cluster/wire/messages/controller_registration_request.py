@@ -107,33 +107,6 @@ class Feature(_Struct):
         return (self.name, self.min_supported_version, self.max_supported_version) == (other.name, other.min_supported_version, other.max_supported_version)
 
 
-def _mk_ControllerRegistrationRequest():
-    o = _new(ControllerRegistrationRequest)
-    o.controller_id = 0
-    o.incarnation_id = _UUID0
-    o.zk_migration_ready = False
-    o.listeners = []
-    o.features = []
-    return o
-
-
-def _mk_Listener():
-    o = _new(Listener)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    o.security_protocol = 0
-    return o
-
-
-def _mk_Feature():
-    o = _new(Feature)
-    o.name = ''
-    o.min_supported_version = 0
-    o.max_supported_version = 0
-    return o
-
-
 
 
 def _d_Listener_v0(buf, pos):

@@ -87,24 +87,6 @@ class AclCreation(_Struct):
         return (self.resource_type, self.resource_name, self.resource_pattern_type, self.principal, self.host, self.operation, self.permission_type) == (other.resource_type, other.resource_name, other.resource_pattern_type, other.principal, other.host, other.operation, other.permission_type)
 
 
-def _mk_CreateAclsRequest():
-    o = _new(CreateAclsRequest)
-    o.creations = []
-    return o
-
-
-def _mk_AclCreation():
-    o = _new(AclCreation)
-    o.resource_type = 0
-    o.resource_name = ''
-    o.resource_pattern_type = 3
-    o.principal = ''
-    o.host = ''
-    o.operation = 0
-    o.permission_type = 0
-    return o
-
-
 
 
 def _d_AclCreation_v0(buf, pos):

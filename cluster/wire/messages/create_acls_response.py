@@ -77,20 +77,6 @@ class AclCreationResult(_Struct):
         return (self.error_code, self.error_message) == (other.error_code, other.error_message)
 
 
-def _mk_CreateAclsResponse():
-    o = _new(CreateAclsResponse)
-    o.throttle_time_ms = 0
-    o.results = []
-    return o
-
-
-def _mk_AclCreationResult():
-    o = _new(AclCreationResult)
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_AclCreationResult_v0(buf, pos):

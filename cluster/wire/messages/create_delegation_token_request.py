@@ -82,22 +82,6 @@ class CreatableRenewers(_Struct):
         return (self.principal_type, self.principal_name) == (other.principal_type, other.principal_name)
 
 
-def _mk_CreateDelegationTokenRequest():
-    o = _new(CreateDelegationTokenRequest)
-    o.owner_principal_type = ''
-    o.owner_principal_name = ''
-    o.renewers = []
-    o.max_lifetime_ms = 0
-    return o
-
-
-def _mk_CreatableRenewers():
-    o = _new(CreatableRenewers)
-    o.principal_type = ''
-    o.principal_name = ''
-    return o
-
-
 
 
 def _d_CreatableRenewers_v0(buf, pos):

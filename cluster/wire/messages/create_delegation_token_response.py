@@ -79,22 +79,6 @@ class CreateDelegationTokenResponse(_Struct):
         return (self.error_code, self.principal_type, self.principal_name, self.token_requester_principal_type, self.token_requester_principal_name, self.issue_timestamp_ms, self.expiry_timestamp_ms, self.max_timestamp_ms, self.token_id, self.hmac, self.throttle_time_ms) == (other.error_code, other.principal_type, other.principal_name, other.token_requester_principal_type, other.token_requester_principal_name, other.issue_timestamp_ms, other.expiry_timestamp_ms, other.max_timestamp_ms, other.token_id, other.hmac, other.throttle_time_ms)
 
 
-def _mk_CreateDelegationTokenResponse():
-    o = _new(CreateDelegationTokenResponse)
-    o.error_code = 0
-    o.principal_type = ''
-    o.principal_name = ''
-    o.token_requester_principal_type = ''
-    o.token_requester_principal_name = ''
-    o.issue_timestamp_ms = 0
-    o.expiry_timestamp_ms = 0
-    o.max_timestamp_ms = 0
-    o.token_id = ''
-    o.hmac = b''
-    o.throttle_time_ms = 0
-    return o
-
-
 
 
 def _d_CreateDelegationTokenResponse_v0(buf, pos):

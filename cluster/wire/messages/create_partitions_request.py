@@ -97,28 +97,6 @@ class CreatePartitionsAssignment(_Struct):
         return (self.broker_ids,) == (other.broker_ids,)
 
 
-def _mk_CreatePartitionsRequest():
-    o = _new(CreatePartitionsRequest)
-    o.topics = []
-    o.timeout_ms = 0
-    o.validate_only = False
-    return o
-
-
-def _mk_CreatePartitionsTopic():
-    o = _new(CreatePartitionsTopic)
-    o.name = ''
-    o.count = 0
-    o.assignments = []
-    return o
-
-
-def _mk_CreatePartitionsAssignment():
-    o = _new(CreatePartitionsAssignment)
-    o.broker_ids = []
-    return o
-
-
 
 
 def _d_CreatePartitionsAssignment_v0(buf, pos):

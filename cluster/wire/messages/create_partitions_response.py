@@ -79,21 +79,6 @@ class CreatePartitionsTopicResult(_Struct):
         return (self.name, self.error_code, self.error_message) == (other.name, other.error_code, other.error_message)
 
 
-def _mk_CreatePartitionsResponse():
-    o = _new(CreatePartitionsResponse)
-    o.throttle_time_ms = 0
-    o.results = []
-    return o
-
-
-def _mk_CreatePartitionsTopicResult():
-    o = _new(CreatePartitionsTopicResult)
-    o.name = ''
-    o.error_code = 0
-    o.error_message = None
-    return o
-
-
 
 
 def _d_CreatePartitionsTopicResult_v0(buf, pos):

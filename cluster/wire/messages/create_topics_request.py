@@ -121,38 +121,6 @@ class CreatableTopicConfig(_Struct):
         return (self.name, self.value) == (other.name, other.value)
 
 
-def _mk_CreateTopicsRequest():
-    o = _new(CreateTopicsRequest)
-    o.topics = []
-    o.timeout_ms = 60000
-    o.validate_only = False
-    return o
-
-
-def _mk_CreatableTopic():
-    o = _new(CreatableTopic)
-    o.name = ''
-    o.num_partitions = 0
-    o.replication_factor = 0
-    o.assignments = []
-    o.configs = []
-    return o
-
-
-def _mk_CreatableReplicaAssignment():
-    o = _new(CreatableReplicaAssignment)
-    o.partition_index = 0
-    o.broker_ids = []
-    return o
-
-
-def _mk_CreatableTopicConfig():
-    o = _new(CreatableTopicConfig)
-    o.name = ''
-    o.value = ''
-    return o
-
-
 
 
 def _d_CreatableReplicaAssignment_v0(buf, pos):

@@ -115,36 +115,6 @@ class CreatableTopicConfigs(_Struct):
         return (self.name, self.value, self.read_only, self.config_source, self.is_sensitive) == (other.name, other.value, other.read_only, other.config_source, other.is_sensitive)
 
 
-def _mk_CreateTopicsResponse():
-    o = _new(CreateTopicsResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_CreatableTopicResult():
-    o = _new(CreatableTopicResult)
-    o.name = ''
-    o.topic_id = _UUID0
-    o.error_code = 0
-    o.error_message = ''
-    o.topic_config_error_code = 0
-    o.num_partitions = -1
-    o.replication_factor = -1
-    o.configs = []
-    return o
-
-
-def _mk_CreatableTopicConfigs():
-    o = _new(CreatableTopicConfigs)
-    o.name = ''
-    o.value = ''
-    o.read_only = False
-    o.config_source = -1
-    o.is_sensitive = False
-    return o
-
-
 
 
 def _d_CreatableTopicResult_v0(buf, pos):

@@ -61,14 +61,6 @@ class DefaultPrincipalData(_Struct):
         return (self.type, self.name, self.token_authenticated) == (other.type, other.name, other.token_authenticated)
 
 
-def _mk_DefaultPrincipalData():
-    o = _new(DefaultPrincipalData)
-    o.type = ''
-    o.name = ''
-    o.token_authenticated = False
-    return o
-
-
 
 
 def _d_DefaultPrincipalData_v0(buf, pos):

@@ -112,35 +112,6 @@ class DeleteAclsMatchingAcl(_Struct):
         return (self.error_code, self.error_message, self.resource_type, self.resource_name, self.pattern_type, self.principal, self.host, self.operation, self.permission_type) == (other.error_code, other.error_message, other.resource_type, other.resource_name, other.pattern_type, other.principal, other.host, other.operation, other.permission_type)
 
 
-def _mk_DeleteAclsResponse():
-    o = _new(DeleteAclsResponse)
-    o.throttle_time_ms = 0
-    o.filter_results = []
-    return o
-
-
-def _mk_DeleteAclsFilterResult():
-    o = _new(DeleteAclsFilterResult)
-    o.error_code = 0
-    o.error_message = ''
-    o.matching_acls = []
-    return o
-
-
-def _mk_DeleteAclsMatchingAcl():
-    o = _new(DeleteAclsMatchingAcl)
-    o.error_code = 0
-    o.error_message = ''
-    o.resource_type = 0
-    o.resource_name = ''
-    o.pattern_type = 3
-    o.principal = ''
-    o.host = ''
-    o.operation = 0
-    o.permission_type = 0
-    return o
-
-
 
 
 def _d_DeleteAclsMatchingAcl_v0(buf, pos):

@@ -57,12 +57,6 @@ class DeleteGroupsRequest(_Struct):
         return (self.groups_names,) == (other.groups_names,)
 
 
-def _mk_DeleteGroupsRequest():
-    o = _new(DeleteGroupsRequest)
-    o.groups_names = []
-    return o
-
-
 
 
 def _d_DeleteGroupsRequest_v0(buf, pos):

@@ -77,20 +77,6 @@ class DeletableGroupResult(_Struct):
         return (self.group_id, self.error_code) == (other.group_id, other.error_code)
 
 
-def _mk_DeleteGroupsResponse():
-    o = _new(DeleteGroupsResponse)
-    o.throttle_time_ms = 0
-    o.results = []
-    return o
-
-
-def _mk_DeletableGroupResult():
-    o = _new(DeletableGroupResult)
-    o.group_id = ''
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_DeletableGroupResult_v0(buf, pos):

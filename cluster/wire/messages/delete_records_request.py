@@ -95,27 +95,6 @@ class DeleteRecordsPartition(_Struct):
         return (self.partition_index, self.offset) == (other.partition_index, other.offset)
 
 
-def _mk_DeleteRecordsRequest():
-    o = _new(DeleteRecordsRequest)
-    o.topics = []
-    o.timeout_ms = 0
-    return o
-
-
-def _mk_DeleteRecordsTopic():
-    o = _new(DeleteRecordsTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_DeleteRecordsPartition():
-    o = _new(DeleteRecordsPartition)
-    o.partition_index = 0
-    o.offset = 0
-    return o
-
-
 
 
 def _d_DeleteRecordsPartition_v0(buf, pos):

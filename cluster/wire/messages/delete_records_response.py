@@ -97,28 +97,6 @@ class DeleteRecordsPartitionResult(_Struct):
         return (self.partition_index, self.low_watermark, self.error_code) == (other.partition_index, other.low_watermark, other.error_code)
 
 
-def _mk_DeleteRecordsResponse():
-    o = _new(DeleteRecordsResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_DeleteRecordsTopicResult():
-    o = _new(DeleteRecordsTopicResult)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_DeleteRecordsPartitionResult():
-    o = _new(DeleteRecordsPartitionResult)
-    o.partition_index = 0
-    o.low_watermark = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_DeleteRecordsPartitionResult_v0(buf, pos):

@@ -92,26 +92,6 @@ class PartitionData(_Struct):
         return (self.partition,) == (other.partition,)
 
 
-def _mk_DeleteShareGroupStateRequest():
-    o = _new(DeleteShareGroupStateRequest)
-    o.group_id = ''
-    o.topics = []
-    return o
-
-
-def _mk_DeleteStateData():
-    o = _new(DeleteStateData)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

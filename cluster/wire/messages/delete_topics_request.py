@@ -79,21 +79,6 @@ class DeleteTopicState(_Struct):
         return (self.name, self.topic_id) == (other.name, other.topic_id)
 
 
-def _mk_DeleteTopicsRequest():
-    o = _new(DeleteTopicsRequest)
-    o.topics = []
-    o.topic_names = []
-    o.timeout_ms = 0
-    return o
-
-
-def _mk_DeleteTopicState():
-    o = _new(DeleteTopicState)
-    o.name = None
-    o.topic_id = _UUID0
-    return o
-
-
 
 
 def _d_DeleteTopicsRequest_v0(buf, pos):

@@ -82,22 +82,6 @@ class DeletableTopicResult(_Struct):
         return (self.name, self.topic_id, self.error_code, self.error_message) == (other.name, other.topic_id, other.error_code, other.error_message)
 
 
-def _mk_DeleteTopicsResponse():
-    o = _new(DeleteTopicsResponse)
-    o.throttle_time_ms = 0
-    o.responses = []
-    return o
-
-
-def _mk_DeletableTopicResult():
-    o = _new(DeletableTopicResult)
-    o.name = ''
-    o.topic_id = _UUID0
-    o.error_code = 0
-    o.error_message = None
-    return o
-
-
 
 
 def _d_DeletableTopicResult_v0(buf, pos):

@@ -71,18 +71,6 @@ class DescribeAclsRequest(_Struct):
         return (self.resource_type_filter, self.resource_name_filter, self.pattern_type_filter, self.principal_filter, self.host_filter, self.operation, self.permission_type) == (other.resource_type_filter, other.resource_name_filter, other.pattern_type_filter, other.principal_filter, other.host_filter, other.operation, other.permission_type)
 
 
-def _mk_DescribeAclsRequest():
-    o = _new(DescribeAclsRequest)
-    o.resource_type_filter = 0
-    o.resource_name_filter = ''
-    o.pattern_type_filter = 3
-    o.principal_filter = ''
-    o.host_filter = ''
-    o.operation = 0
-    o.permission_type = 0
-    return o
-
-
 
 
 def _d_DescribeAclsRequest_v0(buf, pos):

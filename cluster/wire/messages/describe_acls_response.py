@@ -109,33 +109,6 @@ class AclDescription(_Struct):
         return (self.principal, self.host, self.operation, self.permission_type) == (other.principal, other.host, other.operation, other.permission_type)
 
 
-def _mk_DescribeAclsResponse():
-    o = _new(DescribeAclsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.resources = []
-    return o
-
-
-def _mk_DescribeAclsResource():
-    o = _new(DescribeAclsResource)
-    o.resource_type = 0
-    o.resource_name = ''
-    o.pattern_type = 3
-    o.acls = []
-    return o
-
-
-def _mk_AclDescription():
-    o = _new(AclDescription)
-    o.principal = ''
-    o.host = ''
-    o.operation = 0
-    o.permission_type = 0
-    return o
-
-
 
 
 def _d_AclDescription_v0(buf, pos):

@@ -81,21 +81,6 @@ class ComponentData(_Struct):
         return (self.entity_type, self.match_type, self.match) == (other.entity_type, other.match_type, other.match)
 
 
-def _mk_DescribeClientQuotasRequest():
-    o = _new(DescribeClientQuotasRequest)
-    o.components = []
-    o.strict = False
-    return o
-
-
-def _mk_ComponentData():
-    o = _new(ComponentData)
-    o.entity_type = ''
-    o.match_type = 0
-    o.match = ''
-    return o
-
-
 
 
 def _d_ComponentData_v0(buf, pos):

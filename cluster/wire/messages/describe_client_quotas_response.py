@@ -117,36 +117,6 @@ class ValueData(_Struct):
         return (self.key, self.value) == (other.key, other.value)
 
 
-def _mk_DescribeClientQuotasResponse():
-    o = _new(DescribeClientQuotasResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.entries = []
-    return o
-
-
-def _mk_EntryData():
-    o = _new(EntryData)
-    o.entity = []
-    o.values = []
-    return o
-
-
-def _mk_EntityData():
-    o = _new(EntityData)
-    o.entity_type = ''
-    o.entity_name = ''
-    return o
-
-
-def _mk_ValueData():
-    o = _new(ValueData)
-    o.key = ''
-    o.value = 0.0
-    return o
-
-
 
 
 def _d_EntityData_v0(buf, pos):

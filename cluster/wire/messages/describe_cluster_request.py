@@ -60,13 +60,6 @@ class DescribeClusterRequest(_Struct):
         return (self.include_cluster_authorized_operations, self.endpoint_type) == (other.include_cluster_authorized_operations, other.endpoint_type)
 
 
-def _mk_DescribeClusterRequest():
-    o = _new(DescribeClusterRequest)
-    o.include_cluster_authorized_operations = False
-    o.endpoint_type = 1
-    return o
-
-
 
 
 def _d_DescribeClusterRequest_v0(buf, pos):

@@ -94,28 +94,6 @@ class DescribeClusterBroker(_Struct):
         return (self.broker_id, self.host, self.port, self.rack) == (other.broker_id, other.host, other.port, other.rack)
 
 
-def _mk_DescribeClusterResponse():
-    o = _new(DescribeClusterResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = None
-    o.endpoint_type = 1
-    o.cluster_id = ''
-    o.controller_id = -1
-    o.brokers = []
-    o.cluster_authorized_operations = -2147483648
-    return o
-
-
-def _mk_DescribeClusterBroker():
-    o = _new(DescribeClusterBroker)
-    o.broker_id = 0
-    o.host = ''
-    o.port = 0
-    o.rack = None
-    return o
-
-
 
 
 def _d_DescribeClusterBroker_v0(buf, pos):

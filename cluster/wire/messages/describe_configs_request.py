@@ -84,22 +84,6 @@ class DescribeConfigsResource(_Struct):
         return (self.resource_type, self.resource_name, self.configuration_keys) == (other.resource_type, other.resource_name, other.configuration_keys)
 
 
-def _mk_DescribeConfigsRequest():
-    o = _new(DescribeConfigsRequest)
-    o.resources = []
-    o.include_synonyms = False
-    o.include_documentation = False
-    return o
-
-
-def _mk_DescribeConfigsResource():
-    o = _new(DescribeConfigsResource)
-    o.resource_type = 0
-    o.resource_name = ''
-    o.configuration_keys = []
-    return o
-
-
 
 
 def _d_DescribeConfigsResource_v0(buf, pos):

@@ -136,45 +136,6 @@ class DescribeConfigsSynonym(_Struct):
         return (self.name, self.value, self.source) == (other.name, other.value, other.source)
 
 
-def _mk_DescribeConfigsResponse():
-    o = _new(DescribeConfigsResponse)
-    o.throttle_time_ms = 0
-    o.results = []
-    return o
-
-
-def _mk_DescribeConfigsResult():
-    o = _new(DescribeConfigsResult)
-    o.error_code = 0
-    o.error_message = ''
-    o.resource_type = 0
-    o.resource_name = ''
-    o.configs = []
-    return o
-
-
-def _mk_DescribeConfigsResourceResult():
-    o = _new(DescribeConfigsResourceResult)
-    o.name = ''
-    o.value = ''
-    o.read_only = False
-    o.is_default = False
-    o.config_source = -1
-    o.is_sensitive = False
-    o.synonyms = []
-    o.config_type = 0
-    o.documentation = ''
-    return o
-
-
-def _mk_DescribeConfigsSynonym():
-    o = _new(DescribeConfigsSynonym)
-    o.name = ''
-    o.value = ''
-    o.source = 0
-    return o
-
-
 
 
 def _d_DescribeConfigsResourceResult_v0(buf, pos):

@@ -75,19 +75,6 @@ class DescribeDelegationTokenOwner(_Struct):
         return (self.principal_type, self.principal_name) == (other.principal_type, other.principal_name)
 
 
-def _mk_DescribeDelegationTokenRequest():
-    o = _new(DescribeDelegationTokenRequest)
-    o.owners = []
-    return o
-
-
-def _mk_DescribeDelegationTokenOwner():
-    o = _new(DescribeDelegationTokenOwner)
-    o.principal_type = ''
-    o.principal_name = ''
-    return o
-
-
 
 
 def _d_DescribeDelegationTokenOwner_v0(buf, pos):

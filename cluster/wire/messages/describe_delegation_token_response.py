@@ -113,36 +113,6 @@ class DescribedDelegationTokenRenewer(_Struct):
         return (self.principal_type, self.principal_name) == (other.principal_type, other.principal_name)
 
 
-def _mk_DescribeDelegationTokenResponse():
-    o = _new(DescribeDelegationTokenResponse)
-    o.error_code = 0
-    o.tokens = []
-    o.throttle_time_ms = 0
-    return o
-
-
-def _mk_DescribedDelegationToken():
-    o = _new(DescribedDelegationToken)
-    o.principal_type = ''
-    o.principal_name = ''
-    o.token_requester_principal_type = ''
-    o.token_requester_principal_name = ''
-    o.issue_timestamp = 0
-    o.expiry_timestamp = 0
-    o.max_timestamp = 0
-    o.token_id = ''
-    o.hmac = b''
-    o.renewers = []
-    return o
-
-
-def _mk_DescribedDelegationTokenRenewer():
-    o = _new(DescribedDelegationTokenRenewer)
-    o.principal_type = ''
-    o.principal_name = ''
-    return o
-
-
 
 
 def _d_DescribedDelegationTokenRenewer_v0(buf, pos):

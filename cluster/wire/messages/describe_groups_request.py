@@ -60,13 +60,6 @@ class DescribeGroupsRequest(_Struct):
         return (self.groups, self.include_authorized_operations) == (other.groups, other.include_authorized_operations)
 
 
-def _mk_DescribeGroupsRequest():
-    o = _new(DescribeGroupsRequest)
-    o.groups = []
-    o.include_authorized_operations = False
-    return o
-
-
 
 
 def _d_DescribeGroupsRequest_v0(buf, pos):

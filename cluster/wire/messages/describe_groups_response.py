@@ -112,36 +112,6 @@ class DescribedGroupMember(_Struct):
         return (self.member_id, self.group_instance_id, self.client_id, self.client_host, self.member_metadata, self.member_assignment) == (other.member_id, other.group_instance_id, other.client_id, other.client_host, other.member_metadata, other.member_assignment)
 
 
-def _mk_DescribeGroupsResponse():
-    o = _new(DescribeGroupsResponse)
-    o.throttle_time_ms = 0
-    o.groups = []
-    return o
-
-
-def _mk_DescribedGroup():
-    o = _new(DescribedGroup)
-    o.error_code = 0
-    o.group_id = ''
-    o.group_state = ''
-    o.protocol_type = ''
-    o.protocol_data = ''
-    o.members = []
-    o.authorized_operations = -2147483648
-    return o
-
-
-def _mk_DescribedGroupMember():
-    o = _new(DescribedGroupMember)
-    o.member_id = ''
-    o.group_instance_id = None
-    o.client_id = ''
-    o.client_host = ''
-    o.member_metadata = b''
-    o.member_assignment = b''
-    return o
-
-
 
 
 def _d_DescribedGroupMember_v0(buf, pos):

@@ -75,19 +75,6 @@ class DescribableLogDirTopic(_Struct):
         return (self.topic, self.partitions) == (other.topic, other.partitions)
 
 
-def _mk_DescribeLogDirsRequest():
-    o = _new(DescribeLogDirsRequest)
-    o.topics = []
-    return o
-
-
-def _mk_DescribableLogDirTopic():
-    o = _new(DescribableLogDirTopic)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_DescribableLogDirTopic_v0(buf, pos):

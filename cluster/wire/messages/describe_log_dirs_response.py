@@ -126,40 +126,6 @@ class DescribeLogDirsPartition(_Struct):
         return (self.partition_index, self.partition_size, self.offset_lag, self.is_future_key) == (other.partition_index, other.partition_size, other.offset_lag, other.is_future_key)
 
 
-def _mk_DescribeLogDirsResponse():
-    o = _new(DescribeLogDirsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.results = []
-    return o
-
-
-def _mk_DescribeLogDirsResult():
-    o = _new(DescribeLogDirsResult)
-    o.error_code = 0
-    o.log_dir = ''
-    o.topics = []
-    o.total_bytes = -1
-    o.usable_bytes = -1
-    return o
-
-
-def _mk_DescribeLogDirsTopic():
-    o = _new(DescribeLogDirsTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_DescribeLogDirsPartition():
-    o = _new(DescribeLogDirsPartition)
-    o.partition_index = 0
-    o.partition_size = 0
-    o.offset_lag = 0
-    o.is_future_key = False
-    return o
-
-
 
 
 def _d_DescribeLogDirsPartition_v0(buf, pos):

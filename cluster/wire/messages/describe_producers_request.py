@@ -73,19 +73,6 @@ class TopicRequest(_Struct):
         return (self.name, self.partition_indexes) == (other.name, other.partition_indexes)
 
 
-def _mk_DescribeProducersRequest():
-    o = _new(DescribeProducersRequest)
-    o.topics = []
-    return o
-
-
-def _mk_TopicRequest():
-    o = _new(TopicRequest)
-    o.name = ''
-    o.partition_indexes = []
-    return o
-
-
 
 
 def _d_TopicRequest_v0(buf, pos):

@@ -124,40 +124,6 @@ class ProducerState(_Struct):
         return (self.producer_id, self.producer_epoch, self.last_sequence, self.last_timestamp, self.coordinator_epoch, self.current_txn_start_offset) == (other.producer_id, other.producer_epoch, other.last_sequence, other.last_timestamp, other.coordinator_epoch, other.current_txn_start_offset)
 
 
-def _mk_DescribeProducersResponse():
-    o = _new(DescribeProducersResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_TopicResponse():
-    o = _new(TopicResponse)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionResponse():
-    o = _new(PartitionResponse)
-    o.partition_index = 0
-    o.error_code = 0
-    o.error_message = None
-    o.active_producers = []
-    return o
-
-
-def _mk_ProducerState():
-    o = _new(ProducerState)
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.last_sequence = -1
-    o.last_timestamp = -1
-    o.coordinator_epoch = 0
-    o.current_txn_start_offset = -1
-    return o
-
-
 
 
 def _d_ProducerState_v0(buf, pos):

@@ -89,25 +89,6 @@ class PartitionData(_Struct):
         return (self.partition_index,) == (other.partition_index,)
 
 
-def _mk_DescribeQuorumRequest():
-    o = _new(DescribeQuorumRequest)
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

@@ -176,60 +176,6 @@ class ReplicaState(_Struct):
         return (self.replica_id, self.replica_directory_id, self.log_end_offset, self.last_fetch_timestamp, self.last_caught_up_timestamp) == (other.replica_id, other.replica_directory_id, other.log_end_offset, other.last_fetch_timestamp, other.last_caught_up_timestamp)
 
 
-def _mk_DescribeQuorumResponse():
-    o = _new(DescribeQuorumResponse)
-    o.error_code = 0
-    o.error_message = ''
-    o.topics = []
-    o.nodes = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.leader_id = 0
-    o.leader_epoch = 0
-    o.high_watermark = 0
-    o.current_voters = []
-    o.observers = []
-    return o
-
-
-def _mk_Node():
-    o = _new(Node)
-    o.node_id = 0
-    o.listeners = []
-    return o
-
-
-def _mk_Listener():
-    o = _new(Listener)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    return o
-
-
-def _mk_ReplicaState():
-    o = _new(ReplicaState)
-    o.replica_id = 0
-    o.replica_directory_id = _UUID0
-    o.log_end_offset = 0
-    o.last_fetch_timestamp = -1
-    o.last_caught_up_timestamp = -1
-    return o
-
-
 
 
 def _d_ReplicaState_v0(buf, pos):

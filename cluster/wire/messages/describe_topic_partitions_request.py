@@ -93,27 +93,6 @@ class Cursor(_Struct):
         return (self.topic_name, self.partition_index) == (other.topic_name, other.partition_index)
 
 
-def _mk_DescribeTopicPartitionsRequest():
-    o = _new(DescribeTopicPartitionsRequest)
-    o.topics = []
-    o.response_partition_limit = 2000
-    o.cursor = None
-    return o
-
-
-def _mk_TopicRequest():
-    o = _new(TopicRequest)
-    o.name = ''
-    return o
-
-
-def _mk_Cursor():
-    o = _new(Cursor)
-    o.topic_name = ''
-    o.partition_index = 0
-    return o
-
-
 
 
 def _d_TopicRequest_v0(buf, pos):

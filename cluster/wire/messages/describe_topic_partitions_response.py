@@ -137,46 +137,6 @@ class Cursor(_Struct):
         return (self.topic_name, self.partition_index) == (other.topic_name, other.partition_index)
 
 
-def _mk_DescribeTopicPartitionsResponse():
-    o = _new(DescribeTopicPartitionsResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    o.next_cursor = None
-    return o
-
-
-def _mk_DescribeTopicPartitionsResponseTopic():
-    o = _new(DescribeTopicPartitionsResponseTopic)
-    o.error_code = 0
-    o.name = ''
-    o.topic_id = _UUID0
-    o.is_internal = False
-    o.partitions = []
-    o.topic_authorized_operations = -2147483648
-    return o
-
-
-def _mk_DescribeTopicPartitionsResponsePartition():
-    o = _new(DescribeTopicPartitionsResponsePartition)
-    o.error_code = 0
-    o.partition_index = 0
-    o.leader_id = 0
-    o.leader_epoch = -1
-    o.replica_nodes = []
-    o.isr_nodes = []
-    o.eligible_leader_replicas = None
-    o.last_known_elr = None
-    o.offline_replicas = []
-    return o
-
-
-def _mk_Cursor():
-    o = _new(Cursor)
-    o.topic_name = ''
-    o.partition_index = 0
-    return o
-
-
 
 
 def _d_DescribeTopicPartitionsResponsePartition_v0(buf, pos):

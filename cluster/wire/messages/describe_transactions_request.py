@@ -56,12 +56,6 @@ class DescribeTransactionsRequest(_Struct):
         return (self.transactional_ids,) == (other.transactional_ids,)
 
 
-def _mk_DescribeTransactionsRequest():
-    o = _new(DescribeTransactionsRequest)
-    o.transactional_ids = []
-    return o
-
-
 
 
 def _d_DescribeTransactionsRequest_v0(buf, pos):

@@ -107,33 +107,6 @@ class TopicData(_Struct):
         return (self.topic, self.partitions) == (other.topic, other.partitions)
 
 
-def _mk_DescribeTransactionsResponse():
-    o = _new(DescribeTransactionsResponse)
-    o.throttle_time_ms = 0
-    o.transaction_states = []
-    return o
-
-
-def _mk_TransactionState():
-    o = _new(TransactionState)
-    o.error_code = 0
-    o.transactional_id = ''
-    o.transaction_state = ''
-    o.transaction_timeout_ms = 0
-    o.transaction_start_time_ms = 0
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_TopicData_v0(buf, pos):

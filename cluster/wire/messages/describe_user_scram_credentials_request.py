@@ -71,18 +71,6 @@ class UserName(_Struct):
         return (self.name,) == (other.name,)
 
 
-def _mk_DescribeUserScramCredentialsRequest():
-    o = _new(DescribeUserScramCredentialsRequest)
-    o.users = []
-    return o
-
-
-def _mk_UserName():
-    o = _new(UserName)
-    o.name = ''
-    return o
-
-
 
 
 def _d_UserName_v0(buf, pos):

@@ -103,31 +103,6 @@ class CredentialInfo(_Struct):
         return (self.mechanism, self.iterations) == (other.mechanism, other.iterations)
 
 
-def _mk_DescribeUserScramCredentialsResponse():
-    o = _new(DescribeUserScramCredentialsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.results = []
-    return o
-
-
-def _mk_DescribeUserScramCredentialsResult():
-    o = _new(DescribeUserScramCredentialsResult)
-    o.user = ''
-    o.error_code = 0
-    o.error_message = ''
-    o.credential_infos = []
-    return o
-
-
-def _mk_CredentialInfo():
-    o = _new(CredentialInfo)
-    o.mechanism = 0
-    o.iterations = 0
-    return o
-
-
 
 
 def _d_CredentialInfo_v0(buf, pos):

@@ -80,21 +80,6 @@ class TopicPartitions(_Struct):
         return (self.topic, self.partitions) == (other.topic, other.partitions)
 
 
-def _mk_ElectLeadersRequest():
-    o = _new(ElectLeadersRequest)
-    o.election_type = 0
-    o.topic_partitions = []
-    o.timeout_ms = 60000
-    return o
-
-
-def _mk_TopicPartitions():
-    o = _new(TopicPartitions)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
 
 
 def _d_TopicPartitions_v0(buf, pos):

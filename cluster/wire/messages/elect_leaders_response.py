@@ -99,29 +99,6 @@ class PartitionResult(_Struct):
         return (self.partition_id, self.error_code, self.error_message) == (other.partition_id, other.error_code, other.error_message)
 
 
-def _mk_ElectLeadersResponse():
-    o = _new(ElectLeadersResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.replica_election_results = []
-    return o
-
-
-def _mk_ReplicaElectionResult():
-    o = _new(ReplicaElectionResult)
-    o.topic = ''
-    o.partition_result = []
-    return o
-
-
-def _mk_PartitionResult():
-    o = _new(PartitionResult)
-    o.partition_id = 0
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_PartitionResult_v0(buf, pos):

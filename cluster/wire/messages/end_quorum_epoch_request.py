@@ -141,46 +141,6 @@ class LeaderEndpoint(_Struct):
         return (self.name, self.host, self.port) == (other.name, other.host, other.port)
 
 
-def _mk_EndQuorumEpochRequest():
-    o = _new(EndQuorumEpochRequest)
-    o.cluster_id = None
-    o.topics = []
-    o.leader_endpoints = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.leader_id = 0
-    o.leader_epoch = 0
-    o.preferred_successors = []
-    o.preferred_candidates = []
-    return o
-
-
-def _mk_ReplicaInfo():
-    o = _new(ReplicaInfo)
-    o.candidate_id = 0
-    o.candidate_directory_id = _UUID0
-    return o
-
-
-def _mk_LeaderEndpoint():
-    o = _new(LeaderEndpoint)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

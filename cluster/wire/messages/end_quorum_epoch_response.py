@@ -121,38 +121,6 @@ class NodeEndpoint(_Struct):
         return (self.node_id, self.host, self.port) == (other.node_id, other.host, other.port)
 
 
-def _mk_EndQuorumEpochResponse():
-    o = _new(EndQuorumEpochResponse)
-    o.error_code = 0
-    o.topics = []
-    o.node_endpoints = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.error_code = 0
-    o.leader_id = 0
-    o.leader_epoch = 0
-    return o
-
-
-def _mk_NodeEndpoint():
-    o = _new(NodeEndpoint)
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

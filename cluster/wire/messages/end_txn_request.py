@@ -64,15 +64,6 @@ class EndTxnRequest(_Struct):
         return (self.transactional_id, self.producer_id, self.producer_epoch, self.committed) == (other.transactional_id, other.producer_id, other.producer_epoch, other.committed)
 
 
-def _mk_EndTxnRequest():
-    o = _new(EndTxnRequest)
-    o.transactional_id = ''
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.committed = False
-    return o
-
-
 
 
 def _d_EndTxnRequest_v0(buf, pos):

@@ -59,13 +59,6 @@ class EndTxnResponse(_Struct):
         return (self.throttle_time_ms, self.error_code) == (other.throttle_time_ms, other.error_code)
 
 
-def _mk_EndTxnResponse():
-    o = _new(EndTxnResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_EndTxnResponse_v0(buf, pos):

@@ -60,14 +60,6 @@ class EnvelopeRequest(_Struct):
         return (self.request_data, self.request_principal, self.client_host_address) == (other.request_data, other.request_principal, other.client_host_address)
 
 
-def _mk_EnvelopeRequest():
-    o = _new(EnvelopeRequest)
-    o.request_data = b''
-    o.request_principal = b''
-    o.client_host_address = b''
-    return o
-
-
 
 
 def _d_EnvelopeRequest_v0(buf, pos):

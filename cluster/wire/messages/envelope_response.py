@@ -59,13 +59,6 @@ class EnvelopeResponse(_Struct):
         return (self.response_data, self.error_code) == (other.response_data, other.error_code)
 
 
-def _mk_EnvelopeResponse():
-    o = _new(EnvelopeResponse)
-    o.response_data = None
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_EnvelopeResponse_v0(buf, pos):

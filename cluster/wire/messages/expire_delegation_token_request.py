@@ -60,13 +60,6 @@ class ExpireDelegationTokenRequest(_Struct):
         return (self.hmac, self.expiry_time_period_ms) == (other.hmac, other.expiry_time_period_ms)
 
 
-def _mk_ExpireDelegationTokenRequest():
-    o = _new(ExpireDelegationTokenRequest)
-    o.hmac = b''
-    o.expiry_time_period_ms = 0
-    return o
-
-
 
 
 def _d_ExpireDelegationTokenRequest_v0(buf, pos):

@@ -61,14 +61,6 @@ class ExpireDelegationTokenResponse(_Struct):
         return (self.error_code, self.expiry_timestamp_ms, self.throttle_time_ms) == (other.error_code, other.expiry_timestamp_ms, other.throttle_time_ms)
 
 
-def _mk_ExpireDelegationTokenResponse():
-    o = _new(ExpireDelegationTokenResponse)
-    o.error_code = 0
-    o.expiry_timestamp_ms = 0
-    o.throttle_time_ms = 0
-    return o
-
-
 
 
 def _d_ExpireDelegationTokenResponse_v0(buf, pos):

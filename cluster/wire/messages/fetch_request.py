@@ -173,55 +173,10 @@ class ForgottenTopic(_Struct):
         return (self.topic, self.topic_id, self.partitions) == (other.topic, other.topic_id, other.partitions)
 
 
-def _mk_FetchRequest():
-    o = _new(FetchRequest)
-    o.cluster_id = None
-    o.replica_id = -1
-    o.replica_state = _mk_ReplicaState()
-    o.max_wait_ms = 0
-    o.min_bytes = 0
-    o.max_bytes = 2147483647
-    o.isolation_level = 0
-    o.session_id = 0
-    o.session_epoch = -1
-    o.topics = []
-    o.forgotten_topics_data = []
-    o.rack_id = ''
-    return o
-
-
 def _mk_ReplicaState():
     o = _new(ReplicaState)
     o.replica_id = -1
     o.replica_epoch = -1
-    return o
-
-
-def _mk_FetchTopic():
-    o = _new(FetchTopic)
-    o.topic = ''
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_FetchPartition():
-    o = _new(FetchPartition)
-    o.partition = 0
-    o.current_leader_epoch = -1
-    o.fetch_offset = 0
-    o.last_fetched_epoch = -1
-    o.log_start_offset = -1
-    o.partition_max_bytes = 0
-    o.replica_directory_id = _UUID0
-    return o
-
-
-def _mk_ForgottenTopic():
-    o = _new(ForgottenTopic)
-    o.topic = ''
-    o.topic_id = _UUID0
-    o.partitions = []
     return o
 
 
@@ -1404,7 +1359,7 @@ def _e_FetchRequest_v15(w, o):
             t += b
         tg.append((0, t))
     v = o.replica_state
-    if v != _DEFAULT_ReplicaState:
+    if v.replica_id != -1 or v.replica_epoch != -1:
         t = bytearray()
         _e_ReplicaState_v15(t, v)
         tg.append((1, t))
@@ -1483,7 +1438,7 @@ def _e_FetchRequest_v17(w, o):
             t += b
         tg.append((0, t))
     v = o.replica_state
-    if v != _DEFAULT_ReplicaState:
+    if v.replica_id != -1 or v.replica_epoch != -1:
         t = bytearray()
         _e_ReplicaState_v15(t, v)
         tg.append((1, t))

@@ -218,40 +218,6 @@ class NodeEndpoint(_Struct):
         return (self.node_id, self.host, self.port, self.rack) == (other.node_id, other.host, other.port, other.rack)
 
 
-def _mk_FetchResponse():
-    o = _new(FetchResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.session_id = 0
-    o.responses = []
-    o.node_endpoints = []
-    return o
-
-
-def _mk_FetchableTopicResponse():
-    o = _new(FetchableTopicResponse)
-    o.topic = ''
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.error_code = 0
-    o.high_watermark = 0
-    o.last_stable_offset = -1
-    o.log_start_offset = -1
-    o.diverging_epoch = _mk_EpochEndOffset()
-    o.current_leader = _mk_LeaderIdAndEpoch()
-    o.snapshot_id = _mk_SnapshotId()
-    o.aborted_transactions = []
-    o.preferred_read_replica = -1
-    o.records = None
-    return o
-
-
 def _mk_EpochEndOffset():
     o = _new(EpochEndOffset)
     o.epoch = -1
@@ -270,22 +236,6 @@ def _mk_SnapshotId():
     o = _new(SnapshotId)
     o.end_offset = -1
     o.epoch = -1
-    return o
-
-
-def _mk_AbortedTransaction():
-    o = _new(AbortedTransaction)
-    o.producer_id = 0
-    o.first_offset = 0
-    return o
-
-
-def _mk_NodeEndpoint():
-    o = _new(NodeEndpoint)
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    o.rack = None
     return o
 
 
@@ -1141,17 +1091,17 @@ def _e_PartitionData_v12(w, o):
     _wrecords(w, o.records, True)
     tg = []
     v = o.diverging_epoch
-    if v != _DEFAULT_EpochEndOffset:
+    if v.epoch != -1 or v.end_offset != -1:
         t = bytearray()
         _e_EpochEndOffset_v12(t, v)
         tg.append((0, t))
     v = o.current_leader
-    if v != _DEFAULT_LeaderIdAndEpoch:
+    if v.leader_id != -1 or v.leader_epoch != -1:
         t = bytearray()
         _e_LeaderIdAndEpoch_v12(t, v)
         tg.append((1, t))
     v = o.snapshot_id
-    if v != _DEFAULT_SnapshotId:
+    if v.end_offset != -1 or v.epoch != -1:
         t = bytearray()
         _e_SnapshotId_v12(t, v)
         tg.append((2, t))

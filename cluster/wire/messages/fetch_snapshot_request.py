@@ -123,32 +123,6 @@ class SnapshotId(_Struct):
         return (self.end_offset, self.epoch) == (other.end_offset, other.epoch)
 
 
-def _mk_FetchSnapshotRequest():
-    o = _new(FetchSnapshotRequest)
-    o.cluster_id = None
-    o.replica_id = -1
-    o.max_bytes = 2147483647
-    o.topics = []
-    return o
-
-
-def _mk_TopicSnapshot():
-    o = _new(TopicSnapshot)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionSnapshot():
-    o = _new(PartitionSnapshot)
-    o.partition = 0
-    o.current_leader_epoch = 0
-    o.snapshot_id = _mk_SnapshotId()
-    o.position = 0
-    o.replica_directory_id = _UUID0
-    return o
-
-
 def _mk_SnapshotId():
     o = _new(SnapshotId)
     o.end_offset = 0

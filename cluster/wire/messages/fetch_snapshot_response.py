@@ -165,34 +165,6 @@ class NodeEndpoint(_Struct):
         return (self.node_id, self.host, self.port) == (other.node_id, other.host, other.port)
 
 
-def _mk_FetchSnapshotResponse():
-    o = _new(FetchSnapshotResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.topics = []
-    o.node_endpoints = []
-    return o
-
-
-def _mk_TopicSnapshot():
-    o = _new(TopicSnapshot)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionSnapshot():
-    o = _new(PartitionSnapshot)
-    o.index = 0
-    o.error_code = 0
-    o.snapshot_id = _mk_SnapshotId()
-    o.current_leader = _mk_LeaderIdAndEpoch()
-    o.size = 0
-    o.position = 0
-    o.unaligned_records = b''
-    return o
-
-
 def _mk_SnapshotId():
     o = _new(SnapshotId)
     o.end_offset = 0
@@ -204,14 +176,6 @@ def _mk_LeaderIdAndEpoch():
     o = _new(LeaderIdAndEpoch)
     o.leader_id = 0
     o.leader_epoch = 0
-    return o
-
-
-def _mk_NodeEndpoint():
-    o = _new(NodeEndpoint)
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
     return o
 
 
@@ -452,7 +416,7 @@ def _e_PartitionSnapshot_v0(w, o):
     _wrecords(w, o.unaligned_records, True)
     tg = []
     v = o.current_leader
-    if v != _DEFAULT_LeaderIdAndEpoch:
+    if v.leader_id != 0 or v.leader_epoch != 0:
         t = bytearray()
         _e_LeaderIdAndEpoch_v0(t, v)
         tg.append((0, t))

@@ -62,14 +62,6 @@ class FindCoordinatorRequest(_Struct):
         return (self.key, self.key_type, self.coordinator_keys) == (other.key, other.key_type, other.coordinator_keys)
 
 
-def _mk_FindCoordinatorRequest():
-    o = _new(FindCoordinatorRequest)
-    o.key = ''
-    o.key_type = 0
-    o.coordinator_keys = []
-    return o
-
-
 
 
 def _d_FindCoordinatorRequest_v0(buf, pos):

@@ -97,29 +97,6 @@ class Coordinator(_Struct):
         return (self.key, self.node_id, self.host, self.port, self.error_code, self.error_message) == (other.key, other.node_id, other.host, other.port, other.error_code, other.error_message)
 
 
-def _mk_FindCoordinatorResponse():
-    o = _new(FindCoordinatorResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    o.coordinators = []
-    return o
-
-
-def _mk_Coordinator():
-    o = _new(Coordinator)
-    o.key = ''
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_FindCoordinatorResponse_v0(buf, pos):

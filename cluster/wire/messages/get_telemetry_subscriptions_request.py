@@ -57,12 +57,6 @@ class GetTelemetrySubscriptionsRequest(_Struct):
         return (self.client_instance_id,) == (other.client_instance_id,)
 
 
-def _mk_GetTelemetrySubscriptionsRequest():
-    o = _new(GetTelemetrySubscriptionsRequest)
-    o.client_instance_id = _UUID0
-    return o
-
-
 
 
 def _d_GetTelemetrySubscriptionsRequest_v0(buf, pos):

@@ -74,20 +74,6 @@ class GetTelemetrySubscriptionsResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.client_instance_id, self.subscription_id, self.accepted_compression_types, self.push_interval_ms, self.telemetry_max_bytes, self.delta_temporality, self.requested_metrics) == (other.throttle_time_ms, other.error_code, other.client_instance_id, other.subscription_id, other.accepted_compression_types, other.push_interval_ms, other.telemetry_max_bytes, other.delta_temporality, other.requested_metrics)
 
 
-def _mk_GetTelemetrySubscriptionsResponse():
-    o = _new(GetTelemetrySubscriptionsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.client_instance_id = _UUID0
-    o.subscription_id = 0
-    o.accepted_compression_types = []
-    o.push_interval_ms = 0
-    o.telemetry_max_bytes = 0
-    o.delta_temporality = False
-    o.requested_metrics = []
-    return o
-
-
 
 
 def _d_GetTelemetrySubscriptionsResponse_v0(buf, pos):

@@ -64,15 +64,6 @@ class HeartbeatRequest(_Struct):
         return (self.group_id, self.generation_id, self.member_id, self.group_instance_id) == (other.group_id, other.generation_id, other.member_id, other.group_instance_id)
 
 
-def _mk_HeartbeatRequest():
-    o = _new(HeartbeatRequest)
-    o.group_id = ''
-    o.generation_id = 0
-    o.member_id = ''
-    o.group_instance_id = None
-    return o
-
-
 
 
 def _d_HeartbeatRequest_v0(buf, pos):

@@ -60,13 +60,6 @@ class HeartbeatResponse(_Struct):
         return (self.throttle_time_ms, self.error_code) == (other.throttle_time_ms, other.error_code)
 
 
-def _mk_HeartbeatResponse():
-    o = _new(HeartbeatResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_HeartbeatResponse_v0(buf, pos):

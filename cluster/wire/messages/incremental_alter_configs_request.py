@@ -100,29 +100,6 @@ class AlterableConfig(_Struct):
         return (self.name, self.config_operation, self.value) == (other.name, other.config_operation, other.value)
 
 
-def _mk_IncrementalAlterConfigsRequest():
-    o = _new(IncrementalAlterConfigsRequest)
-    o.resources = []
-    o.validate_only = False
-    return o
-
-
-def _mk_AlterConfigsResource():
-    o = _new(AlterConfigsResource)
-    o.resource_type = 0
-    o.resource_name = ''
-    o.configs = []
-    return o
-
-
-def _mk_AlterableConfig():
-    o = _new(AlterableConfig)
-    o.name = ''
-    o.config_operation = 0
-    o.value = ''
-    return o
-
-
 
 
 def _d_AlterableConfig_v0(buf, pos):

@@ -65,15 +65,6 @@ class InitProducerIdRequest(_Struct):
         return (self.transactional_id, self.transaction_timeout_ms, self.producer_id, self.producer_epoch) == (other.transactional_id, other.transaction_timeout_ms, other.producer_id, other.producer_epoch)
 
 
-def _mk_InitProducerIdRequest():
-    o = _new(InitProducerIdRequest)
-    o.transactional_id = ''
-    o.transaction_timeout_ms = 0
-    o.producer_id = -1
-    o.producer_epoch = -1
-    return o
-
-
 
 
 def _d_InitProducerIdRequest_v0(buf, pos):

@@ -63,15 +63,6 @@ class InitProducerIdResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.producer_id, self.producer_epoch) == (other.throttle_time_ms, other.error_code, other.producer_id, other.producer_epoch)
 
 
-def _mk_InitProducerIdResponse():
-    o = _new(InitProducerIdResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.producer_id = -1
-    o.producer_epoch = 0
-    return o
-
-
 
 
 def _d_InitProducerIdResponse_v0(buf, pos):

@@ -96,28 +96,6 @@ class PartitionData(_Struct):
         return (self.partition, self.state_epoch, self.start_offset) == (other.partition, other.state_epoch, other.start_offset)
 
 
-def _mk_InitializeShareGroupStateRequest():
-    o = _new(InitializeShareGroupStateRequest)
-    o.group_id = ''
-    o.topics = []
-    return o
-
-
-def _mk_InitializeStateData():
-    o = _new(InitializeStateData)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition = 0
-    o.state_epoch = 0
-    o.start_offset = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

@@ -94,27 +94,6 @@ class PartitionResult(_Struct):
         return (self.partition, self.error_code, self.error_message) == (other.partition, other.error_code, other.error_message)
 
 
-def _mk_InitializeShareGroupStateResponse():
-    o = _new(InitializeShareGroupStateResponse)
-    o.results = []
-    return o
-
-
-def _mk_InitializeStateResult():
-    o = _new(InitializeStateResult)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionResult():
-    o = _new(PartitionResult)
-    o.partition = 0
-    o.error_code = 0
-    o.error_message = None
-    return o
-
-
 
 
 def _d_PartitionResult_v0(buf, pos):

@@ -90,26 +90,6 @@ class JoinGroupRequestProtocol(_Struct):
         return (self.name, self.metadata) == (other.name, other.metadata)
 
 
-def _mk_JoinGroupRequest():
-    o = _new(JoinGroupRequest)
-    o.group_id = ''
-    o.session_timeout_ms = 0
-    o.rebalance_timeout_ms = -1
-    o.member_id = ''
-    o.group_instance_id = None
-    o.protocol_type = ''
-    o.protocols = []
-    o.reason = None
-    return o
-
-
-def _mk_JoinGroupRequestProtocol():
-    o = _new(JoinGroupRequestProtocol)
-    o.name = ''
-    o.metadata = b''
-    return o
-
-
 
 
 def _d_JoinGroupRequestProtocol_v0(buf, pos):

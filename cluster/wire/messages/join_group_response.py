@@ -96,28 +96,6 @@ class JoinGroupResponseMember(_Struct):
         return (self.member_id, self.group_instance_id, self.metadata) == (other.member_id, other.group_instance_id, other.metadata)
 
 
-def _mk_JoinGroupResponse():
-    o = _new(JoinGroupResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.generation_id = -1
-    o.protocol_type = None
-    o.protocol_name = ''
-    o.leader = ''
-    o.skip_assignment = False
-    o.member_id = ''
-    o.members = []
-    return o
-
-
-def _mk_JoinGroupResponseMember():
-    o = _new(JoinGroupResponseMember)
-    o.member_id = ''
-    o.group_instance_id = None
-    o.metadata = b''
-    return o
-
-
 
 
 def _d_JoinGroupResponseMember_v0(buf, pos):

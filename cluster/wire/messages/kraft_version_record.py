@@ -59,13 +59,6 @@ class KRaftVersionRecord(_Struct):
         return (self.version, self.kraft_version) == (other.version, other.kraft_version)
 
 
-def _mk_KRaftVersionRecord():
-    o = _new(KRaftVersionRecord)
-    o.version = 0
-    o.kraft_version = 0
-    return o
-
-
 
 
 def _d_KRaftVersionRecord_v0(buf, pos):

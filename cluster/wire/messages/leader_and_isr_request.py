@@ -155,52 +155,6 @@ class LeaderAndIsrPartitionState(_Struct):
         return (self.topic_name, self.partition_index, self.controller_epoch, self.leader, self.leader_epoch, self.isr, self.partition_epoch, self.replicas, self.adding_replicas, self.removing_replicas, self.is_new, self.leader_recovery_state) == (other.topic_name, other.partition_index, other.controller_epoch, other.leader, other.leader_epoch, other.isr, other.partition_epoch, other.replicas, other.adding_replicas, other.removing_replicas, other.is_new, other.leader_recovery_state)
 
 
-def _mk_LeaderAndIsrRequest():
-    o = _new(LeaderAndIsrRequest)
-    o.controller_id = 0
-    o.is_kraft_controller = False
-    o.controller_epoch = 0
-    o.broker_epoch = -1
-    o.type = 0
-    o.ungrouped_partition_states = []
-    o.topic_states = []
-    o.live_leaders = []
-    return o
-
-
-def _mk_LeaderAndIsrTopicState():
-    o = _new(LeaderAndIsrTopicState)
-    o.topic_name = ''
-    o.topic_id = _UUID0
-    o.partition_states = []
-    return o
-
-
-def _mk_LeaderAndIsrLiveLeader():
-    o = _new(LeaderAndIsrLiveLeader)
-    o.broker_id = 0
-    o.host_name = ''
-    o.port = 0
-    return o
-
-
-def _mk_LeaderAndIsrPartitionState():
-    o = _new(LeaderAndIsrPartitionState)
-    o.topic_name = ''
-    o.partition_index = 0
-    o.controller_epoch = 0
-    o.leader = 0
-    o.leader_epoch = 0
-    o.isr = []
-    o.partition_epoch = 0
-    o.replicas = []
-    o.adding_replicas = []
-    o.removing_replicas = []
-    o.is_new = False
-    o.leader_recovery_state = 0
-    return o
-
-
 
 
 def _d_LeaderAndIsrPartitionState_v0(buf, pos):

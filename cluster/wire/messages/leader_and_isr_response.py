@@ -100,29 +100,6 @@ class LeaderAndIsrPartitionError(_Struct):
         return (self.topic_name, self.partition_index, self.error_code) == (other.topic_name, other.partition_index, other.error_code)
 
 
-def _mk_LeaderAndIsrResponse():
-    o = _new(LeaderAndIsrResponse)
-    o.error_code = 0
-    o.partition_errors = []
-    o.topics = []
-    return o
-
-
-def _mk_LeaderAndIsrTopicError():
-    o = _new(LeaderAndIsrTopicError)
-    o.topic_id = _UUID0
-    o.partition_errors = []
-    return o
-
-
-def _mk_LeaderAndIsrPartitionError():
-    o = _new(LeaderAndIsrPartitionError)
-    o.topic_name = ''
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_LeaderAndIsrPartitionError_v0(buf, pos):

@@ -82,22 +82,6 @@ class Voter(_Struct):
         return (self.voter_id, self.voter_directory_id) == (other.voter_id, other.voter_directory_id)
 
 
-def _mk_LeaderChangeMessage():
-    o = _new(LeaderChangeMessage)
-    o.version = 0
-    o.leader_id = 0
-    o.voters = []
-    o.granting_voters = []
-    return o
-
-
-def _mk_Voter():
-    o = _new(Voter)
-    o.voter_id = 0
-    o.voter_directory_id = _UUID0
-    return o
-
-
 
 
 def _d_Voter_v0(buf, pos):

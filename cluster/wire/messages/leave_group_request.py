@@ -81,22 +81,6 @@ class MemberIdentity(_Struct):
         return (self.member_id, self.group_instance_id, self.reason) == (other.member_id, other.group_instance_id, other.reason)
 
 
-def _mk_LeaveGroupRequest():
-    o = _new(LeaveGroupRequest)
-    o.group_id = ''
-    o.member_id = ''
-    o.members = []
-    return o
-
-
-def _mk_MemberIdentity():
-    o = _new(MemberIdentity)
-    o.member_id = ''
-    o.group_instance_id = None
-    o.reason = None
-    return o
-
-
 
 
 def _d_LeaveGroupRequest_v0(buf, pos):

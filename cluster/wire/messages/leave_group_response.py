@@ -82,22 +82,6 @@ class MemberResponse(_Struct):
         return (self.member_id, self.group_instance_id, self.error_code) == (other.member_id, other.group_instance_id, other.error_code)
 
 
-def _mk_LeaveGroupResponse():
-    o = _new(LeaveGroupResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.members = []
-    return o
-
-
-def _mk_MemberResponse():
-    o = _new(MemberResponse)
-    o.member_id = ''
-    o.group_instance_id = ''
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_LeaveGroupResponse_v0(buf, pos):

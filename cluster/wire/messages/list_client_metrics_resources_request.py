@@ -47,11 +47,6 @@ class ListClientMetricsResourcesRequest(_Struct):
     __slots__ = ()
 
 
-def _mk_ListClientMetricsResourcesRequest():
-    o = _new(ListClientMetricsResourcesRequest)
-    return o
-
-
 
 
 def _d_ListClientMetricsResourcesRequest_v0(buf, pos):

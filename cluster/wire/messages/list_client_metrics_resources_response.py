@@ -76,20 +76,6 @@ class ClientMetricsResource(_Struct):
         return (self.name,) == (other.name,)
 
 
-def _mk_ListClientMetricsResourcesResponse():
-    o = _new(ListClientMetricsResourcesResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.client_metrics_resources = []
-    return o
-
-
-def _mk_ClientMetricsResource():
-    o = _new(ClientMetricsResource)
-    o.name = ''
-    return o
-
-
 
 
 def _d_ClientMetricsResource_v0(buf, pos):

@@ -58,13 +58,6 @@ class ListGroupsRequest(_Struct):
         return (self.states_filter, self.types_filter) == (other.states_filter, other.types_filter)
 
 
-def _mk_ListGroupsRequest():
-    o = _new(ListGroupsRequest)
-    o.states_filter = []
-    o.types_filter = []
-    return o
-
-
 
 
 def _d_ListGroupsRequest_v0(buf, pos):

@@ -84,23 +84,6 @@ class ListedGroup(_Struct):
         return (self.group_id, self.protocol_type, self.group_state, self.group_type) == (other.group_id, other.protocol_type, other.group_state, other.group_type)
 
 
-def _mk_ListGroupsResponse():
-    o = _new(ListGroupsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.groups = []
-    return o
-
-
-def _mk_ListedGroup():
-    o = _new(ListedGroup)
-    o.group_id = ''
-    o.protocol_type = ''
-    o.group_state = ''
-    o.group_type = ''
-    return o
-
-
 
 
 def _d_ListedGroup_v0(buf, pos):

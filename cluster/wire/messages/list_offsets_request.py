@@ -104,30 +104,6 @@ class ListOffsetsPartition(_Struct):
         return (self.partition_index, self.current_leader_epoch, self.timestamp, self.max_num_offsets) == (other.partition_index, other.current_leader_epoch, other.timestamp, other.max_num_offsets)
 
 
-def _mk_ListOffsetsRequest():
-    o = _new(ListOffsetsRequest)
-    o.replica_id = 0
-    o.isolation_level = 0
-    o.topics = []
-    return o
-
-
-def _mk_ListOffsetsTopic():
-    o = _new(ListOffsetsTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_ListOffsetsPartition():
-    o = _new(ListOffsetsPartition)
-    o.partition_index = 0
-    o.current_leader_epoch = -1
-    o.timestamp = 0
-    o.max_num_offsets = 1
-    return o
-
-
 
 
 def _d_ListOffsetsPartition_v0(buf, pos):

@@ -105,31 +105,6 @@ class ListOffsetsPartitionResponse(_Struct):
         return (self.partition_index, self.error_code, self.old_style_offsets, self.timestamp, self.offset, self.leader_epoch) == (other.partition_index, other.error_code, other.old_style_offsets, other.timestamp, other.offset, other.leader_epoch)
 
 
-def _mk_ListOffsetsResponse():
-    o = _new(ListOffsetsResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_ListOffsetsTopicResponse():
-    o = _new(ListOffsetsTopicResponse)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_ListOffsetsPartitionResponse():
-    o = _new(ListOffsetsPartitionResponse)
-    o.partition_index = 0
-    o.error_code = 0
-    o.old_style_offsets = []
-    o.timestamp = -1
-    o.offset = -1
-    o.leader_epoch = -1
-    return o
-
-
 
 
 def _d_ListOffsetsPartitionResponse_v0(buf, pos):

@@ -76,20 +76,6 @@ class ListPartitionReassignmentsTopics(_Struct):
         return (self.name, self.partition_indexes) == (other.name, other.partition_indexes)
 
 
-def _mk_ListPartitionReassignmentsRequest():
-    o = _new(ListPartitionReassignmentsRequest)
-    o.timeout_ms = 60000
-    o.topics = None
-    return o
-
-
-def _mk_ListPartitionReassignmentsTopics():
-    o = _new(ListPartitionReassignmentsTopics)
-    o.name = ''
-    o.partition_indexes = []
-    return o
-
-
 
 
 def _d_ListPartitionReassignmentsTopics_v0(buf, pos):

@@ -102,31 +102,6 @@ class OngoingPartitionReassignment(_Struct):
         return (self.partition_index, self.replicas, self.adding_replicas, self.removing_replicas) == (other.partition_index, other.replicas, other.adding_replicas, other.removing_replicas)
 
 
-def _mk_ListPartitionReassignmentsResponse():
-    o = _new(ListPartitionReassignmentsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.topics = []
-    return o
-
-
-def _mk_OngoingTopicReassignment():
-    o = _new(OngoingTopicReassignment)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OngoingPartitionReassignment():
-    o = _new(OngoingPartitionReassignment)
-    o.partition_index = 0
-    o.replicas = []
-    o.adding_replicas = []
-    o.removing_replicas = []
-    return o
-
-
 
 
 def _d_OngoingPartitionReassignment_v0(buf, pos):

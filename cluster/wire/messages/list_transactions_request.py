@@ -61,14 +61,6 @@ class ListTransactionsRequest(_Struct):
         return (self.state_filters, self.producer_id_filters, self.duration_filter) == (other.state_filters, other.producer_id_filters, other.duration_filter)
 
 
-def _mk_ListTransactionsRequest():
-    o = _new(ListTransactionsRequest)
-    o.state_filters = []
-    o.producer_id_filters = []
-    o.duration_filter = -1
-    return o
-
-
 
 
 def _d_ListTransactionsRequest_v0(buf, pos):

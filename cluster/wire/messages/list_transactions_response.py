@@ -83,23 +83,6 @@ class TransactionState(_Struct):
         return (self.transactional_id, self.producer_id, self.transaction_state) == (other.transactional_id, other.producer_id, other.transaction_state)
 
 
-def _mk_ListTransactionsResponse():
-    o = _new(ListTransactionsResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.unknown_state_filters = []
-    o.transaction_states = []
-    return o
-
-
-def _mk_TransactionState():
-    o = _new(TransactionState)
-    o.transactional_id = ''
-    o.producer_id = 0
-    o.transaction_state = ''
-    return o
-
-
 
 
 def _d_TransactionState_v0(buf, pos):

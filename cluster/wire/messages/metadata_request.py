@@ -85,22 +85,6 @@ class MetadataRequestTopic(_Struct):
         return (self.topic_id, self.name) == (other.topic_id, other.name)
 
 
-def _mk_MetadataRequest():
-    o = _new(MetadataRequest)
-    o.topics = []
-    o.allow_auto_topic_creation = True
-    o.include_cluster_authorized_operations = False
-    o.include_topic_authorized_operations = False
-    return o
-
-
-def _mk_MetadataRequestTopic():
-    o = _new(MetadataRequestTopic)
-    o.topic_id = _UUID0
-    o.name = ''
-    return o
-
-
 
 
 def _d_MetadataRequestTopic_v0(buf, pos):

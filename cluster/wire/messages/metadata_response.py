@@ -145,49 +145,6 @@ class MetadataResponsePartition(_Struct):
         return (self.error_code, self.partition_index, self.leader_id, self.leader_epoch, self.replica_nodes, self.isr_nodes, self.offline_replicas) == (other.error_code, other.partition_index, other.leader_id, other.leader_epoch, other.replica_nodes, other.isr_nodes, other.offline_replicas)
 
 
-def _mk_MetadataResponse():
-    o = _new(MetadataResponse)
-    o.throttle_time_ms = 0
-    o.brokers = []
-    o.cluster_id = None
-    o.controller_id = -1
-    o.topics = []
-    o.cluster_authorized_operations = -2147483648
-    return o
-
-
-def _mk_MetadataResponseBroker():
-    o = _new(MetadataResponseBroker)
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    o.rack = None
-    return o
-
-
-def _mk_MetadataResponseTopic():
-    o = _new(MetadataResponseTopic)
-    o.error_code = 0
-    o.name = ''
-    o.topic_id = _UUID0
-    o.is_internal = False
-    o.partitions = []
-    o.topic_authorized_operations = -2147483648
-    return o
-
-
-def _mk_MetadataResponsePartition():
-    o = _new(MetadataResponsePartition)
-    o.error_code = 0
-    o.partition_index = 0
-    o.leader_id = 0
-    o.leader_epoch = -1
-    o.replica_nodes = []
-    o.isr_nodes = []
-    o.offline_replicas = []
-    return o
-
-
 
 
 def _d_MetadataResponseBroker_v0(buf, pos):

@@ -112,34 +112,6 @@ class OffsetCommitRequestPartition(_Struct):
         return (self.partition_index, self.committed_offset, self.committed_leader_epoch, self.commit_timestamp, self.committed_metadata) == (other.partition_index, other.committed_offset, other.committed_leader_epoch, other.commit_timestamp, other.committed_metadata)
 
 
-def _mk_OffsetCommitRequest():
-    o = _new(OffsetCommitRequest)
-    o.group_id = ''
-    o.generation_id_or_member_epoch = -1
-    o.member_id = ''
-    o.group_instance_id = None
-    o.retention_time_ms = -1
-    o.topics = []
-    return o
-
-
-def _mk_OffsetCommitRequestTopic():
-    o = _new(OffsetCommitRequestTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetCommitRequestPartition():
-    o = _new(OffsetCommitRequestPartition)
-    o.partition_index = 0
-    o.committed_offset = 0
-    o.committed_leader_epoch = -1
-    o.commit_timestamp = -1
-    o.committed_metadata = ''
-    return o
-
-
 
 
 def _d_OffsetCommitRequestPartition_v0(buf, pos):

@@ -95,27 +95,6 @@ class OffsetCommitResponsePartition(_Struct):
         return (self.partition_index, self.error_code) == (other.partition_index, other.error_code)
 
 
-def _mk_OffsetCommitResponse():
-    o = _new(OffsetCommitResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_OffsetCommitResponseTopic():
-    o = _new(OffsetCommitResponseTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetCommitResponsePartition():
-    o = _new(OffsetCommitResponsePartition)
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_OffsetCommitResponsePartition_v0(buf, pos):

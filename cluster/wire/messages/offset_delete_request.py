@@ -92,26 +92,6 @@ class OffsetDeleteRequestPartition(_Struct):
         return (self.partition_index,) == (other.partition_index,)
 
 
-def _mk_OffsetDeleteRequest():
-    o = _new(OffsetDeleteRequest)
-    o.group_id = ''
-    o.topics = []
-    return o
-
-
-def _mk_OffsetDeleteRequestTopic():
-    o = _new(OffsetDeleteRequestTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetDeleteRequestPartition():
-    o = _new(OffsetDeleteRequestPartition)
-    o.partition_index = 0
-    return o
-
-
 
 
 def _d_OffsetDeleteRequestPartition_v0(buf, pos):

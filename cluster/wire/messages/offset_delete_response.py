@@ -98,28 +98,6 @@ class OffsetDeleteResponsePartition(_Struct):
         return (self.partition_index, self.error_code) == (other.partition_index, other.error_code)
 
 
-def _mk_OffsetDeleteResponse():
-    o = _new(OffsetDeleteResponse)
-    o.error_code = 0
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_OffsetDeleteResponseTopic():
-    o = _new(OffsetDeleteResponseTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetDeleteResponsePartition():
-    o = _new(OffsetDeleteResponsePartition)
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_OffsetDeleteResponsePartition_v0(buf, pos):

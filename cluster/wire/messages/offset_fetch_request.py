@@ -120,38 +120,6 @@ class OffsetFetchRequestTopics(_Struct):
         return (self.name, self.partition_indexes) == (other.name, other.partition_indexes)
 
 
-def _mk_OffsetFetchRequest():
-    o = _new(OffsetFetchRequest)
-    o.group_id = ''
-    o.topics = []
-    o.groups = []
-    o.require_stable = False
-    return o
-
-
-def _mk_OffsetFetchRequestTopic():
-    o = _new(OffsetFetchRequestTopic)
-    o.name = ''
-    o.partition_indexes = []
-    return o
-
-
-def _mk_OffsetFetchRequestGroup():
-    o = _new(OffsetFetchRequestGroup)
-    o.group_id = ''
-    o.member_id = None
-    o.member_epoch = -1
-    o.topics = []
-    return o
-
-
-def _mk_OffsetFetchRequestTopics():
-    o = _new(OffsetFetchRequestTopics)
-    o.name = ''
-    o.partition_indexes = []
-    return o
-
-
 
 
 def _d_OffsetFetchRequestTopic_v0(buf, pos):

@@ -165,57 +165,6 @@ class OffsetFetchResponsePartitions(_Struct):
         return (self.partition_index, self.committed_offset, self.committed_leader_epoch, self.metadata, self.error_code) == (other.partition_index, other.committed_offset, other.committed_leader_epoch, other.metadata, other.error_code)
 
 
-def _mk_OffsetFetchResponse():
-    o = _new(OffsetFetchResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    o.error_code = 0
-    o.groups = []
-    return o
-
-
-def _mk_OffsetFetchResponseTopic():
-    o = _new(OffsetFetchResponseTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetFetchResponsePartition():
-    o = _new(OffsetFetchResponsePartition)
-    o.partition_index = 0
-    o.committed_offset = 0
-    o.committed_leader_epoch = -1
-    o.metadata = ''
-    o.error_code = 0
-    return o
-
-
-def _mk_OffsetFetchResponseGroup():
-    o = _new(OffsetFetchResponseGroup)
-    o.group_id = ''
-    o.topics = []
-    o.error_code = 0
-    return o
-
-
-def _mk_OffsetFetchResponseTopics():
-    o = _new(OffsetFetchResponseTopics)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetFetchResponsePartitions():
-    o = _new(OffsetFetchResponsePartitions)
-    o.partition_index = 0
-    o.committed_offset = 0
-    o.committed_leader_epoch = -1
-    o.metadata = ''
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_OffsetFetchResponsePartition_v0(buf, pos):

@@ -98,28 +98,6 @@ class OffsetForLeaderPartition(_Struct):
         return (self.partition, self.current_leader_epoch, self.leader_epoch) == (other.partition, other.current_leader_epoch, other.leader_epoch)
 
 
-def _mk_OffsetForLeaderEpochRequest():
-    o = _new(OffsetForLeaderEpochRequest)
-    o.replica_id = -2
-    o.topics = []
-    return o
-
-
-def _mk_OffsetForLeaderTopic():
-    o = _new(OffsetForLeaderTopic)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
-def _mk_OffsetForLeaderPartition():
-    o = _new(OffsetForLeaderPartition)
-    o.partition = 0
-    o.current_leader_epoch = -1
-    o.leader_epoch = 0
-    return o
-
-
 
 
 def _d_OffsetForLeaderPartition_v0(buf, pos):

@@ -100,29 +100,6 @@ class EpochEndOffset(_Struct):
         return (self.error_code, self.partition, self.leader_epoch, self.end_offset) == (other.error_code, other.partition, other.leader_epoch, other.end_offset)
 
 
-def _mk_OffsetForLeaderEpochResponse():
-    o = _new(OffsetForLeaderEpochResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_OffsetForLeaderTopicResult():
-    o = _new(OffsetForLeaderTopicResult)
-    o.topic = ''
-    o.partitions = []
-    return o
-
-
-def _mk_EpochEndOffset():
-    o = _new(EpochEndOffset)
-    o.error_code = 0
-    o.partition = 0
-    o.leader_epoch = -1
-    o.end_offset = -1
-    return o
-
-
 
 
 def _d_EpochEndOffset_v0(buf, pos):

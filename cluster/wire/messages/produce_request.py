@@ -99,29 +99,6 @@ class PartitionProduceData(_Struct):
         return (self.index, self.records) == (other.index, other.records)
 
 
-def _mk_ProduceRequest():
-    o = _new(ProduceRequest)
-    o.transactional_id = None
-    o.acks = 0
-    o.timeout_ms = 0
-    o.topic_data = []
-    return o
-
-
-def _mk_TopicProduceData():
-    o = _new(TopicProduceData)
-    o.name = ''
-    o.partition_data = []
-    return o
-
-
-def _mk_PartitionProduceData():
-    o = _new(PartitionProduceData)
-    o.index = 0
-    o.records = None
-    return o
-
-
 
 
 def _d_PartitionProduceData_v0(buf, pos):

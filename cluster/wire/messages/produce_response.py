@@ -167,54 +167,10 @@ class NodeEndpoint(_Struct):
         return (self.node_id, self.host, self.port, self.rack) == (other.node_id, other.host, other.port, other.rack)
 
 
-def _mk_ProduceResponse():
-    o = _new(ProduceResponse)
-    o.responses = []
-    o.throttle_time_ms = 0
-    o.node_endpoints = []
-    return o
-
-
-def _mk_TopicProduceResponse():
-    o = _new(TopicProduceResponse)
-    o.name = ''
-    o.partition_responses = []
-    return o
-
-
-def _mk_PartitionProduceResponse():
-    o = _new(PartitionProduceResponse)
-    o.index = 0
-    o.error_code = 0
-    o.base_offset = 0
-    o.log_append_time_ms = -1
-    o.log_start_offset = -1
-    o.record_errors = []
-    o.error_message = None
-    o.current_leader = _mk_LeaderIdAndEpoch()
-    return o
-
-
-def _mk_BatchIndexAndErrorMessage():
-    o = _new(BatchIndexAndErrorMessage)
-    o.batch_index = 0
-    o.batch_index_error_message = None
-    return o
-
-
 def _mk_LeaderIdAndEpoch():
     o = _new(LeaderIdAndEpoch)
     o.leader_id = -1
     o.leader_epoch = -1
-    return o
-
-
-def _mk_NodeEndpoint():
-    o = _new(NodeEndpoint)
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    o.rack = None
     return o
 
 
@@ -1023,7 +979,7 @@ def _e_PartitionProduceResponse_v10(w, o):
         w += b
     tg = []
     v = o.current_leader
-    if v != _DEFAULT_LeaderIdAndEpoch:
+    if v.leader_id != -1 or v.leader_epoch != -1:
         t = bytearray()
         _e_LeaderIdAndEpoch_v10(t, v)
         tg.append((0, t))

@@ -65,16 +65,6 @@ class PushTelemetryRequest(_Struct):
         return (self.client_instance_id, self.subscription_id, self.terminating, self.compression_type, self.metrics) == (other.client_instance_id, other.subscription_id, other.terminating, other.compression_type, other.metrics)
 
 
-def _mk_PushTelemetryRequest():
-    o = _new(PushTelemetryRequest)
-    o.client_instance_id = _UUID0
-    o.subscription_id = 0
-    o.terminating = False
-    o.compression_type = 0
-    o.metrics = b''
-    return o
-
-
 
 
 def _d_PushTelemetryRequest_v0(buf, pos):

@@ -123,39 +123,6 @@ class StateBatch(_Struct):
         return (self.first_offset, self.last_offset, self.delivery_state, self.delivery_count) == (other.first_offset, other.last_offset, other.delivery_state, other.delivery_count)
 
 
-def _mk_ReadShareGroupStateResponse():
-    o = _new(ReadShareGroupStateResponse)
-    o.results = []
-    return o
-
-
-def _mk_ReadStateResult():
-    o = _new(ReadStateResult)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionResult():
-    o = _new(PartitionResult)
-    o.partition = 0
-    o.error_code = 0
-    o.error_message = None
-    o.state_epoch = 0
-    o.start_offset = 0
-    o.state_batches = []
-    return o
-
-
-def _mk_StateBatch():
-    o = _new(StateBatch)
-    o.first_offset = 0
-    o.last_offset = 0
-    o.delivery_state = 0
-    o.delivery_count = 0
-    return o
-
-
 
 
 def _d_StateBatch_v0(buf, pos):

@@ -94,27 +94,6 @@ class PartitionData(_Struct):
         return (self.partition, self.leader_epoch) == (other.partition, other.leader_epoch)
 
 
-def _mk_ReadShareGroupStateSummaryRequest():
-    o = _new(ReadShareGroupStateSummaryRequest)
-    o.group_id = ''
-    o.topics = []
-    return o
-
-
-def _mk_ReadStateSummaryData():
-    o = _new(ReadStateSummaryData)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition = 0
-    o.leader_epoch = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

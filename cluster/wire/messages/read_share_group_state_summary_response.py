@@ -99,29 +99,6 @@ class PartitionResult(_Struct):
         return (self.partition, self.error_code, self.error_message, self.state_epoch, self.start_offset) == (other.partition, other.error_code, other.error_message, other.state_epoch, other.start_offset)
 
 
-def _mk_ReadShareGroupStateSummaryResponse():
-    o = _new(ReadShareGroupStateSummaryResponse)
-    o.results = []
-    return o
-
-
-def _mk_ReadStateSummaryResult():
-    o = _new(ReadStateSummaryResult)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionResult():
-    o = _new(PartitionResult)
-    o.partition = 0
-    o.error_code = 0
-    o.error_message = None
-    o.state_epoch = 0
-    o.start_offset = 0
-    return o
-
-
 
 
 def _d_PartitionResult_v0(buf, pos):

@@ -61,14 +61,6 @@ class RemoveRaftVoterRequest(_Struct):
         return (self.cluster_id, self.voter_id, self.voter_directory_id) == (other.cluster_id, other.voter_id, other.voter_directory_id)
 
 
-def _mk_RemoveRaftVoterRequest():
-    o = _new(RemoveRaftVoterRequest)
-    o.cluster_id = ''
-    o.voter_id = 0
-    o.voter_directory_id = _UUID0
-    return o
-
-
 
 
 def _d_RemoveRaftVoterRequest_v0(buf, pos):

@@ -61,14 +61,6 @@ class RemoveRaftVoterResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.error_message) == (other.throttle_time_ms, other.error_code, other.error_message)
 
 
-def _mk_RemoveRaftVoterResponse():
-    o = _new(RemoveRaftVoterResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_RemoveRaftVoterResponse_v0(buf, pos):

@@ -60,13 +60,6 @@ class RenewDelegationTokenRequest(_Struct):
         return (self.hmac, self.renew_period_ms) == (other.hmac, other.renew_period_ms)
 
 
-def _mk_RenewDelegationTokenRequest():
-    o = _new(RenewDelegationTokenRequest)
-    o.hmac = b''
-    o.renew_period_ms = 0
-    return o
-
-
 
 
 def _d_RenewDelegationTokenRequest_v0(buf, pos):

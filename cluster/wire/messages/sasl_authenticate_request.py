@@ -57,12 +57,6 @@ class SaslAuthenticateRequest(_Struct):
         return (self.auth_bytes,) == (other.auth_bytes,)
 
 
-def _mk_SaslAuthenticateRequest():
-    o = _new(SaslAuthenticateRequest)
-    o.auth_bytes = b''
-    return o
-
-
 
 
 def _d_SaslAuthenticateRequest_v0(buf, pos):

@@ -65,15 +65,6 @@ class SaslAuthenticateResponse(_Struct):
         return (self.error_code, self.error_message, self.auth_bytes, self.session_lifetime_ms) == (other.error_code, other.error_message, other.auth_bytes, other.session_lifetime_ms)
 
 
-def _mk_SaslAuthenticateResponse():
-    o = _new(SaslAuthenticateResponse)
-    o.error_code = 0
-    o.error_message = ''
-    o.auth_bytes = b''
-    o.session_lifetime_ms = 0
-    return o
-
-
 
 
 def _d_SaslAuthenticateResponse_v0(buf, pos):

@@ -57,12 +57,6 @@ class SaslHandshakeRequest(_Struct):
         return (self.mechanism,) == (other.mechanism,)
 
 
-def _mk_SaslHandshakeRequest():
-    o = _new(SaslHandshakeRequest)
-    o.mechanism = ''
-    return o
-
-
 
 
 def _d_SaslHandshakeRequest_v0(buf, pos):

@@ -60,13 +60,6 @@ class SaslHandshakeResponse(_Struct):
         return (self.error_code, self.mechanisms) == (other.error_code, other.mechanisms)
 
 
-def _mk_SaslHandshakeResponse():
-    o = _new(SaslHandshakeResponse)
-    o.error_code = 0
-    o.mechanisms = []
-    return o
-
-
 
 
 def _d_SaslHandshakeResponse_v0(buf, pos):

@@ -118,37 +118,6 @@ class AcknowledgementBatch(_Struct):
         return (self.first_offset, self.last_offset, self.acknowledge_types) == (other.first_offset, other.last_offset, other.acknowledge_types)
 
 
-def _mk_ShareAcknowledgeRequest():
-    o = _new(ShareAcknowledgeRequest)
-    o.group_id = None
-    o.member_id = ''
-    o.share_session_epoch = 0
-    o.topics = []
-    return o
-
-
-def _mk_AcknowledgeTopic():
-    o = _new(AcknowledgeTopic)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_AcknowledgePartition():
-    o = _new(AcknowledgePartition)
-    o.partition_index = 0
-    o.acknowledgement_batches = []
-    return o
-
-
-def _mk_AcknowledgementBatch():
-    o = _new(AcknowledgementBatch)
-    o.first_offset = 0
-    o.last_offset = 0
-    o.acknowledge_types = []
-    return o
-
-
 
 
 def _d_AcknowledgementBatch_v0(buf, pos):

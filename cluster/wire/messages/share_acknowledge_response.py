@@ -144,45 +144,10 @@ class NodeEndpoint(_Struct):
         return (self.node_id, self.host, self.port, self.rack) == (other.node_id, other.host, other.port, other.rack)
 
 
-def _mk_ShareAcknowledgeResponse():
-    o = _new(ShareAcknowledgeResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = None
-    o.responses = []
-    o.node_endpoints = []
-    return o
-
-
-def _mk_ShareAcknowledgeTopicResponse():
-    o = _new(ShareAcknowledgeTopicResponse)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.error_code = 0
-    o.error_message = None
-    o.current_leader = _mk_LeaderIdAndEpoch()
-    return o
-
-
 def _mk_LeaderIdAndEpoch():
     o = _new(LeaderIdAndEpoch)
     o.leader_id = 0
     o.leader_epoch = 0
-    return o
-
-
-def _mk_NodeEndpoint():
-    o = _new(NodeEndpoint)
-    o.node_id = 0
-    o.host = ''
-    o.port = 0
-    o.rack = None
     return o
 
 

@@ -146,49 +146,6 @@ class ForgottenTopic(_Struct):
         return (self.topic_id, self.partitions) == (other.topic_id, other.partitions)
 
 
-def _mk_ShareFetchRequest():
-    o = _new(ShareFetchRequest)
-    o.group_id = None
-    o.member_id = ''
-    o.share_session_epoch = 0
-    o.max_wait_ms = 0
-    o.min_bytes = 0
-    o.max_bytes = 2147483647
-    o.topics = []
-    o.forgotten_topics_data = []
-    return o
-
-
-def _mk_FetchTopic():
-    o = _new(FetchTopic)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_FetchPartition():
-    o = _new(FetchPartition)
-    o.partition_index = 0
-    o.partition_max_bytes = 0
-    o.acknowledgement_batches = []
-    return o
-
-
-def _mk_AcknowledgementBatch():
-    o = _new(AcknowledgementBatch)
-    o.first_offset = 0
-    o.last_offset = 0
-    o.acknowledge_types = []
-    return o
-
-
-def _mk_ForgottenTopic():
-    o = _new(ForgottenTopic)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
 
 
 def _d_AcknowledgementBatch_v0(buf, pos):

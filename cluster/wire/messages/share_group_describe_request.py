@@ -59,13 +59,6 @@ class ShareGroupDescribeRequest(_Struct):
         return (self.group_ids, self.include_authorized_operations) == (other.group_ids, other.include_authorized_operations)
 
 
-def _mk_ShareGroupDescribeRequest():
-    o = _new(ShareGroupDescribeRequest)
-    o.group_ids = []
-    o.include_authorized_operations = False
-    return o
-
-
 
 
 def _d_ShareGroupDescribeRequest_v0(buf, pos):

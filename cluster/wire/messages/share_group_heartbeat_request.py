@@ -65,16 +65,6 @@ class ShareGroupHeartbeatRequest(_Struct):
         return (self.group_id, self.member_id, self.member_epoch, self.rack_id, self.subscribed_topic_names) == (other.group_id, other.member_id, other.member_epoch, other.rack_id, other.subscribed_topic_names)
 
 
-def _mk_ShareGroupHeartbeatRequest():
-    o = _new(ShareGroupHeartbeatRequest)
-    o.group_id = ''
-    o.member_id = ''
-    o.member_epoch = 0
-    o.rack_id = None
-    o.subscribed_topic_names = None
-    return o
-
-
 
 
 def _d_ShareGroupHeartbeatRequest_v0(buf, pos):

@@ -57,12 +57,6 @@ class SnapshotFooterRecord(_Struct):
         return (self.version,) == (other.version,)
 
 
-def _mk_SnapshotFooterRecord():
-    o = _new(SnapshotFooterRecord)
-    o.version = 0
-    return o
-
-
 
 
 def _d_SnapshotFooterRecord_v0(buf, pos):

@@ -59,13 +59,6 @@ class SnapshotHeaderRecord(_Struct):
         return (self.version, self.last_contained_log_timestamp) == (other.version, other.last_contained_log_timestamp)
 
 
-def _mk_SnapshotHeaderRecord():
-    o = _new(SnapshotHeaderRecord)
-    o.version = 0
-    o.last_contained_log_timestamp = 0
-    return o
-
-
 
 
 def _d_SnapshotHeaderRecord_v0(buf, pos):

@@ -146,48 +146,6 @@ class StopReplicaPartitionState(_Struct):
         return (self.partition_index, self.leader_epoch, self.delete_partition) == (other.partition_index, other.leader_epoch, other.delete_partition)
 
 
-def _mk_StopReplicaRequest():
-    o = _new(StopReplicaRequest)
-    o.controller_id = 0
-    o.is_kraft_controller = False
-    o.controller_epoch = 0
-    o.broker_epoch = -1
-    o.delete_partitions = False
-    o.ungrouped_partitions = []
-    o.topics = []
-    o.topic_states = []
-    return o
-
-
-def _mk_StopReplicaPartitionV0():
-    o = _new(StopReplicaPartitionV0)
-    o.topic_name = ''
-    o.partition_index = 0
-    return o
-
-
-def _mk_StopReplicaTopicV1():
-    o = _new(StopReplicaTopicV1)
-    o.name = ''
-    o.partition_indexes = []
-    return o
-
-
-def _mk_StopReplicaTopicState():
-    o = _new(StopReplicaTopicState)
-    o.topic_name = ''
-    o.partition_states = []
-    return o
-
-
-def _mk_StopReplicaPartitionState():
-    o = _new(StopReplicaPartitionState)
-    o.partition_index = 0
-    o.leader_epoch = -1
-    o.delete_partition = False
-    return o
-
-
 
 
 def _d_StopReplicaPartitionV0_v0(buf, pos):

@@ -80,21 +80,6 @@ class StopReplicaPartitionError(_Struct):
         return (self.topic_name, self.partition_index, self.error_code) == (other.topic_name, other.partition_index, other.error_code)
 
 
-def _mk_StopReplicaResponse():
-    o = _new(StopReplicaResponse)
-    o.error_code = 0
-    o.partition_errors = []
-    return o
-
-
-def _mk_StopReplicaPartitionError():
-    o = _new(StopReplicaPartitionError)
-    o.topic_name = ''
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_StopReplicaPartitionError_v0(buf, pos):

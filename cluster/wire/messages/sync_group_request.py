@@ -87,25 +87,6 @@ class SyncGroupRequestAssignment(_Struct):
         return (self.member_id, self.assignment) == (other.member_id, other.assignment)
 
 
-def _mk_SyncGroupRequest():
-    o = _new(SyncGroupRequest)
-    o.group_id = ''
-    o.generation_id = 0
-    o.member_id = ''
-    o.group_instance_id = None
-    o.protocol_type = None
-    o.protocol_name = None
-    o.assignments = []
-    return o
-
-
-def _mk_SyncGroupRequestAssignment():
-    o = _new(SyncGroupRequestAssignment)
-    o.member_id = ''
-    o.assignment = b''
-    return o
-
-
 
 
 def _d_SyncGroupRequestAssignment_v0(buf, pos):

@@ -67,16 +67,6 @@ class SyncGroupResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.protocol_type, self.protocol_name, self.assignment) == (other.throttle_time_ms, other.error_code, other.protocol_type, other.protocol_name, other.assignment)
 
 
-def _mk_SyncGroupResponse():
-    o = _new(SyncGroupResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.protocol_type = None
-    o.protocol_name = None
-    o.assignment = b''
-    return o
-
-
 
 
 def _d_SyncGroupResponse_v0(buf, pos):

@@ -114,35 +114,6 @@ class TxnOffsetCommitRequestPartition(_Struct):
         return (self.partition_index, self.committed_offset, self.committed_leader_epoch, self.committed_metadata) == (other.partition_index, other.committed_offset, other.committed_leader_epoch, other.committed_metadata)
 
 
-def _mk_TxnOffsetCommitRequest():
-    o = _new(TxnOffsetCommitRequest)
-    o.transactional_id = ''
-    o.group_id = ''
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.generation_id = -1
-    o.member_id = ''
-    o.group_instance_id = None
-    o.topics = []
-    return o
-
-
-def _mk_TxnOffsetCommitRequestTopic():
-    o = _new(TxnOffsetCommitRequestTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_TxnOffsetCommitRequestPartition():
-    o = _new(TxnOffsetCommitRequestPartition)
-    o.partition_index = 0
-    o.committed_offset = 0
-    o.committed_leader_epoch = -1
-    o.committed_metadata = ''
-    return o
-
-
 
 
 def _d_TxnOffsetCommitRequestPartition_v0(buf, pos):

@@ -95,27 +95,6 @@ class TxnOffsetCommitResponsePartition(_Struct):
         return (self.partition_index, self.error_code) == (other.partition_index, other.error_code)
 
 
-def _mk_TxnOffsetCommitResponse():
-    o = _new(TxnOffsetCommitResponse)
-    o.throttle_time_ms = 0
-    o.topics = []
-    return o
-
-
-def _mk_TxnOffsetCommitResponseTopic():
-    o = _new(TxnOffsetCommitResponseTopic)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_TxnOffsetCommitResponsePartition():
-    o = _new(TxnOffsetCommitResponsePartition)
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_TxnOffsetCommitResponsePartition_v0(buf, pos):

@@ -57,12 +57,6 @@ class UnregisterBrokerRequest(_Struct):
         return (self.broker_id,) == (other.broker_id,)
 
 
-def _mk_UnregisterBrokerRequest():
-    o = _new(UnregisterBrokerRequest)
-    o.broker_id = 0
-    return o
-
-
 
 
 def _d_UnregisterBrokerRequest_v0(buf, pos):

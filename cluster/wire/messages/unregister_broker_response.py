@@ -61,14 +61,6 @@ class UnregisterBrokerResponse(_Struct):
         return (self.throttle_time_ms, self.error_code, self.error_message) == (other.throttle_time_ms, other.error_code, other.error_message)
 
 
-def _mk_UnregisterBrokerResponse():
-    o = _new(UnregisterBrokerResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_UnregisterBrokerResponse_v0(buf, pos):

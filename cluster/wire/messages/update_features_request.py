@@ -85,23 +85,6 @@ class FeatureUpdateKey(_Struct):
         return (self.feature, self.max_version_level, self.allow_downgrade, self.upgrade_type) == (other.feature, other.max_version_level, other.allow_downgrade, other.upgrade_type)
 
 
-def _mk_UpdateFeaturesRequest():
-    o = _new(UpdateFeaturesRequest)
-    o.timeout_ms = 60000
-    o.feature_updates = []
-    o.validate_only = False
-    return o
-
-
-def _mk_FeatureUpdateKey():
-    o = _new(FeatureUpdateKey)
-    o.feature = ''
-    o.max_version_level = 0
-    o.allow_downgrade = False
-    o.upgrade_type = 1
-    return o
-
-
 
 
 def _d_FeatureUpdateKey_v0(buf, pos):

@@ -83,23 +83,6 @@ class UpdatableFeatureResult(_Struct):
         return (self.feature, self.error_code, self.error_message) == (other.feature, other.error_code, other.error_message)
 
 
-def _mk_UpdateFeaturesResponse():
-    o = _new(UpdateFeaturesResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.error_message = ''
-    o.results = []
-    return o
-
-
-def _mk_UpdatableFeatureResult():
-    o = _new(UpdatableFeatureResult)
-    o.feature = ''
-    o.error_code = 0
-    o.error_message = ''
-    return o
-
-
 
 
 def _d_UpdatableFeatureResult_v0(buf, pos):

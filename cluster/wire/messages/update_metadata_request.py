@@ -172,60 +172,6 @@ class UpdateMetadataPartitionState(_Struct):
         return (self.topic_name, self.partition_index, self.controller_epoch, self.leader, self.leader_epoch, self.isr, self.zk_version, self.replicas, self.offline_replicas) == (other.topic_name, other.partition_index, other.controller_epoch, other.leader, other.leader_epoch, other.isr, other.zk_version, other.replicas, other.offline_replicas)
 
 
-def _mk_UpdateMetadataRequest():
-    o = _new(UpdateMetadataRequest)
-    o.controller_id = 0
-    o.is_kraft_controller = False
-    o.type = 0
-    o.controller_epoch = 0
-    o.broker_epoch = -1
-    o.ungrouped_partition_states = []
-    o.topic_states = []
-    o.live_brokers = []
-    return o
-
-
-def _mk_UpdateMetadataTopicState():
-    o = _new(UpdateMetadataTopicState)
-    o.topic_name = ''
-    o.topic_id = _UUID0
-    o.partition_states = []
-    return o
-
-
-def _mk_UpdateMetadataBroker():
-    o = _new(UpdateMetadataBroker)
-    o.id = 0
-    o.v0_host = ''
-    o.v0_port = 0
-    o.endpoints = []
-    o.rack = ''
-    return o
-
-
-def _mk_UpdateMetadataEndpoint():
-    o = _new(UpdateMetadataEndpoint)
-    o.port = 0
-    o.host = ''
-    o.listener = ''
-    o.security_protocol = 0
-    return o
-
-
-def _mk_UpdateMetadataPartitionState():
-    o = _new(UpdateMetadataPartitionState)
-    o.topic_name = ''
-    o.partition_index = 0
-    o.controller_epoch = 0
-    o.leader = 0
-    o.leader_epoch = 0
-    o.isr = []
-    o.zk_version = 0
-    o.replicas = []
-    o.offline_replicas = []
-    return o
-
-
 
 
 def _d_UpdateMetadataPartitionState_v0(buf, pos):

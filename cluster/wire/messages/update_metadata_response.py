@@ -57,12 +57,6 @@ class UpdateMetadataResponse(_Struct):
         return (self.error_code,) == (other.error_code,)
 
 
-def _mk_UpdateMetadataResponse():
-    o = _new(UpdateMetadataResponse)
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_UpdateMetadataResponse_v0(buf, pos):

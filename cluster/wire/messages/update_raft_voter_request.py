@@ -105,25 +105,6 @@ class KRaftVersionFeature(_Struct):
         return (self.min_supported_version, self.max_supported_version) == (other.min_supported_version, other.max_supported_version)
 
 
-def _mk_UpdateRaftVoterRequest():
-    o = _new(UpdateRaftVoterRequest)
-    o.cluster_id = ''
-    o.current_leader_epoch = 0
-    o.voter_id = 0
-    o.voter_directory_id = _UUID0
-    o.listeners = []
-    o.kraft_version_feature = _mk_KRaftVersionFeature()
-    return o
-
-
-def _mk_Listener():
-    o = _new(Listener)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    return o
-
-
 def _mk_KRaftVersionFeature():
     o = _new(KRaftVersionFeature)
     o.min_supported_version = 0

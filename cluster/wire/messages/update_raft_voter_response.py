@@ -84,14 +84,6 @@ class CurrentLeader(_Struct):
         return (self.leader_id, self.leader_epoch, self.host, self.port) == (other.leader_id, other.leader_epoch, other.host, other.port)
 
 
-def _mk_UpdateRaftVoterResponse():
-    o = _new(UpdateRaftVoterResponse)
-    o.throttle_time_ms = 0
-    o.error_code = 0
-    o.current_leader = _mk_CurrentLeader()
-    return o
-
-
 def _mk_CurrentLeader():
     o = _new(CurrentLeader)
     o.leader_id = -1
@@ -178,7 +170,7 @@ def _e_UpdateRaftVoterResponse_v0(w, o):
     w += _S_ih.pack(o.throttle_time_ms, o.error_code)
     tg = []
     v = o.current_leader
-    if v != _DEFAULT_CurrentLeader:
+    if v.leader_id != -1 or v.leader_epoch != -1 or v.host != '' or v.port != 0:
         t = bytearray()
         _e_CurrentLeader_v0(t, v)
         tg.append((0, t))

@@ -107,33 +107,6 @@ class PartitionData(_Struct):
         return (self.partition_index, self.candidate_epoch, self.candidate_id, self.candidate_directory_id, self.voter_directory_id, self.last_offset_epoch, self.last_offset) == (other.partition_index, other.candidate_epoch, other.candidate_id, other.candidate_directory_id, other.voter_directory_id, other.last_offset_epoch, other.last_offset)
 
 
-def _mk_VoteRequest():
-    o = _new(VoteRequest)
-    o.cluster_id = None
-    o.voter_id = -1
-    o.topics = []
-    return o
-
-
-def _mk_TopicData():
-    o = _new(TopicData)
-    o.topic_name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition_index = 0
-    o.candidate_epoch = 0
-    o.candidate_id = 0
-    o.candidate_directory_id = _UUID0
-    o.voter_directory_id = _UUID0
-    o.last_offset_epoch = 0
-    o.last_offset = 0
-    return o
-
-
 
 
 def _d_PartitionData_v0(buf, pos):

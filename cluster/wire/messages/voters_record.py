@@ -119,30 +119,6 @@ class KRaftVersionFeature(_Struct):
         return (self.min_supported_version, self.max_supported_version) == (other.min_supported_version, other.max_supported_version)
 
 
-def _mk_VotersRecord():
-    o = _new(VotersRecord)
-    o.version = 0
-    o.voters = []
-    return o
-
-
-def _mk_Voter():
-    o = _new(Voter)
-    o.voter_id = 0
-    o.voter_directory_id = _UUID0
-    o.endpoints = []
-    o.kraft_version_feature = _mk_KRaftVersionFeature()
-    return o
-
-
-def _mk_Endpoint():
-    o = _new(Endpoint)
-    o.name = ''
-    o.host = ''
-    o.port = 0
-    return o
-
-
 def _mk_KRaftVersionFeature():
     o = _new(KRaftVersionFeature)
     o.min_supported_version = 0

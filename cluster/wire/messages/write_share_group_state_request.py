@@ -122,39 +122,6 @@ class StateBatch(_Struct):
         return (self.first_offset, self.last_offset, self.delivery_state, self.delivery_count) == (other.first_offset, other.last_offset, other.delivery_state, other.delivery_count)
 
 
-def _mk_WriteShareGroupStateRequest():
-    o = _new(WriteShareGroupStateRequest)
-    o.group_id = ''
-    o.topics = []
-    return o
-
-
-def _mk_WriteStateData():
-    o = _new(WriteStateData)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionData():
-    o = _new(PartitionData)
-    o.partition = 0
-    o.state_epoch = 0
-    o.leader_epoch = 0
-    o.start_offset = 0
-    o.state_batches = []
-    return o
-
-
-def _mk_StateBatch():
-    o = _new(StateBatch)
-    o.first_offset = 0
-    o.last_offset = 0
-    o.delivery_state = 0
-    o.delivery_count = 0
-    return o
-
-
 
 
 def _d_StateBatch_v0(buf, pos):

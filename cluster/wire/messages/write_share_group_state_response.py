@@ -94,27 +94,6 @@ class PartitionResult(_Struct):
         return (self.partition, self.error_code, self.error_message) == (other.partition, other.error_code, other.error_message)
 
 
-def _mk_WriteShareGroupStateResponse():
-    o = _new(WriteShareGroupStateResponse)
-    o.results = []
-    return o
-
-
-def _mk_WriteStateResult():
-    o = _new(WriteStateResult)
-    o.topic_id = _UUID0
-    o.partitions = []
-    return o
-
-
-def _mk_PartitionResult():
-    o = _new(PartitionResult)
-    o.partition = 0
-    o.error_code = 0
-    o.error_message = None
-    return o
-
-
 
 
 def _d_PartitionResult_v0(buf, pos):

@@ -99,29 +99,6 @@ class WritableTxnMarkerTopic(_Struct):
         return (self.name, self.partition_indexes) == (other.name, other.partition_indexes)
 
 
-def _mk_WriteTxnMarkersRequest():
-    o = _new(WriteTxnMarkersRequest)
-    o.markers = []
-    return o
-
-
-def _mk_WritableTxnMarker():
-    o = _new(WritableTxnMarker)
-    o.producer_id = 0
-    o.producer_epoch = 0
-    o.transaction_result = False
-    o.topics = []
-    o.coordinator_epoch = 0
-    return o
-
-
-def _mk_WritableTxnMarkerTopic():
-    o = _new(WritableTxnMarkerTopic)
-    o.name = ''
-    o.partition_indexes = []
-    return o
-
-
 
 
 def _d_WritableTxnMarkerTopic_v0(buf, pos):

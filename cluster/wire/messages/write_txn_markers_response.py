@@ -111,33 +111,6 @@ class WritableTxnMarkerPartitionResult(_Struct):
         return (self.partition_index, self.error_code) == (other.partition_index, other.error_code)
 
 
-def _mk_WriteTxnMarkersResponse():
-    o = _new(WriteTxnMarkersResponse)
-    o.markers = []
-    return o
-
-
-def _mk_WritableTxnMarkerResult():
-    o = _new(WritableTxnMarkerResult)
-    o.producer_id = 0
-    o.topics = []
-    return o
-
-
-def _mk_WritableTxnMarkerTopicResult():
-    o = _new(WritableTxnMarkerTopicResult)
-    o.name = ''
-    o.partitions = []
-    return o
-
-
-def _mk_WritableTxnMarkerPartitionResult():
-    o = _new(WritableTxnMarkerPartitionResult)
-    o.partition_index = 0
-    o.error_code = 0
-    return o
-
-
 
 
 def _d_WritableTxnMarkerPartitionResult_v0(buf, pos):
