@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import struct
 
 from cluster.client.errors import BrokerConnectionError, RequestTimeoutError, error_from_code
@@ -147,7 +148,8 @@ class BrokerConnection:
         except TimeoutError:
             raise BrokerConnectionError(address, f"no connection within {connect_timeout_ms} ms") from None
         except OSError as exc:
-            raise BrokerConnectionError(address, f"cannot connect ({exc.strerror or exc})") from None
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise BrokerConnectionError(address, f"cannot connect: {reason}") from None
         connection = cls(host, port, reader, writer, client_id=client_id, request_timeout_ms=request_timeout_ms)
         try:
             await connection._negotiate()

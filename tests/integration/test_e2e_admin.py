@@ -223,13 +223,8 @@ def _config_source(entry: dict) -> int:
 
 
 def test_admin_lifecycle_aiokafka(broker):
-    from aiokafka.admin import (
-        AIOKafkaAdminClient,
-        ConfigResource,
-        ConfigResourceType,
-        NewPartitions,
-        NewTopic,
-    )
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     name = unique_topic("adm-aio")
 

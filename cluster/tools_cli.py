@@ -1,0 +1,542 @@
+"""``kraftpy topics|produce|consume``: console tools that speak Kafka's protocol through cluster.client.
+
+They do what kafka-topics.sh and the console producer/consumer do, so a user (or a test) can drive any
+Kafka-compatible cluster from a shell, and they fail the way a script needs: one line on stderr and an
+exit code that says who is at fault:
+
+* 0 ok;
+* 1 the cluster refused (a Kafka error code; the line names it, e.g. ``TOPIC_ALREADY_EXISTS``);
+* 2 usage or connection problem (bad arguments or input, unreachable ``--bootstrap-server``).
+
+Partitioning on ``produce`` follows the Java client (murmur2 of the key; unkeyed records sticky per
+batch); see ``cluster.client.partitioner`` for why librdkafka's default differs.  ``consume`` assigns
+partitions itself (no consumer group) and starts at the log end unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine
+
+from cluster.client import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    BrokerConnectionError,
+    ConfigSource,
+    KafkaClient,
+    KafkaResponseError,
+    ProducerRecord,
+    ResourceType,
+    StickyPartitioner,
+)
+from cluster.client.console import (
+    InputRecord,
+    RecordFormatError,
+    format_json,
+    format_text,
+    parse_header_arg,
+    parse_json_line,
+    parse_text_line,
+)
+from cluster.client.errors import RETRIABLE_ERRORS, error_from_code
+from cluster.core.errors import ErrorCode, KafkaError
+from cluster.wire.compression import CODEC_NAMES
+
+__all__ = ["add_commands", "UsageError"]
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+EXIT_OK, EXIT_KAFKA_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
+CLIENT_ID = "kraftpy-cli"
+
+_COMPRESSION_IDS = {name: codec for codec, name in CODEC_NAMES.items()}
+_ACKS = {"0": 0, "1": 1, "all": -1, "-1": -1}
+# Records per partition per Produce request, and records read from stdin per round.
+_MAX_BATCH_RECORDS = 1000
+_MAX_ROUND_RECORDS = 5000
+_FETCH_MAX_WAIT_MS = 500
+_RETRY_BACKOFF_S = 0.1
+
+
+class UsageError(Exception):
+    """Bad arguments or input: exit code 2."""
+
+
+# -- plumbing ----------------------------------------------------------------------------------------
+
+
+def _print_error(message: str) -> None:
+    print(f"kraftpy: error: {message}", file=sys.stderr)
+
+
+def _run(coroutine_fn: Callable[[argparse.Namespace], Coroutine], args: argparse.Namespace) -> int:
+    """Runs a command's coroutine and turns its outcome into an exit code and one line on stderr."""
+    try:
+        return asyncio.run(coroutine_fn(args)) or EXIT_OK
+    except UsageError as exc:
+        _print_error(str(exc))
+        return EXIT_USAGE
+    except BrokerConnectionError as exc:
+        _print_error(f"cannot reach broker {exc}")
+        return EXIT_USAGE
+    except KafkaError as exc:  # KafkaResponseError, UNSUPPORTED_VERSION from negotiation, corrupt records
+        _print_error(str(exc))
+        return EXIT_KAFKA_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error.  Point stdout at /dev/null so the
+        # interpreter's final flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _client(args: argparse.Namespace) -> KafkaClient:
+    try:
+        return KafkaClient(args.bootstrap_server, client_id=CLIENT_ID,
+                           connect_timeout_ms=args.connect_timeout_ms, request_timeout_ms=args.request_timeout_ms)
+    except ValueError as exc:
+        raise UsageError(f"--bootstrap-server: {exc}") from None
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _config_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form key=value")
+    return name, value
+
+
+def _header_pair(text: str) -> tuple[str, bytes]:
+    try:
+        return parse_header_arg(text)
+    except RecordFormatError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _start_offset(text: str) -> int | str:
+    if text in ("earliest", "latest"):
+        return text
+    try:
+        return _non_negative_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an offset >= 0 nor earliest/latest") from None
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bootstrap-server", default=DEFAULT_BOOTSTRAP, metavar="HOST:PORT",
+                        help=f"broker(s) to bootstrap from, comma-separated (default {DEFAULT_BOOTSTRAP})")
+    common.add_argument("--request-timeout-ms", type=_positive_int, default=30_000, help=argparse.SUPPRESS)
+    common.add_argument("--connect-timeout-ms", type=_positive_int, default=10_000, help=argparse.SUPPRESS)
+    return common
+
+
+# -- topics ------------------------------------------------------------------------------------------
+
+
+async def _topics_create(args: argparse.Namespace) -> int:
+    configs = dict(args.config or [])
+    async with _client(args) as client:
+        created = await client.create_topic(args.name, args.partitions, args.replication_factor, configs)
+    detail = ""
+    if created.num_partitions > 0:
+        detail = f" ({created.num_partitions} partitions, replication factor {created.replication_factor})"
+    print(f"Created topic {created.name}.{detail}")
+    return EXIT_OK
+
+
+async def _topics_list(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        metadata = await client.metadata(None)
+    for name in sorted(name for name, topic in metadata.topics.items() if not topic.error_code):
+        print(name)
+    return EXIT_OK
+
+
+async def _topics_describe(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        metadata = await client.metadata(None if args.name is None else [args.name])
+        topics = sorted(metadata.topics.values(), key=lambda t: t.name)
+        for topic in topics:
+            if topic.error_code:
+                raise error_from_code(topic.error_code, None, api="Metadata", resource=f"topic '{topic.name}'")
+        configs = {}
+        if topics:
+            results = await client.describe_configs([(ResourceType.TOPIC, t.name) for t in topics])
+            configs = {name: entries for (_, name), entries in results.items()}
+    for topic in topics:
+        print(describe_topic_lines(topic, configs.get(topic.name, [])))
+    return EXIT_OK
+
+
+def describe_topic_lines(topic, config_entries) -> str:
+    """kafka-topics.sh --describe layout, plus each partition's leader epoch."""
+    overrides = ",".join(
+        f"{entry.name}={'<sensitive>' if entry.is_sensitive else entry.value}"
+        for entry in sorted(config_entries, key=lambda e: e.name)
+        if entry.source != ConfigSource.DEFAULT_CONFIG
+    )
+    lines = [
+        f"Topic: {topic.name}\tTopicId: {topic.topic_id or '-'}\tPartitionCount: {topic.num_partitions}\t"
+        f"ReplicationFactor: {topic.replication_factor}\tConfigs: {overrides}"
+    ]
+    for index in sorted(topic.partitions):
+        p = topic.partitions[index]
+        line = (f"\tTopic: {topic.name}\tPartition: {p.partition}\tLeader: {p.leader_id if p.leader_id >= 0 else 'none'}"
+                f"\tReplicas: {_ids(p.replica_nodes)}\tIsr: {_ids(p.isr_nodes)}\tLeaderEpoch: {p.leader_epoch}")
+        if p.offline_replicas:
+            line += f"\tOffline: {_ids(p.offline_replicas)}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _ids(node_ids) -> str:
+    return ",".join(str(n) for n in node_ids)
+
+
+async def _topics_delete(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        await client.delete_topics([args.name])
+    print(f"Deleted topic {args.name}.")
+    return EXIT_OK
+
+
+async def _topics_alter(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        await client.create_partitions({args.name: args.partitions})
+    print(f"Topic {args.name} now has {args.partitions} partitions.")
+    return EXIT_OK
+
+
+def _add_topics(commands, common) -> None:
+    topics = commands.add_parser("topics", help="create, list, describe, alter and delete topics")
+    actions = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", parents=[common], help="create a topic")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--partitions", type=_positive_int, default=-1,
+                        help="partition count (default: the broker's num.partitions)")
+    create.add_argument("--replication-factor", type=_positive_int, default=-1,
+                        help="replicas per partition (default: the broker's default.replication.factor)")
+    create.add_argument("--config", type=_config_pair, action="append", metavar="KEY=VALUE",
+                        help="a topic config override; repeat for several")
+    create.set_defaults(func=lambda a: _run(_topics_create, a))
+
+    listing = actions.add_parser("list", parents=[common], help="list topic names")
+    listing.set_defaults(func=lambda a: _run(_topics_list, a))
+
+    describe = actions.add_parser("describe", parents=[common],
+                                  help="partitions, leaders, replicas, ISR, leader epochs and config overrides")
+    describe.add_argument("name", metavar="NAME", nargs="?", help="a topic (default: all topics)")
+    describe.set_defaults(func=lambda a: _run(_topics_describe, a))
+
+    delete = actions.add_parser("delete", parents=[common], help="delete a topic")
+    delete.add_argument("name", metavar="NAME")
+    delete.set_defaults(func=lambda a: _run(_topics_delete, a))
+
+    alter = actions.add_parser("alter", parents=[common], help="add partitions to a topic")
+    alter.add_argument("name", metavar="NAME")
+    alter.add_argument("--partitions", type=_positive_int, required=True, help="the new, larger partition count")
+    alter.set_defaults(func=lambda a: _run(_topics_alter, a))
+
+
+# -- produce -----------------------------------------------------------------------------------------
+
+
+class _StdinLines:
+    """Lines of stdin, read by a daemon thread so the event loop never blocks on a terminal or pipe.
+
+    ``next_round()`` waits for one line, then takes whatever else is already buffered (up to a limit):
+    piped input forms large batches, a person typing gets each line sent at once.
+    """
+
+    _EOF = object()
+
+    def __init__(self, stream, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=4 * _MAX_ROUND_RECORDS)  # backpressure on stdin
+        self._loop = loop
+        self._eof = False
+        thread = threading.Thread(target=self._pump, args=(stream,), name="kraftpy-stdin", daemon=True)
+        thread.start()
+
+    def _pump(self, stream) -> None:
+        try:
+            for line in iter(stream.readline, b""):
+                if line.endswith(b"\n"):
+                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+                asyncio.run_coroutine_threadsafe(self._queue.put(line), self._loop).result()
+        except Exception:  # the loop closed or cancelled the put (the command ended): nothing to feed
+            return
+        finally:
+            try:
+                asyncio.run_coroutine_threadsafe(self._queue.put(self._EOF), self._loop)
+            except RuntimeError:
+                pass  # the loop is already closed
+
+    async def next_round(self, limit: int) -> list[bytes]:
+        if self._eof:
+            return []
+        lines = []
+        item = await self._queue.get()
+        while item is not self._EOF:
+            lines.append(item)
+            if len(lines) >= limit or self._queue.empty():
+                return lines
+            item = self._queue.get_nowait()
+        self._eof = True
+        return lines
+
+
+def _parse_input(lines: list[bytes], args: argparse.Namespace, first_line_number: int):
+    """Parses a round of lines; returns (records, error) where error stops the command after sending."""
+    key_separator = args.key_separator.encode("utf-8") if args.key_separator else None
+    records: list[InputRecord] = []
+    for number, line in enumerate(lines, start=first_line_number):
+        try:
+            if args.format == "json":
+                if not line.strip():
+                    continue
+                records.append(parse_json_line(line))
+            else:
+                records.append(parse_text_line(line, key_separator))
+        except RecordFormatError as exc:
+            return records, UsageError(f"stdin line {number}: {exc}")
+    return records, None
+
+
+class _ProduceStats:
+    def __init__(self) -> None:
+        self.records = 0
+        self.offsets: dict[int, tuple[int, int]] = {}  # partition -> (first, last) offset
+
+    def add(self, result) -> None:
+        self.records += result.record_count
+        last = result.base_offset + result.record_count - 1
+        first, prev_last = self.offsets.get(result.partition, (result.base_offset, last))
+        self.offsets[result.partition] = (min(first, result.base_offset), max(prev_last, last))
+
+    def summary(self, topic: str, acks: int, sent: int) -> str:
+        if acks == 0:
+            return f"Sent {sent} records to {topic} (acks=0: offsets unknown)."
+        where = ", ".join(f"partition {p}: offsets {first}..{last}"
+                          for p, (first, last) in sorted(self.offsets.items()))
+        return f"Produced {self.records} records to {topic}" + (f" ({where})." if where else ".")
+
+
+async def _produce(args: argparse.Namespace) -> int:
+    static_headers = list(args.header or [])
+    acks = _ACKS[args.acks]
+    compression = _COMPRESSION_IDS[args.compression]
+    stats, sent, line_number = _ProduceStats(), 0, 1
+    async with _client(args) as client:
+        topic = await client.topic(args.topic, auto_create=True)
+        if args.partition is not None and args.partition not in topic.partitions:
+            raise KafkaResponseError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                     f"topic '{args.topic}' has no partition {args.partition} "
+                                     f"(it has {topic.num_partitions})")
+        partitioner = StickyPartitioner()
+        stdin = _StdinLines(sys.stdin.buffer, asyncio.get_running_loop())
+        error = None
+        try:
+            while error is None:
+                lines = await stdin.next_round(_MAX_ROUND_RECORDS)
+                if not lines:
+                    break
+                records, error = _parse_input(lines, args, line_number)
+                line_number += len(lines)
+                batches = _assign_partitions(records, args, topic, partitioner, static_headers)
+                if not batches:
+                    continue
+                for chunk in _chunks(batches):
+                    results = await client.produce_many(chunk, acks=acks, compression=compression)
+                    sent += sum(len(r) for r in chunk.values())
+                    for result in results.values():
+                        stats.add(result)
+                partitioner.next_batch(args.topic, topic.num_partitions)
+        finally:
+            print(stats.summary(args.topic, acks, sent), file=sys.stderr)
+        if error is not None:
+            raise error
+    return EXIT_OK
+
+
+def _assign_partitions(records: list[InputRecord], args, topic, partitioner, static_headers):
+    batches: dict[tuple[str, int], list[ProducerRecord]] = defaultdict(list)
+    for record in records:
+        partition = record.partition if record.partition is not None else args.partition
+        if partition is None:
+            partition = partitioner.partition(args.topic, record.key, topic.num_partitions)
+        elif partition not in topic.partitions:
+            raise KafkaResponseError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                     f"topic '{args.topic}' has no partition {partition}")
+        batches[(args.topic, partition)].append(ProducerRecord(
+            value=record.value, key=record.key, headers=static_headers + record.headers,
+            timestamp_ms=record.timestamp_ms,
+        ))
+    return batches
+
+
+def _chunks(batches):
+    """Splits per-partition lists so that no request carries more than _MAX_BATCH_RECORDS per partition."""
+    largest = max(len(records) for records in batches.values())
+    for start in range(0, largest, _MAX_BATCH_RECORDS):
+        chunk = {tp: records[start:start + _MAX_BATCH_RECORDS] for tp, records in batches.items()}
+        yield {tp: records for tp, records in chunk.items() if records}
+
+
+def _add_produce(commands, common) -> None:
+    produce = commands.add_parser(
+        "produce", parents=[common], help="send lines of stdin as records",
+        description="Reads records from stdin, one per line, and produces them to TOPIC. Without "
+                    "--partition, keyed records go to murmur2(key) % partitions (Kafka's Java default; "
+                    "librdkafka needs partitioner=murmur2_random to agree) and unkeyed records stick to "
+                    "one partition per batch.")
+    produce.add_argument("topic", metavar="TOPIC")
+    produce.add_argument("--partition", type=_non_negative_int, help="send every record to this partition")
+    produce.add_argument("--key-separator", metavar="SEP",
+                         help="text format: split each line into key SEP value at the first SEP")
+    produce.add_argument("--header", type=_header_pair, action="append", metavar="KEY=VALUE",
+                         help="a header added to every record; repeat for several")
+    produce.add_argument("--acks", choices=sorted(_ACKS), default="all",
+                         help="0 = no response, 1 = leader appended, all = every in-sync replica (default)")
+    produce.add_argument("--compression", choices=list(_COMPRESSION_IDS), default="none")
+    produce.add_argument("--format", choices=("text", "json"), default="text",
+                         help='text: one value per line; json: {"key","value","headers","partition","timestamp"}')
+    produce.set_defaults(func=lambda a: _run(_produce, a))
+
+
+# -- consume -----------------------------------------------------------------------------------------
+
+
+async def _start_positions(client: KafkaClient, topic: str, partitions: list[int], args) -> dict:
+    where = "earliest" if args.from_beginning else (args.offset if args.offset is not None else "latest")
+    if isinstance(where, int):
+        return {(topic, p): where for p in partitions}
+    timestamp = EARLIEST_TIMESTAMP if where == "earliest" else LATEST_TIMESTAMP
+    offsets = await client.list_offsets(topic, partitions, timestamp)
+    return {(topic, p): offsets[p].offset for p in partitions}
+
+
+class _Printer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.out = sys.stdout.buffer
+        self.separator = (args.key_separator or "\t").encode("utf-8")
+
+    def write(self, record) -> None:
+        if self.args.format == "json":
+            self.out.write(format_json(record).encode("utf-8") + b"\n")
+        else:
+            self.out.write(format_text(record, print_key=self.args.print_key,
+                                       print_headers=self.args.print_headers,
+                                       print_offset=self.args.print_offset, separator=self.separator))
+
+
+async def _consume(args: argparse.Namespace) -> int:
+    if args.from_beginning and args.offset is not None:
+        raise UsageError("--from-beginning and --offset cannot be used together")
+    printer, count = _Printer(args), 0
+    try:
+        async with _client(args) as client:
+            topic = await client.topic(args.topic)
+            if args.partition is not None and args.partition not in topic.partitions:
+                raise KafkaResponseError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                                         f"topic '{args.topic}' has no partition {args.partition} "
+                                         f"(it has {topic.num_partitions})")
+            partitions = [args.partition] if args.partition is not None else sorted(topic.partitions)
+            positions = await _start_positions(client, args.topic, partitions, args)
+            idle_since = time.monotonic()
+            while args.max_messages is None or count < args.max_messages:
+                max_wait_ms = _FETCH_MAX_WAIT_MS
+                if args.timeout_ms is not None:
+                    remaining_ms = args.timeout_ms - (time.monotonic() - idle_since) * 1000
+                    if remaining_ms <= 0:
+                        break
+                    max_wait_ms = max(1, min(max_wait_ms, int(remaining_ms)))
+                results = await client.fetch(positions, max_wait_ms=max_wait_ms)
+                received = 0
+                for tp in sorted(results):
+                    fetched = results[tp]
+                    if fetched.error_code:
+                        await _on_fetch_error(fetched)
+                        continue
+                    for record in fetched.records:
+                        if args.max_messages is not None and count >= args.max_messages:
+                            break
+                        printer.write(record)
+                        count += 1
+                        received += 1
+                        positions[tp] = record.offset + 1
+                    else:
+                        positions[tp] = fetched.next_offset
+                printer.out.flush()
+                if received:
+                    idle_since = time.monotonic()
+    finally:
+        print(f"Processed a total of {count} messages", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _on_fetch_error(fetched) -> None:
+    if fetched.error_code in RETRIABLE_ERRORS:  # the client refreshes metadata; try again after a pause
+        await asyncio.sleep(_RETRY_BACKOFF_S)
+        return
+    message = None
+    if fetched.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
+        message = (f"Fetch failed for partition {fetched.topic}-{fetched.partition} "
+                   f"(valid offsets: {fetched.log_start_offset}..{fetched.high_watermark})")
+    raise error_from_code(fetched.error_code, message, api="Fetch",
+                          resource=f"partition {fetched.topic}-{fetched.partition}")
+
+
+def _add_consume(commands, common) -> None:
+    consume = commands.add_parser(
+        "consume", parents=[common], help="print records of a topic",
+        description="Reads TOPIC (all partitions, or --partition) without a consumer group and prints "
+                    "each record. Starts at the log end unless --from-beginning or --offset is given.")
+    consume.add_argument("topic", metavar="TOPIC")
+    consume.add_argument("--partition", type=_non_negative_int, help="read only this partition")
+    consume.add_argument("--from-beginning", action="store_true", help="start at the earliest offset")
+    consume.add_argument("--offset", type=_start_offset, metavar="N|earliest|latest",
+                         help="start offset (for every partition read)")
+    consume.add_argument("--max-messages", type=_positive_int, metavar="N", help="exit after N records")
+    consume.add_argument("--timeout-ms", type=_positive_int, metavar="T",
+                         help="exit (status 0) after T ms without a new record")
+    consume.add_argument("--format", choices=("text", "json"), default="text")
+    consume.add_argument("--print-key", action="store_true", help="text format: print the key before the value")
+    consume.add_argument("--print-headers", action="store_true", help="text format: print k:v,k2:v2 headers")
+    consume.add_argument("--print-offset", action="store_true",
+                         help="text format: print Partition:P and Offset:N first")
+    consume.add_argument("--key-separator", metavar="SEP", help="text format: field separator (default tab)")
+    consume.set_defaults(func=lambda a: _run(_consume, a))
+
+
+def add_commands(subparsers) -> None:
+    """Adds ``topics``, ``produce`` and ``consume`` to the ``kraftpy`` command's subparsers."""
+    common = _common_options()
+    _add_topics(subparsers, common)
+    _add_produce(subparsers, common)
+    _add_consume(subparsers, common)
