@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import logging
 import os
+import socket
 import struct
 
 from cluster.client.errors import BrokerConnectionError, RequestTimeoutError, error_from_code
@@ -147,6 +148,8 @@ class BrokerConnection:
             )
         except TimeoutError:
             raise BrokerConnectionError(address, f"no connection within {connect_timeout_ms} ms") from None
+        except socket.gaierror as exc:
+            raise BrokerConnectionError(address, f"cannot resolve host: {exc.strerror}") from None
         except OSError as exc:
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise BrokerConnectionError(address, f"cannot connect: {reason}") from None

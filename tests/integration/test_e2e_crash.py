@@ -9,12 +9,13 @@ named, and a new producer continuing at the log end offset.
 
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
 from client_adapters import confluent_consumer_config, create_topic
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(180)]
 
 KILLS = 2
 ACKS_BEFORE_KILL = 300
@@ -69,11 +70,15 @@ class Stream:
                 raise AssertionError(f"only {len(self.acked)} acknowledged after {timeout_s}s "
                                      f"(wanted {until_acked}); client errors: {self.client_errors[-5:]}")
             if self.next_seq - len(self.acked) - len(self.failed) < 200:
-                for _ in range(20):
-                    self.producer.produce(self.topic, value=f"seq-{self.next_seq}".encode(), partition=0,
-                                          on_delivery=self._on_delivery)
-                    self.next_seq += 1
+                self.burst(20)
             self.producer.poll(0.005)
+
+    def burst(self, count: int) -> None:
+        for _ in range(count):
+            self.producer.produce(self.topic, value=f"seq-{self.next_seq}".encode(), partition=0,
+                                  on_delivery=self._on_delivery)
+            self.next_seq += 1
+        self.producer.poll(0)
 
     def fatal_errors(self) -> list[str]:
         return [e for e in self.client_errors if e.startswith("FATAL")]
@@ -105,12 +110,18 @@ def test_acknowledged_writes_survive_kill_9_restarts(broker_factory):
     create_topic(broker.bootstrap, topic, 1)
     stream = Stream(broker.bootstrap, topic)
 
+    unacknowledged_at_kill = []
+    rng = random.Random(7)
     for _ in range(KILLS):
         stream.pump(until_acked=len(stream.acked) + ACKS_BEFORE_KILL)
+        stream.burst(100)  # records the producer is sending while the broker dies
+        time.sleep(rng.uniform(0.001, 0.006))  # linger.ms=2: kill before, during or after the request
         broker.kill9()
+        unacknowledged_at_kill.append(stream.next_seq - len(stream.acked) - len(stream.failed))
         stream.pump(seconds=0.5)  # the producer keeps queueing while the broker is down
         broker.start()
         stream.pump(until_acked=len(stream.acked) + ACKS_AFTER_RESTART)
+    assert all(n > 0 for n in unacknowledged_at_kill), f"no record in flight at a kill: {unacknowledged_at_kill}"
     remaining = stream.producer.flush(60)
     assert remaining == 0, f"{remaining} records still unacknowledged 60 s after the last restart"
     assert not stream.fatal_errors(), f"idempotent producer hit fatal errors: {stream.fatal_errors()}"
