@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 
+from cluster import tools_cli
 from cluster.config import BrokerConfig, ConfigError, parse_overrides, read_properties_file
 
 
@@ -60,12 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--log-level", default="INFO")
     broker.set_defaults(func=cmd_broker)
 
-    try:
-        from cluster import tools_cli
-    except ImportError:  # the admin/console commands are being written; the broker runs without them
-        tools_cli = None
-    if tools_cli is not None:
-        tools_cli.add_commands(commands)
+    tools_cli.add_commands(commands)
     return parser
 
 

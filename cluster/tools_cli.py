@@ -269,40 +269,56 @@ def _add_topics(commands, common) -> None:
 class _StdinLines:
     """Lines of stdin, read by a daemon thread so the event loop never blocks on a terminal or pipe.
 
-    ``next_round()`` waits for one line, then takes whatever else is already buffered (up to a limit):
+    The thread hands over whole chunks (``read1``: whatever one read returns, a line at a time on a
+    terminal, up to 64 KiB from a pipe), so the cost of crossing threads is per chunk, not per line.
+    ``next_round()`` waits for one chunk and takes whatever else is already there (up to a limit):
     piped input forms large batches, a person typing gets each line sent at once.
     """
 
     _EOF = object()
+    _READ_BYTES = 64 * 1024
 
     def __init__(self, stream, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue: asyncio.Queue = asyncio.Queue(maxsize=4 * _MAX_ROUND_RECORDS)  # backpressure on stdin
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=32)  # chunks: backpressure on stdin
         self._loop = loop
         self._eof = False
         thread = threading.Thread(target=self._pump, args=(stream,), name="kraftpy-stdin", daemon=True)
         thread.start()
 
+    @staticmethod
+    def _strip_cr(line: bytes) -> bytes:
+        return line[:-1] if line.endswith(b"\r") else line
+
     def _pump(self, stream) -> None:
+        partial = b""
         try:
-            for line in iter(stream.readline, b""):
-                if line.endswith(b"\n"):
-                    line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
-                asyncio.run_coroutine_threadsafe(self._queue.put(line), self._loop).result()
-        except Exception:  # the loop closed or cancelled the put (the command ended): nothing to feed
-            return
-        finally:
-            try:
-                asyncio.run_coroutine_threadsafe(self._queue.put(self._EOF), self._loop)
-            except RuntimeError:
-                pass  # the loop is already closed
+            while chunk := stream.read1(self._READ_BYTES):
+                *lines, partial = (partial + chunk).split(b"\n")
+                if lines and not self._put([self._strip_cr(line) for line in lines]):
+                    return
+        except (OSError, ValueError):
+            pass  # stdin closed under us: treat as end of input
+        if partial:  # a last line without its newline
+            self._put([self._strip_cr(partial)])
+        self._put(self._EOF)
+
+    def _put(self, item) -> bool:
+        """Hands a chunk to the loop, waiting while the queue is full; False once the loop is gone."""
+        put = self._queue.put(item)
+        try:
+            asyncio.run_coroutine_threadsafe(put, self._loop).result()
+            return True
+        except Exception:  # loop closed (RuntimeError) or the put cancelled at shutdown: command is over
+            put.close()
+            return False
 
     async def next_round(self, limit: int) -> list[bytes]:
         if self._eof:
             return []
-        lines = []
+        lines: list[bytes] = []
         item = await self._queue.get()
         while item is not self._EOF:
-            lines.append(item)
+            lines.extend(item)
             if len(lines) >= limit or self._queue.empty():
                 return lines
             item = self._queue.get_nowait()
@@ -367,7 +383,8 @@ async def _produce(args: argparse.Namespace) -> int:
                     break
                 records, error = _parse_input(lines, args, line_number)
                 line_number += len(lines)
-                batches = _assign_partitions(records, args, topic, partitioner, static_headers)
+                batches, partition_error = _assign_partitions(records, args, topic, partitioner, static_headers)
+                error = partition_error or error
                 if not batches:
                     continue
                 for chunk in _chunks(batches):
@@ -384,19 +401,22 @@ async def _produce(args: argparse.Namespace) -> int:
 
 
 def _assign_partitions(records: list[InputRecord], args, topic, partitioner, static_headers):
+    """Groups records by partition; stops at a record for a partition that does not exist and
+    returns (batches so far, the error), so that everything before it is still sent."""
     batches: dict[tuple[str, int], list[ProducerRecord]] = defaultdict(list)
     for record in records:
         partition = record.partition if record.partition is not None else args.partition
         if partition is None:
             partition = partitioner.partition(args.topic, record.key, topic.num_partitions)
         elif partition not in topic.partitions:
-            raise KafkaResponseError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                                     f"topic '{args.topic}' has no partition {partition}")
+            return batches, KafkaResponseError(
+                ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                f"topic '{args.topic}' has no partition {partition} (it has {topic.num_partitions})")
         batches[(args.topic, partition)].append(ProducerRecord(
             value=record.value, key=record.key, headers=static_headers + record.headers,
             timestamp_ms=record.timestamp_ms,
         ))
-    return batches
+    return batches, None
 
 
 def _chunks(batches):

@@ -268,6 +268,8 @@ class KafkaClient:
             topic = result.topics.get(name)
             if topic is None:
                 error = KafkaResponseError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Metadata has no topic '{name}'")
+            elif topic.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+                error = KafkaResponseError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
             elif topic.error_code:
                 error = error_from_code(topic.error_code, None, api="Metadata", resource=_resource(name))
             elif not topic.partitions:

@@ -35,7 +35,7 @@ TIMESTAMP_NONE = "none"
 class Msg:
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
     timestamp_ms: int | None = None
     partition: int | None = None
 
@@ -55,7 +55,7 @@ class Received:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]
     timestamp_ms: int | None
     timestamp_type: str
 
@@ -101,7 +101,7 @@ def make_messages(count: int, *, ascii_only: bool = False, with_headers: bool = 
             value = text.encode()
             if not ascii_only and i % 4 == 1:
                 value += bytes((i * 7 + j) % 256 for j in range(64))
-        headers: tuple[tuple[str, bytes], ...] = ()
+        headers: tuple[tuple[str, bytes | None], ...] = ()
         if with_headers:
             if i % 3 == 1:
                 headers = (("trace", f"t{i}".encode()),)

@@ -13,6 +13,7 @@ skipped with that reason.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from dataclasses import dataclass
@@ -105,6 +106,7 @@ def _broker_health(request):
             process.start()
     request.node.stash[_log_marks] = {id(p): p.log_size() for p in _running}
     yield
+    gc.collect()  # client objects in reference cycles (callbacks) would keep reconnecting to stopped brokers
     died = [(p, p.process.returncode) for p in _running
             if p.process is not None and p.process.poll() is not None]
     if died:

@@ -11,7 +11,15 @@ import asyncio
 import time
 
 import pytest
-from client_adapters import Msg, confluent_consumer_config, create_topic, produce, unique_topic
+from client_adapters import (
+    TIMESTAMP_APPEND,
+    Msg,
+    confluent_consumer_config,
+    consume,
+    create_topic,
+    produce,
+    unique_topic,
+)
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -165,3 +173,20 @@ def test_consumer_past_log_end_resets_per_policy(broker, timed_topic):
         assert first.offset() == 0
     finally:
         consumer.close()
+
+
+def test_log_append_time_topic_overrides_producer_timestamps(broker):
+    """message.timestamp.type=LogAppendTime: consumers see the broker's append time, typed as such."""
+    topic = unique_topic("logappend")
+    create_topic(broker.bootstrap, topic, 1, {"message.timestamp.type": "LogAppendTime"})
+    old_ts = int(time.time() * 1000) - 86_400_000
+    before_ms = int(time.time() * 1000)
+    produce("confluent", broker.bootstrap, topic, [Msg(b"k", f"v{i}".encode(), (), old_ts + i, 0) for i in range(5)])
+    after_ms = int(time.time() * 1000)
+    for client in ("confluent", "kafka-python"):
+        records = consume(client, broker.bootstrap, topic, [0], 5, timeout_s=15).records
+        assert len(records) == 5
+        for r in records:
+            assert r.timestamp_type == TIMESTAMP_APPEND, f"{client}: {r.timestamp_type}"
+            assert before_ms - 1000 <= r.timestamp_ms <= after_ms + 1000, (
+                f"{client}: LogAppendTime {r.timestamp_ms} outside [{before_ms}, {after_ms}]")

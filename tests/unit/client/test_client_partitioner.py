@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from cluster.client.partitioner import StickyPartitioner, keyed_partition, murmur2, to_positive
 
+# kafka-python (used as an independent oracle below) emits DeprecationWarnings on import.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 # Apache Kafka, clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java, testMurmur2.
 KAFKA_MURMUR2_VECTORS = [
     (b"21", -973932308),
