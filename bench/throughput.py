@@ -7,7 +7,8 @@ ratio.  The client is confluent-kafka with the settings of performance.md §2 (l
 batches, assign() not groups, consume(n, 0) then poll(timeout), a large queued.min.messages and a
 5 ms fetch.queue.backoff.ms).
 
-Output: one JSON line per result and one human line starting with "# ".  Slowness never fails:
+Output: one JSON line per run and phase, then per configuration a JSON line and a human line ("# ")
+for the median run.  Slowness never fails:
 the exit status is non-zero only if the broker lost or refused records, or died.
 
     .venv/bin/python bench/throughput.py [--size-mib 256] [--configs all:1,all:6,1:1]
@@ -342,11 +343,12 @@ def run_consume(broker: BrokerProcess, topic: str, acks: str, partitions: int, c
 # report
 # ------------------------------------------------------------------------------------------------
 
-def report(result: Result, reference: dict) -> None:
+def report(result: Result, reference: dict, run: int | str, human: bool = True) -> None:
     target = TARGET_PRODUCE_MB_S if result.phase == "produce" else TARGET_CONSUME_MB_S
     ref_mb_s = reference[f"{result.phase}_mb_s"]
     line = {
-        "bench": "throughput", "phase": result.phase, "acks": result.acks, "partitions": result.partitions,
+        "bench": "throughput", "run": run, "phase": result.phase, "acks": result.acks,
+        "partitions": result.partitions,
         "msg_bytes": result.value_bytes // max(result.messages, 1), "messages": result.messages,
         "seconds": round(result.seconds, 3), "msgs_per_s": round(result.msgs_s), "mb_per_s": round(result.mb_s, 1),
         "broker_cpu_pct": round(result.broker_cpu_pct, 1), "client_cpu_pct": round(result.client_cpu_pct, 1),
@@ -357,13 +359,20 @@ def report(result: Result, reference: dict) -> None:
         "errors": result.errors, "truncated": result.truncated,
     }
     print(json.dumps(line), flush=True)
+    if not human:
+        return
     verdict = "ok" if result.mb_s >= target else "BELOW TARGET"
-    print(f"# {result.phase:7s} acks={result.acks:3s} {result.partitions}p: {result.msgs_s:>10,.0f} msg/s "
+    print(f"# {run} {result.phase:7s} acks={result.acks:3s} {result.partitions}p: {result.msgs_s:>10,.0f} msg/s "
           f"{result.mb_s:7.1f} MB/s (target >= {target:.0f}: {verdict}) | broker CPU {result.broker_cpu_pct:5.1f}% "
           f"client CPU {result.client_cpu_pct:5.1f}% | broker peak RSS {result.broker_peak_rss_mb:.0f} MB "
           f"(target <= {TARGET_PEAK_RSS_MB:.0f}) | reference {ref_mb_s:,.0f} MB/s, ratio {result.mb_s / ref_mb_s:.3f}"
           + (f" | ERRORS {result.errors}" if result.errors else "") + (" | TRUNCATED (time budget)" if result.truncated else ""),
           flush=True)
+
+
+def median_result(results: list[Result]) -> Result:
+    """The run with the median MB/s (its CPU and memory figures belong to that same run)."""
+    return sorted(results, key=lambda r: r.mb_s)[len(results) // 2]
 
 
 def parse_configs(text: str) -> list[tuple[str, int]]:
@@ -382,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--msg-size", type=int, default=1024, help="bytes per record value (default 1024)")
     parser.add_argument("--configs", type=parse_configs, default=parse_configs("all:1,all:6,1:1"),
                         help="comma-separated acks:partitions runs (default all:1,all:6,1:1)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs per configuration; the human lines show the median run (default 3)")
     parser.add_argument("--max-seconds", type=float, default=25.0,
                         help="time budget per produce or consume phase; the run is cut short and marked (default 25)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -409,14 +420,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         broker.start()
         for acks, partitions in args.configs:
-            topic = f"bench-acks{acks}-p{partitions}-{int(time.time())}"
-            create_topic(broker.bootstrap, topic, partitions)
-            produced = run_produce(broker, topic, acks, partitions, count, args.msg_size, args.max_seconds)
-            report(produced, reference)
-            consumed = run_consume(broker, topic, acks, partitions, produced.messages, args.msg_size,
-                                   args.max_seconds)
-            report(consumed, reference)
-            failed |= bool(produced.errors or consumed.errors) or not broker.is_alive()
+            runs: dict[str, list[Result]] = {"produce": [], "consume": []}
+            for run in range(1, args.repeats + 1):
+                topic = f"bench-acks{acks}-p{partitions}-r{run}-{int(time.time())}"
+                create_topic(broker.bootstrap, topic, partitions)
+                produced = run_produce(broker, topic, acks, partitions, count, args.msg_size, args.max_seconds)
+                consumed = run_consume(broker, topic, acks, partitions, produced.messages, args.msg_size,
+                                       args.max_seconds)
+                for result in (produced, consumed):
+                    runs[result.phase].append(result)
+                    report(result, reference, run, human=False)
+                failed |= bool(produced.errors or consumed.errors) or not broker.is_alive()
+            for phase_runs in runs.values():
+                report(median_result(phase_runs), reference, f"median of {len(phase_runs)}")
     except Exception as exc:  # report and fail on broker errors, never on slowness
         print(f"# benchmark aborted: {exc!r}", flush=True)
         failed = True

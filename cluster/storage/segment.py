@@ -271,15 +271,18 @@ class LogSegment:
         """Loads both indexes on first use; a file that fails its sanity check is rebuilt."""
         if self._indexes_loaded:
             return
-        reason = self.offset_index.load(
-            self._fs.read_file(self.offset_index.path) or b"", self.size, self.next_offset
-        )
-        if reason is None:
-            reason = self.time_index.load(self._fs.read_file(self.time_index.path) or b"", self.next_offset)
-            if reason is not None:
-                reason = f"{self.time_index.path}: {reason}"
+        offset_data = self._fs.read_file(self.offset_index.path)
+        time_data = self._fs.read_file(self.time_index.path)
+        if offset_data is None or time_data is None:
+            reason = "index file missing"
         else:
-            reason = f"{self.offset_index.path}: {reason}"
+            reason = self.offset_index.load(offset_data, self.size, self.next_offset)
+            if reason is None:
+                reason = self.time_index.load(time_data, self.next_offset)
+                if reason is not None:
+                    reason = f"{self.time_index.path}: {reason}"
+            else:
+                reason = f"{self.offset_index.path}: {reason}"
         self._indexes_loaded = True
         if reason is not None:
             logger.warning("rebuilding indexes of %s: %s", self.log_path, reason)

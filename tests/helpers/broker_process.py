@@ -102,7 +102,8 @@ class BrokerProcess:
 
     def __init__(self, work_dir: Path, *, node_id: int = 1, port: int | None = None,
                  overrides: dict[str, str] | None = None, python: str = sys.executable,
-                 host: str = "127.0.0.1", name: str = "broker") -> None:
+                 host: str = "127.0.0.1", name: str = "broker", extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None, console_script: bool = False) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = node_id
@@ -114,6 +115,9 @@ class BrokerProcess:
         self.config_path = self.work_dir / "server.properties"
         self.log_path = self.work_dir / "broker.log"
         self.overrides = dict(overrides or {})
+        self.extra_args = list(extra_args or [])  # e.g. ["--override", "num.partitions=3"]
+        self.env = dict(env or {})                # e.g. {"KRAFTPY_LOG_DIRS": ...}
+        self.console_script = console_script      # run `kraftpy broker` instead of `python -m cluster broker`
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self.exit_codes: list[int] = []
@@ -147,7 +151,11 @@ class BrokerProcess:
         return self.process.pid if self.process is not None else None
 
     def command(self) -> list[str]:
-        return [self.python, "-m", "cluster", "broker", "--config", str(self.config_path)]
+        if self.console_script:
+            launcher = [str(Path(self.python).parent / "kraftpy")]
+        else:
+            launcher = [self.python, "-m", "cluster"]
+        return launcher + ["broker", "--config", str(self.config_path)] + self.extra_args
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -159,8 +167,9 @@ class BrokerProcess:
             raise BrokerStartError(f"{self.name} already running as pid {self.pid}")
         self.starts += 1
         env = dict(os.environ)
-        env.pop("KRAFTPY_LOG_DIRS", None)  # the config file is the single source of log.dirs here
+        env.pop("KRAFTPY_LOG_DIRS", None)  # the config file is the single source of log.dirs unless asked
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.update(self.env)
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== harness: start #{self.starts} of {self.name} at {time.time():.3f}: "
                       f"{' '.join(self.command())}\n".encode())
@@ -178,6 +187,7 @@ class BrokerProcess:
             if not self.is_alive():
                 rc = self.process.returncode
                 self.exit_codes.append(rc)
+                self.process = None
                 raise BrokerStartError(
                     f"{self.name} exited with status {rc} before it was ready; log tail:\n{self.log_tail()}")
             try:

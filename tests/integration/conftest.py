@@ -14,9 +14,7 @@ skipped with that reason.
 from __future__ import annotations
 
 import gc
-import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,31 +22,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 
 from broker_process import BrokerProcess  # noqa: E402
-
-EXTERNAL_BOOTSTRAP = os.environ.get("KRAFTPY_IT_BOOTSTRAP")
+from external_broker import EXTERNAL_BOOTSTRAP, ExternalBroker, require_own_broker  # noqa: E402
 
 _running: list[BrokerProcess] = []  # brokers started by these fixtures and not yet stopped
 _log_marks = pytest.StashKey[dict]()
 
 
-@dataclass
-class ExternalBroker:
-    """A broker this harness did not start: no process, no data directory."""
-    bootstrap: str
-    name: str = "external"
-    data_dir: Path | None = None
-
-    def partition_dir(self, topic: str, partition: int) -> Path:
-        pytest.skip("external broker (KRAFTPY_IT_BOOTSTRAP): its data directory is not visible")
-
-
-def require_own_broker() -> None:
-    if EXTERNAL_BOOTSTRAP:
-        pytest.skip("needs a broker process started by the harness; KRAFTPY_IT_BOOTSTRAP is set")
-
-
-def _start(work_dir: Path, name: str, overrides: dict[str, str] | None) -> BrokerProcess:
-    broker = BrokerProcess(work_dir, name=name, overrides=overrides)
+def _start(work_dir: Path, name: str, overrides: dict[str, str] | None, **options) -> BrokerProcess:
+    broker = BrokerProcess(work_dir, name=name, overrides=overrides, **options)
     _running.append(broker)  # registered before start so a failed start still shows its log
     broker.start()
     return broker
@@ -77,13 +58,16 @@ def broker(tmp_path_factory):
 
 @pytest.fixture
 def broker_factory(tmp_path):
-    """start(name, overrides) -> BrokerProcess, stopped at the end of the test whatever happens."""
+    """start(name, overrides, **BrokerProcess options) -> a running BrokerProcess, stopped at the end of
+    the test whatever happens (options: extra_args, env, console_script)."""
     require_own_broker()
     started: list[BrokerProcess] = []
 
-    def start(name: str = "broker", overrides: dict[str, str] | None = None) -> BrokerProcess:
-        process = _start(tmp_path / name, name, overrides)
+    def start(name: str = "broker", overrides: dict[str, str] | None = None, **options) -> BrokerProcess:
+        process = BrokerProcess(tmp_path / name, name=name, overrides=overrides, **options)
         started.append(process)
+        _running.append(process)
+        process.start()
         return process
 
     try:
