@@ -12,6 +12,7 @@ import logging
 import signal
 
 from cluster.broker.flusher import GroupCommitFlusher
+from cluster.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from cluster.broker.metadata_store import MetadataStore, TopicRecord
 from cluster.broker.replica_manager import ReplicaManager, now_ms
 from cluster.broker.router import RequestRouter
@@ -26,6 +27,7 @@ class Broker:
         self.config = config
         self.flusher = GroupCommitFlusher()
         self.replica_manager: ReplicaManager | None = None
+        self.group_coordinator: GroupCoordinatorRuntime | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: list[set] = []
         self._tasks: list[asyncio.Task] = []
@@ -48,6 +50,9 @@ class Broker:
         return [(self.config.node_id, host or "localhost", port, self.config.get("broker.rack"))]
 
     def auto_create_topic(self, name: str) -> TopicRecord:
+        if name == OFFSETS_TOPIC:  # created with the group coordinator's partition count and configs
+            self.group_coordinator.ensure_offsets_topic()
+            return self.replica_manager.store.topics[name]
         return self.replica_manager.create_topic(
             name, self.config.get("num.partitions"), self.config.get("default.replication.factor"), {}
         )
@@ -68,6 +73,8 @@ class Broker:
         self.replica_manager.open_all()
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="group-commit"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
+        self.group_coordinator = GroupCoordinatorRuntime(self)
+        self.group_coordinator.start()
         router = RequestRouter(self)
         max_request_bytes = self.config.get("socket.request.max.bytes")
         for name, host, port in self.config.listeners:
@@ -99,6 +106,8 @@ class Broker:
         for connections in self._connections:
             for connection in list(connections):
                 connection.close("broker shutting down")
+        if self.group_coordinator is not None:
+            self.group_coordinator.stop()
         await self.flusher.stop()
         flusher_task, *others = self._tasks
         try:

@@ -16,7 +16,7 @@ import inspect
 import logging
 from collections.abc import Callable
 
-from cluster.broker.handlers import admin, api_versions, fetch, metadata, offsets, produce, producer_ids
+from cluster.broker.handlers import admin, api_versions, fetch, groups, metadata, offsets, produce, producer_ids
 from cluster.broker.handlers.api_versions import SUPPORTED_VERSIONS
 from cluster.broker.handlers.context import RequestContext
 from cluster.core.errors import ProtocolDecodeError
@@ -43,6 +43,16 @@ HANDLERS: dict[int, Callable] = {
     api_versions.API_DELETE_TOPICS: admin.handle_delete_topics,
     api_versions.API_CREATE_PARTITIONS: admin.handle_create_partitions,
     api_versions.API_DESCRIBE_CONFIGS: admin.handle_describe_configs,
+    api_versions.API_FIND_COORDINATOR: groups.handle_find_coordinator,
+    api_versions.API_JOIN_GROUP: groups.handle_join_group,
+    api_versions.API_SYNC_GROUP: groups.handle_sync_group,
+    api_versions.API_HEARTBEAT: groups.handle_heartbeat,
+    api_versions.API_LEAVE_GROUP: groups.handle_leave_group,
+    api_versions.API_OFFSET_COMMIT: groups.handle_offset_commit,
+    api_versions.API_OFFSET_FETCH: groups.handle_offset_fetch,
+    api_versions.API_DESCRIBE_GROUPS: groups.handle_describe_groups,
+    api_versions.API_LIST_GROUPS: groups.handle_list_groups,
+    api_versions.API_DELETE_GROUPS: groups.handle_delete_groups,
 }
 assert set(HANDLERS) == set(SUPPORTED_VERSIONS), "every advertised API has a handler"
 

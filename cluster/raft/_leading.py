@@ -114,10 +114,13 @@ class LeadingMixin:
         successors = tuple(sorted(leader.voters, key=lambda v: (-leader.voters[v].end_offset, v)))
         for request, _expiry in leader.parked.values():
             self._reply_fetch_error(request, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        self._set_role(Role.RESIGNED, self.epoch, self.voted_id, self.leader_id)
-        self._deadline_ms = now_ms + quorum.random_election_timeout_ms(self._rng, self.config.election_timeout_ms)
+        self._become_resigned(now_ms)
         for voter_id in successors:
             self._send(EndQuorumEpochRequest(self.node_id, voter_id, self.epoch, successors))
+
+    def _become_resigned(self, now_ms: int) -> None:
+        self._set_role(Role.RESIGNED, self.epoch, self.node_id, self.node_id)
+        self._deadline_ms = now_ms + quorum.random_election_timeout_ms(self._rng, self.config.election_timeout_ms)
 
     # -- timers ----------------------------------------------------------------------------------------------
     def _leader_deadline_ms(self) -> int:

@@ -84,7 +84,9 @@ class VotingMixin:
 
     def _on_prospective_timeout(self, now_ms: int) -> None:
         """Pre-vote round lost or timed out: go back to the leader we knew, or wait (keeping our vote)."""
-        if self.leader_id is not None and self.leader_id != self.node_id:
+        if self.leader_id == self.node_id:
+            self._become_resigned(now_ms)   # we led this epoch: stay the one that must never vote in it
+        elif self.leader_id is not None:
             self._become_follower(self.epoch, self.leader_id, now_ms)
         elif self.voted_id is not None:
             self._become_voted(self.voted_id, now_ms)

@@ -78,7 +78,8 @@ class UnsafeFlags:
     never sets them; ``RaftNode`` logs nothing about them and the default is all-off.
     """
 
-    # Grant a vote without making it durable: a crash then lets the node vote twice in one epoch.
+    # Reply to a vote request without making the resulting state (new epoch, vote) durable, as a shell that
+    # sends before it fsyncs would: a crash then lets the node vote twice in one epoch.
     skip_vote_persistence: bool = False
     # Advance the high watermark by counting replicas even before an entry of the leader's own epoch is
     # replicated (Raft paper section 5.4.2, "Figure 8").

@@ -289,10 +289,9 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
         return True
 
     def _durable_state(self) -> ElectionState:
-        voted_id = self.voted_id
-        if self.unsafe.skip_vote_persistence and voted_id not in (None, self.node_id):
-            voted_id = None   # deliberate bug for the negative simulation test
-        return ElectionState(self.epoch, voted_id, self.leader_id)
+        if self.unsafe.skip_vote_persistence and self.role is Role.VOTED and self.voted_id != self.node_id:
+            return self._persisted   # deliberate bug (negative test): the vote and its epoch never hit disk
+        return ElectionState(self.epoch, self.voted_id, self.leader_id)
 
     def _leader_hint(self) -> int | None:
         """The leader to name in answers: nobody while we are resigned (we will not serve)."""

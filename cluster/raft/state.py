@@ -25,15 +25,17 @@ Each row is ``(from, to) -> EpochRule``: how the epoch of the target must relate
 |-------------|--------------------------------------------------------------------------------------|
 | UNATTACHED  | UNATTACHED (higher), VOTED (same), PROSPECTIVE (same), FOLLOWER (at least)           |
 | VOTED       | UNATTACHED (higher), PROSPECTIVE (same), FOLLOWER (at least)                         |
-| PROSPECTIVE | UNATTACHED (at least), VOTED (same), CANDIDATE (next), FOLLOWER (at least)           |
+| PROSPECTIVE | UNATTACHED (at least), VOTED (same), CANDIDATE (next), FOLLOWER (at least),          |
+|             | RESIGNED (same)                                                                      |
 | CANDIDATE   | UNATTACHED (higher), PROSPECTIVE (same), LEADER (same), FOLLOWER (at least)          |
 | LEADER      | RESIGNED (same), UNATTACHED (higher), FOLLOWER (higher)                              |
 | FOLLOWER    | UNATTACHED (at least; same only for observers), PROSPECTIVE (same), FOLLOWER (higher)|
 | RESIGNED    | UNATTACHED (higher), PROSPECTIVE (same), FOLLOWER (higher)                           |
 
 Notes on the rows.  PROSPECTIVE -> UNATTACHED/VOTED/FOLLOWER at the same epoch is "the pre-vote round was
-lost or timed out": a prospective returns to following the leader it knew, or to waiting (keeping its vote
-if it had cast one).  CANDIDATE -> PROSPECTIVE is a lost real election: the next attempt pre-votes again
+lost or timed out": a prospective returns to following the leader it knew, to waiting (keeping its vote
+if it had cast one), or -- if it was itself the leader of this epoch -- to RESIGNED, so that it never
+forgets that it led the epoch.  CANDIDATE -> PROSPECTIVE is a lost real election: the next attempt pre-votes again
 instead of bumping the epoch blindly.  Observers (non-voters) only ever use UNATTACHED and FOLLOWER.
 Leaders are made only from candidates, and only in their own epoch.
 """
@@ -86,6 +88,7 @@ TRANSITIONS: dict[tuple[Role, Role], EpochRule] = {
     (_R.PROSPECTIVE, _R.VOTED): _E.SAME,
     (_R.PROSPECTIVE, _R.CANDIDATE): _E.NEXT,
     (_R.PROSPECTIVE, _R.FOLLOWER): _E.AT_LEAST,
+    (_R.PROSPECTIVE, _R.RESIGNED): _E.SAME,
     (_R.CANDIDATE, _R.UNATTACHED): _E.HIGHER,
     (_R.CANDIDATE, _R.PROSPECTIVE): _E.SAME,
     (_R.CANDIDATE, _R.LEADER): _E.SAME,

@@ -457,19 +457,16 @@ class PartitionLog:
         applies LogAppendTime if configured, writes (no fsync).  Returns (base, last) offset."""
         self._check_open()
         size = len(batch)
-        invariant(
-            size == header.size_in_bytes, f"batch of {size} bytes but header says {header.size_in_bytes}"
-        )
+        if size != header.batch_length + 12:
+            invariant(False, f"batch of {size} bytes but its header says {header.size_in_bytes}")
         if size > self.config.max_message_bytes:
             raise KafkaError(
                 ErrorCode.MESSAGE_TOO_LARGE,
                 f"batch of {size} bytes exceeds max.message.bytes {self.config.max_message_bytes}",
             )
         latest = self._epoch_cache.latest_epoch
-        invariant(
-            latest is None or leader_epoch >= latest or leader_epoch < 0,
-            f"leader epoch {leader_epoch} below the log's latest epoch {latest}",
-        )
+        if latest is not None and 0 <= leader_epoch < latest:
+            invariant(False, f"leader epoch {leader_epoch} below the log's latest epoch {latest}")
         base_offset = self.log_end_offset
         stamp_batch(batch, base_offset, leader_epoch)
         header = header._replace(base_offset=base_offset, partition_leader_epoch=leader_epoch)
@@ -841,7 +838,8 @@ class PartitionLog:
     # closing
     # ------------------------------------------------------------------------------------------
     def _check_open(self) -> None:
-        invariant(not self._closed, f"log {self.dir_path} is closed")
+        if self._closed:
+            invariant(False, f"log {self.dir_path} is closed")
 
     def close(self) -> None:
         """Clean shutdown: fsync everything, record it, release descriptors.  The next open

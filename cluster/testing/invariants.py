@@ -59,6 +59,7 @@ class RaftInvariantChecker:
         self._entry_ids: dict[tuple[int, int], tuple[bytes, bool, int]] = {}
         self._node_hw: dict[int, int] = {}
         self._leaders_seen: set[tuple[int, int]] = set()
+        self._recheck_leaders_above: int | None = None
 
     @property
     def committed_end(self) -> int:
@@ -106,6 +107,7 @@ class RaftInvariantChecker:
         for node_id, node in nodes.items():
             if node.role is Role.LEADER:
                 self._check_leader(node_id, node, nodes, logs)
+        self._recheck_leaders_above = None
         for node_id, node in nodes.items():
             self._check_high_watermark(node_id, node)
 
@@ -124,20 +126,23 @@ class RaftInvariantChecker:
         if (node_id, epoch) not in self._leaders_seen:
             self._leaders_seen.add((node_id, epoch))
             self._check_completeness(node_id, node, logs[node_id])
-        if node.high_watermark > len(self._committed):
-            self._record_commits(node_id, node, nodes, logs)
+        self.record_commits(node_id, node)
+        if self._recheck_leaders_above is not None and epoch > self._recheck_leaders_above:
+            self._check_completeness(node_id, node, logs[node_id])
 
-    def _record_commits(self, node_id: int, node: RaftNode, nodes: dict[int, RaftNode],
-                        logs: dict[int, MemoryRaftLog]) -> None:
+    def record_commits(self, node_id: int, node: RaftNode) -> None:
+        """A leader's HW passed new offsets: remember those entries as committed (call before applying)."""
+        if node.role is not Role.LEADER or node.high_watermark <= len(self._committed):
+            return
         start = len(self._committed)
         if start < node.log_start_offset:
             raise SimViolation("hw-beyond-commit", f"leader {node_id} compacted uncommitted offsets")
         for entry in node.read_entries(start, node.high_watermark):
             self._committed.append(_Committed(entry.epoch, entry.payload, entry.is_control, node.epoch))
             self._digests.append(entry_digest(self._digests[-1], entry))
-        for other_id, other in nodes.items():   # leaders of later epochs must already hold these entries
-            if other.role is Role.LEADER and other.epoch > node.epoch:
-                self._check_completeness(other_id, other, logs[other_id])
+        # Leaders of later epochs (stale leaders aside, there are none normally) must hold these entries.
+        previous = self._recheck_leaders_above
+        self._recheck_leaders_above = node.epoch if previous is None else min(previous, node.epoch)
 
     def _check_completeness(self, node_id: int, node: RaftNode, log: MemoryRaftLog) -> None:
         """Every entry committed by an earlier epoch is in this leader's log or snapshot."""

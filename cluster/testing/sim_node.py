@@ -23,7 +23,7 @@ from cluster.testing.sim_disk import SimDisk
 from cluster.testing.sim_state_machine import SimStateMachine
 
 # A node that keeps producing Readies without a new input is in a loop: a bug.
-_MAX_READY_ROUNDS = 64
+_MAX_READY_ROUNDS = 100_000
 
 
 class CrashPoint(enum.Enum):
@@ -64,6 +64,9 @@ class SimNode:
     def _carry_out(self, ready: Ready, send: Callable[[RaftMessage], None], checker: RaftInvariantChecker,
                    crash_at: CrashPoint | None) -> None:
         disk = self.disk
+        # A leader's HW may have moved during the steps before this poll; record it before anything that
+        # reveals it (a message, an apply) can happen, even if we crash halfway.
+        checker.record_commits(self.node_id, self.raft)
         if ready.needs_persist():
             self._write(ready, checker)
             if crash_at is CrashPoint.BEFORE_FSYNC:

@@ -76,6 +76,11 @@ def _join_completes_if_last(n_members: int):
     return (E.NONE, COMPLETING) if n_members == 2 else (PARKED, PREPARING)
 
 
+def _leave_completes_if_last(n_members: int):
+    """In PREPARING only the leader rejoined: F leaving completes the phase when the others were just F."""
+    return (E.NONE, COMPLETING) if n_members == 2 else (E.NONE, PREPARING)
+
+
 # request -> state -> (error | PARKED, next state | SAME | ABSENT) or a function of the group size.
 SPEC = {
     "join_new_v4": _by_state(GONE=(E.MEMBER_ID_REQUIRED, EMPTY), other=(E.MEMBER_ID_REQUIRED, SAME)),
@@ -115,10 +120,10 @@ SPEC = {
     "heartbeat_fenced": _by_state(GONE=(E.UNKNOWN_MEMBER_ID, ABSENT), EMPTY=(E.UNKNOWN_MEMBER_ID, SAME),
                                   ACTIVE=(E.FENCED_INSTANCE_ID, SAME)),
     "leave": _by_state(GONE=(E.UNKNOWN_MEMBER_ID, ABSENT), EMPTY=(E.UNKNOWN_MEMBER_ID, SAME),
-                       PREPARING=_join_completes_if_last, COMPLETING=(E.NONE, PREPARING),
+                       PREPARING=_leave_completes_if_last, COMPLETING=(E.NONE, PREPARING),
                        STABLE=(E.NONE, PREPARING)),
     "leave_by_instance_id": _by_state(GONE=(E.UNKNOWN_MEMBER_ID, ABSENT), EMPTY=(E.UNKNOWN_MEMBER_ID, SAME),
-                                      PREPARING=_join_completes_if_last, COMPLETING=(E.NONE, PREPARING),
+                                      PREPARING=_leave_completes_if_last, COMPLETING=(E.NONE, PREPARING),
                                       STABLE=(E.NONE, PREPARING)),
     "commit_member": _by_state(GONE=(E.ILLEGAL_GENERATION, ABSENT), EMPTY=(E.UNKNOWN_MEMBER_ID, SAME),
                                PREPARING=(E.NONE, SAME), COMPLETING=(E.REBALANCE_IN_PROGRESS, SAME),
@@ -158,11 +163,12 @@ class Scene:
         self._form_completing()
         if state == COMPLETING:
             return
-        if state == PREPARING:
-            self.h.join(G, self.leader, client_id=client)  # the leader's rejoin starts a rebalance
-            return
         self._sync_all()
         if state == STABLE:
+            return
+        if state == PREPARING:
+            self.h.join(G, self.leader, client_id=client)  # a Stable leader's rejoin starts a rebalance
+            assert self.h.state(G) is GroupState.PREPARING_REBALANCE
             return
         for member_id, instance in self.members:
             self.h.leave(G, (member_id, instance))
@@ -283,7 +289,7 @@ def test_state_request_pair(state, request_kind, n_members, elapsed_ms, client):
     h = scene.h
     h.advance(elapsed_ms)  # below every session and rebalance timeout: no timer may change the outcome
     assert h.state(G) is (TO_ENUM[state] if state in TO_ENUM else None)
-    generation_before = scene.generation
+    generation_before = h.coordinator.group(G).generation_id if state in TO_ENUM else None
     transitions_before = len(h.transitions)
 
     token = scene.send(request_kind)

@@ -14,6 +14,9 @@ from cluster.wire.messages import api_versions_response as avr
 API_PRODUCE, API_FETCH, API_LIST_OFFSETS, API_METADATA = 0, 1, 2, 3
 API_API_VERSIONS, API_CREATE_TOPICS, API_DELETE_TOPICS, API_INIT_PRODUCER_ID = 18, 19, 20, 22
 API_OFFSET_FOR_LEADER_EPOCH, API_DESCRIBE_CONFIGS, API_CREATE_PARTITIONS = 23, 32, 37
+API_OFFSET_COMMIT, API_OFFSET_FETCH, API_FIND_COORDINATOR, API_JOIN_GROUP = 8, 9, 10, 11
+API_HEARTBEAT, API_LEAVE_GROUP, API_SYNC_GROUP, API_DESCRIBE_GROUPS = 12, 13, 14, 15
+API_LIST_GROUPS, API_DELETE_GROUPS = 16, 42
 
 # api_key -> (min advertised version, max advertised version)
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
@@ -28,6 +31,18 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     API_OFFSET_FOR_LEADER_EPOCH: (2, 4),
     API_DESCRIBE_CONFIGS: (1, 4),
     API_CREATE_PARTITIONS: (0, 3),
+    # Classic consumer groups.  Debian kcat (librdkafka 2.0.2) needs JoinGroup/SyncGroup/Heartbeat/LeaveGroup
+    # from v0 and OffsetFetch v1 (reference/kafka-protocol.md §2.3).
+    API_FIND_COORDINATOR: (0, 3),
+    API_JOIN_GROUP: (0, 5),
+    API_SYNC_GROUP: (0, 3),
+    API_HEARTBEAT: (0, 3),
+    API_LEAVE_GROUP: (0, 3),
+    API_OFFSET_COMMIT: (2, 9),
+    API_OFFSET_FETCH: (1, 7),
+    API_DESCRIBE_GROUPS: (0, 5),
+    API_LIST_GROUPS: (0, 4),
+    API_DELETE_GROUPS: (0, 2),
 }
 
 # Produce versions that parse but whose (pre-RecordBatch v2) semantics we do not implement.

@@ -28,7 +28,12 @@ def append(log: PartitionLog, batch: bytearray, epoch: int = 0, now_ms: int = NO
 
 
 def append_many(
-    log: PartitionLog, count: int, records: int = 1, value_bytes: int = 40, epoch: int = 0, timestamp_ms: int = NOW_MS
+    log: PartitionLog,
+    count: int,
+    records: int = 1,
+    value_bytes: int = 40,
+    epoch: int = 0,
+    timestamp_ms: int = NOW_MS,
 ) -> list[bytes]:
     """Appends ``count`` batches; returns the bytes as stored (stamped)."""
     stored = []

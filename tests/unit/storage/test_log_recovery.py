@@ -7,7 +7,16 @@ import os
 import struct
 
 import pytest
-from storage_testlib import NOW_MS, append, append_many, base_offsets, make_batch, open_log, read_all, segment_files
+from storage_testlib import (
+    NOW_MS,
+    append,
+    append_many,
+    base_offsets,
+    make_batch,
+    open_log,
+    read_all,
+    segment_files,
+)
 
 from cluster.storage.segment import LogSegment
 from cluster.wire.records import iter_batch_headers
@@ -66,7 +75,9 @@ def test_garbage_appended(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="cluster.storage"):
         log = open_log(path, **CONFIG)
     assert_recovered_prefix(log, stored, 12)
-    assert any("recovery truncates" in r.message and segment_files(path)[-1] in r.message for r in caplog.records)
+    assert any(
+        "recovery truncates" in r.message and segment_files(path)[-1] in r.message for r in caplog.records
+    )
     log.close()
 
 

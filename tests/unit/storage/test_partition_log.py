@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 
 import pytest
-from storage_testlib import NOW_MS, append, append_many, base_offsets, make_batch, open_log, read_all, segment_files
+from storage_testlib import (
+    NOW_MS,
+    append,
+    append_many,
+    base_offsets,
+    make_batch,
+    open_log,
+    read_all,
+    segment_files,
+)
 
 from cluster.core.errors import ErrorCode, InvariantViolation, KafkaError, OffsetOutOfRangeError
 from cluster.wire.records import (
@@ -23,7 +32,11 @@ def test_new_log_layout(tmp_path) -> None:
     assert (log.log_start_offset, log.log_end_offset, log.recovery_point) == (0, 0, 0)
     assert log.latest_epoch is None and log.segment_count == 1 and log.size_in_bytes == 0
     names = set(os.listdir(path))
-    assert {"00000000000000000000.log", "00000000000000000000.index", "00000000000000000000.timeindex"} <= names
+    assert {
+        "00000000000000000000.log",
+        "00000000000000000000.index",
+        "00000000000000000000.timeindex",
+    } <= names
     assert (path / "leader-epoch-checkpoint").read_text() == "0\n0\n"
     assert log.read(0, 1000, 100) == b""
     assert log.offset_for_timestamp(0) is None and log.max_timestamp_and_offset() is None
@@ -209,7 +222,9 @@ def test_offset_for_timestamp(tmp_path) -> None:
     log = open_log(path, segment_bytes=400, index_interval_bytes=100)
     timestamps = [100, 200, 150, 300, 250, 400, 400, 500, 50, 600]
     for i, ts in enumerate(timestamps):
-        append(log, bytearray(build_batch([(None, b"x" * 40, [], ts), (None, b"y", [], ts + 5)])), epoch=i // 4)
+        append(
+            log, bytearray(build_batch([(None, b"x" * 40, [], ts), (None, b"y", [], ts + 5)])), epoch=i // 4
+        )
     assert log.segment_count > 2
 
     def expected(target):
@@ -219,7 +234,29 @@ def test_offset_for_timestamp(tmp_path) -> None:
                     return 2 * i + j, t, i // 4
         return None
 
-    for target in [0, 50, 100, 101, 104, 105, 106, 151, 155, 156, 199, 200, 301, 399, 400, 404, 405, 406, 601, 605, 606]:
+    for target in [
+        0,
+        50,
+        100,
+        101,
+        104,
+        105,
+        106,
+        151,
+        155,
+        156,
+        199,
+        200,
+        301,
+        399,
+        400,
+        404,
+        405,
+        406,
+        601,
+        605,
+        606,
+    ]:
         assert log.offset_for_timestamp(target) == expected(target), target
     assert log.offset_for_timestamp(400, max_offset=10) is None
     assert log.offset_for_timestamp(400, max_offset=11) == (10, 400, 1)

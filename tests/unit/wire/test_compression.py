@@ -97,7 +97,9 @@ def test_reads_client_gzip(encode) -> None:
 @pytest.mark.parametrize(
     "encode",
     [
-        pytest.param(lambda d: kafka_codec.snappy_encode(d, xerial_compatible=True), id="kafka-python-xerial"),
+        pytest.param(
+            lambda d: kafka_codec.snappy_encode(d, xerial_compatible=True), id="kafka-python-xerial"
+        ),
         pytest.param(lambda d: kafka_codec.snappy_encode(d, xerial_compatible=False), id="kafka-python-raw"),
         pytest.param(lambda d: aiokafka_codec.snappy_encode(d, xerial_compatible=True), id="aiokafka-xerial"),
         pytest.param(lambda d: aiokafka_codec.snappy_encode(d, xerial_compatible=False), id="aiokafka-raw"),
@@ -115,7 +117,9 @@ def test_reads_client_snappy(encode, name: str) -> None:
     [
         pytest.param(kafka_codec.lz4_encode, id="kafka-python"),
         pytest.param(aiokafka_codec.lz4_encode, id="aiokafka"),
-        pytest.param(lambda d: lz4.frame.compress(d, content_checksum=True, store_size=True), id="checksum+size"),
+        pytest.param(
+            lambda d: lz4.frame.compress(d, content_checksum=True, store_size=True), id="checksum+size"
+        ),
     ],
 )
 def test_reads_client_lz4(encode) -> None:

@@ -269,7 +269,10 @@ def test_control_batch() -> None:
     assert control_record_type(record) == ControlRecordType.COMMIT
     assert record.key == b"\x00\x00\x00\x01"
     assert record.value == b"\x00\x00\x00\x00\x00\x0b"
-    assert end_transaction_marker(ControlRecordType.ABORT, 3) == (b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x03")
+    assert end_transaction_marker(ControlRecordType.ABORT, 3) == (
+        b"\x00\x00\x00\x00",
+        b"\x00\x00\x00\x00\x00\x03",
+    )
     with pytest.raises(CorruptRecordError):
         control_record_type(Record(0, 0, b"\x00", None, []))
 
@@ -329,7 +332,12 @@ def test_we_read_client_batches(module, codec: int) -> None:
     builder.append(2, 999, b"k2", None, [])
     raw = bytes(builder.build())
     header = validate_batch(raw)
-    assert (header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence) == (42, 3, 7, 9)
+    assert (header.producer_id, header.producer_epoch, header.base_sequence, header.last_sequence) == (
+        42,
+        3,
+        7,
+        9,
+    )
     assert header.compression_type == codec
     assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in decode_records(raw)] == [
         (0, 1_000, b"k0", b"v0" * 200, [("h", b"x")]),
