@@ -31,8 +31,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from cluster.broker.replica_manager import now_ms
-from cluster.config import ConfigError
-from cluster.core.errors import ErrorCode, KafkaError
+from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError
 from cluster.groups.coordinator import AppendRecords, GroupConfig, GroupCoordinator, Reply
 from cluster.wire import records as wire_records
 
@@ -50,28 +49,9 @@ OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "10485760
 _LOAD_READ_BYTES = 4 * 1024 * 1024
 _PRODUCE_VERSION = 9  # any version >= 7: our own batches are never compressed anyway
 
-# Group settings Kafka has and cluster/config.py does not define yet: (key, default).
-_EXTRA_SETTINGS = {
-    "offsets.retention.minutes": 7 * 24 * 60,
-    "offsets.retention.check.interval.ms": 600_000,
-    "offsets.commit.timeout.ms": 5000,
-    "offset.metadata.max.bytes": 4096,
-    "group.max.size": 2**31 - 1,
-}
-
-
 def _setting(config, key: str) -> int:
-    """A group setting from the broker config; keys config.py does not know arrive as raw strings."""
-    try:
-        value = config.get(key)
-    except KeyError:
-        return _EXTRA_SETTINGS[key]
-    if value is None:
-        return _EXTRA_SETTINGS[key]
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"Invalid value {value!r} for configuration {key}: expected an integer") from None
+    """A group setting from the broker config (validated there, with Kafka's defaults)."""
+    return config.get(key)
 
 
 def group_config(config) -> GroupConfig:
@@ -163,12 +143,29 @@ class GroupCoordinatorRuntime:
             for position, header in wire_records.iter_batch_headers(data):
                 if not header.is_control:
                     batch = memoryview(data)[position:position + header.size_in_bytes]
-                    for record in wire_records.decode_records(batch):
-                        if record.key is not None:
-                            self.coordinator.replay(index, record.key, record.value, current_ms)
-                            count += 1
+                    count += self._replay_batch(index, batch, header.base_offset, current_ms)
                 offset = header.next_offset
         self._apply(self.coordinator.finish_loading(index, partition.leader_epoch, now_ms()))
+        return count
+
+    def _replay_batch(self, index: int, batch, base_offset: int, current_ms: int) -> int:
+        """Replays one batch; a record we cannot read is logged and skipped rather than keeping the broker
+        down (Kafka fails the load; losing one group's state is the lesser harm on a single node)."""
+        try:
+            decoded = wire_records.decode_records(batch)
+        except CorruptRecordError as exc:
+            log.error("%s-%d: skipping unreadable batch at offset %d: %s", OFFSETS_TOPIC, index, base_offset, exc)
+            return 0
+        count = 0
+        for record in decoded:
+            if record.key is None:
+                continue
+            try:
+                self.coordinator.replay(index, record.key, record.value, current_ms)
+                count += 1
+            except CorruptRecordError as exc:
+                log.error("%s-%d: skipping unreadable record at offset %d: %s", OFFSETS_TOPIC, index,
+                          record.offset, exc)
         return count
 
     async def _expire_offsets_periodically(self) -> None:

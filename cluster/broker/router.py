@@ -16,7 +16,16 @@ import inspect
 import logging
 from collections.abc import Callable
 
-from cluster.broker.handlers import admin, api_versions, fetch, groups, metadata, offsets, produce, producer_ids
+from cluster.broker.handlers import (
+    admin,
+    api_versions,
+    fetch,
+    groups,
+    metadata,
+    offsets,
+    produce,
+    producer_ids,
+)
 from cluster.broker.handlers.api_versions import SUPPORTED_VERSIONS
 from cluster.broker.handlers.context import RequestContext
 from cluster.core.errors import ProtocolDecodeError

@@ -1186,15 +1186,16 @@ class GroupCoordinator:
         invariant(partition in self._loading, f"replay into partition {partition}, which is not loading")
         parsed = records.decode_key(key)
         if isinstance(parsed, records.OffsetCommitKey):
+            committed = None if value is None else records.decode_offset_commit_value(value)
             offsets = self._offsets.setdefault(parsed.group, GroupOffsets())
-            offsets.replay((parsed.topic, parsed.partition),
-                           None if value is None else records.decode_offset_commit_value(value))
+            offsets.replay((parsed.topic, parsed.partition), committed)
             if not offsets:
                 del self._offsets[parsed.group]
         elif isinstance(parsed, records.GroupMetadataKey):
+            metadata = None if value is None else records.decode_group_metadata_value(value)
             self._groups.pop(parsed.group, None)
-            if value is not None:
-                self._load_group(parsed.group, records.decode_group_metadata_value(value), now_ms)
+            if metadata is not None:
+                self._load_group(parsed.group, metadata, now_ms)
 
     def _load_group(self, group_id: str, value: records.GroupMetadataValue, now_ms: int) -> None:
         state = GroupState.STABLE if value.members else GroupState.EMPTY

@@ -207,3 +207,17 @@ def test_bad_config_exits_non_zero_naming_the_key(tmp_path):
     )
     assert result.returncode == 2
     assert "num.partitions" in result.stderr
+
+
+def test_internal_offsets_topic_cannot_be_deleted_or_resized(conn):
+    from cluster.wire.messages import create_partitions_request as cpq
+    from cluster.wire.messages import delete_topics_request as dtq
+    from cluster.wire.messages import find_coordinator_request as fcq
+
+    assert conn.request(10, 3, fcq.FindCoordinatorRequest(key="any-group", key_type=0)).error_code == 0
+    deleted = conn.request(20, 4, dtq.DeleteTopicsRequest(topic_names=["__consumer_offsets"], timeout_ms=5000))
+    assert deleted.responses[0].error_code == ErrorCode.INVALID_REQUEST
+    resized = conn.request(37, 3, cpq.CreatePartitionsRequest(
+        topics=[cpq.CreatePartitionsTopic(name="__consumer_offsets", count=60, assignments=None)],
+        timeout_ms=5000, validate_only=False))
+    assert resized.results[0].error_code == ErrorCode.INVALID_REQUEST

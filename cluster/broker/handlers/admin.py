@@ -19,7 +19,7 @@ from cluster.config import (
     validate_topic_configs,
 )
 from cluster.core.errors import ErrorCode, KafkaError
-from cluster.core.names import validate_topic_name
+from cluster.core.names import INTERNAL_TOPICS, validate_topic_name
 from cluster.wire.messages import create_partitions_response as cpr
 from cluster.wire.messages import create_topics_response as ctr
 from cluster.wire.messages import delete_topics_response as dtr
@@ -117,6 +117,9 @@ def handle_delete_topics(context: RequestContext, request) -> dtr.DeleteTopicsRe
             record = broker.replica_manager.store.topics.get(name)
             if record is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
+            if name in INTERNAL_TOPICS:
+                # Deleting it would silently drop every group's committed offsets.
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"Internal topic {name} cannot be deleted.")
             result.topic_id = record.topic_id
             broker.replica_manager.delete_topic(name)
         except KafkaError as exc:
@@ -134,6 +137,10 @@ def handle_create_partitions(context: RequestContext, request) -> cpr.CreatePart
             record = broker.replica_manager.store.topics.get(topic.name)
             if record is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{topic.name}' does not exist.")
+            if topic.name in INTERNAL_TOPICS:
+                # Groups map to offsets partitions by hash % partition count: a change would orphan them.
+                raise KafkaError(ErrorCode.INVALID_REQUEST,
+                                 f"The number of partitions of internal topic {topic.name} cannot change.")
             if topic.count <= record.num_partitions:
                 raise KafkaError(ErrorCode.INVALID_PARTITIONS,
                                  f"Topic currently has {record.num_partitions} partitions, which is higher than "

@@ -491,3 +491,23 @@ def test_coordinator_without_partition_count():
     coordinator = GroupCoordinator(GroupConfig(num_partitions=None), lambda prefix: prefix + "-1")
     effects = coordinator.join_group(1, JoinGroupRequest("g", "", None, 10_000, 10_000, "consumer", PROTOCOLS), 0)
     assert effects[0].result.error is E.COORDINATOR_NOT_AVAILABLE
+
+
+def test_replay_ignores_unknown_record_types_and_rejects_corrupt_values():
+    import pytest
+
+    from cluster.core.errors import CorruptRecordError
+    from cluster.groups import records
+
+    h = Harness()
+    partition = h.coordinator.partition_of("g")
+    h.apply(h.coordinator.unload_partition(partition, h.now_ms))
+    h.coordinator.begin_loading(partition)
+    h.coordinator.replay(partition, b"\x00\x05\x00\x01g", b"anything", h.now_ms)  # a newer record type
+    with pytest.raises(CorruptRecordError):
+        h.coordinator.replay(partition, records.encode_offset_commit_key("g", "t", 0), b"\x00\x07", h.now_ms)
+    h.coordinator.replay(partition, records.encode_offset_commit_key("g", "t", 0),
+                         records.encode_offset_commit_value(records.OffsetCommitValue(5, -1, "", h.now_ms)), h.now_ms)
+    h.apply(h.coordinator.finish_loading(partition, 0, h.now_ms))
+    assert h.fetch("g", [("t", 0)]).partitions[0].offset == 5
+    assert h.coordinator.group("g").state is GroupState.EMPTY  # offsets without metadata: a simple group
