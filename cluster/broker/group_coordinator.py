@@ -42,10 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster.broker.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
-# Kafka's settings for the offsets topic (offsets.topic.segment.bytes, compaction).  retention.ms=-1 keeps
-# committed offsets from being deleted by time-based retention until log compaction (issue 5 part 3)
-# honours cleanup.policy=compact.
-OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600", "retention.ms": "-1"}
+# Kafka's settings for the offsets topic (offsets.topic.segment.bytes, compaction).  A compact-only topic is
+# never trimmed by time or size retention, so committed offsets live until a newer commit or a tombstone.
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
 _LOAD_READ_BYTES = 4 * 1024 * 1024
 _PRODUCE_VERSION = 9  # any version >= 7: our own batches are never compressed anyway
 

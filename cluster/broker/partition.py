@@ -91,6 +91,8 @@ class Partition:
             raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, "zstd needs Produce v7 or later")
         if header.is_transactional or header.is_control:
             raise KafkaError(ErrorCode.INVALID_RECORD, "transactions are not supported yet")
+        if self.log_config.compact:
+            self._check_keys(batch_bytes)
         duplicate = self.producer_state.check_append(header.producer_id, header.producer_epoch,
                                                      header.base_sequence, header.last_offset_delta)
         if duplicate is not None:
@@ -111,6 +113,19 @@ class Partition:
                                    header.last_offset_delta, base_offset, header.max_timestamp)
         self._on_dirty(self)
         return base_offset, last_offset, log_append_time_ms
+
+    def _check_keys(self, batch_bytes) -> None:
+        """A compacted topic keeps the latest record per key, so a record without a key is invalid (Kafka's
+        LogValidator); the only place produce decodes records."""
+        try:
+            keyless = any(record.key is None for record in records.decode_records(batch_bytes))
+        except KafkaError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - undecodable records are corrupt whatever the cause
+            raise KafkaError(ErrorCode.CORRUPT_MESSAGE, f"{self}: cannot decode records: {exc}") from None
+        if keyless:
+            raise KafkaError(ErrorCode.INVALID_RECORD,
+                             f"compacted topic cannot accept message without key in topic partition {self}")
 
     def wait_for_high_watermark(self, offset: int) -> asyncio.Future[None]:
         """A future resolved once ``high_watermark >= offset`` (acks=all)."""

@@ -20,7 +20,7 @@ from cluster.broker.flusher import GroupCommitFlusher
 from cluster.broker.metadata_store import MetadataStore, TopicRecord
 from cluster.broker.partition import Partition
 from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_configs
-from cluster.core.errors import ErrorCode
+from cluster.core.errors import CorruptRecordError, ErrorCode
 from cluster.storage.partition_log import LogConfig, PartitionLog
 
 log = logging.getLogger("cluster.broker.replicas")
@@ -84,6 +84,10 @@ class ReplicaManager:
             file_delete_delay_ms=values["file.delete.delay.ms"],
             segment_jitter_ms=values["segment.jitter.ms"],
             segment_index_bytes=values["segment.index.bytes"],
+            cleanup_policy=tuple(values["cleanup.policy"]),
+            delete_retention_ms=values["delete.retention.ms"],
+            min_compaction_lag_ms=values["min.compaction.lag.ms"],
+            min_cleanable_dirty_ratio=float(values["min.cleanable.dirty.ratio"]),
         )
 
     # topic changes (single-node controller decisions; the Raft issue moves them to the quorum) ---------
@@ -128,11 +132,13 @@ class ReplicaManager:
 
     # background upkeep --------------------------------------------------------------------------------
     async def run_log_upkeep(self) -> None:
-        """Retention, time-based rolls and producer expiry, on Kafka's check interval (bounded to 1 s..5 min)."""
+        """Retention, time-based rolls, producer expiry and compaction, on Kafka's check interval (bounded to
+        1 s..30 s between passes)."""
         interval_s = min(max(self.config.get("log.retention.check.interval.ms"), 1000), 300_000) / 1000
         while True:
             await asyncio.sleep(min(interval_s, 30.0))
             self.upkeep_once(now_ms())
+            await self.clean_logs(now_ms())
 
     def upkeep_once(self, current_ms: int) -> None:
         expiration_ms = self.config.get("producer.id.expiration.ms")
@@ -146,3 +152,28 @@ class ReplicaManager:
                 partition.producer_state.expire(current_ms, expiration_ms)
             except OSError:
                 log.exception("%s: log upkeep failed", partition)
+
+    async def clean_logs(self, current_ms: int) -> int:
+        """Compaction of every partition whose cleanup.policy includes compact: the plan and the segment swap
+        run on the event loop, the reading and rewriting in a worker thread, so produce and fetch go on.
+        Returns the number of segments swapped."""
+        loop = asyncio.get_running_loop()
+        swapped = 0
+        for key, partition in list(self.partitions.items()):
+            if not partition.log_config.compact or partition.deleted:
+                continue
+            try:
+                task = partition.log.prepare_cleaning(current_ms, partition.high_watermark)
+                if task is None:
+                    continue
+                try:
+                    await loop.run_in_executor(None, task.run)
+                except (OSError, CorruptRecordError) as exc:
+                    log.error("%s: log cleaning failed: %s", partition, exc)
+                if self.partitions.get(key) is partition and not partition.deleted:
+                    swapped += partition.log.complete_cleaning(task)
+                else:
+                    task.close()
+            except OSError:
+                log.exception("%s: log cleaning failed", partition)
+        return swapped

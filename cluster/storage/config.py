@@ -26,7 +26,13 @@ TOPIC_CONFIG_KEYS = {
     "file.delete.delay.ms": "file_delete_delay_ms",
     "segment.jitter.ms": "segment_jitter_ms",
     "segment.index.bytes": "segment_index_bytes",
+    "cleanup.policy": "cleanup_policy",
+    "delete.retention.ms": "delete_retention_ms",
+    "min.compaction.lag.ms": "min_compaction_lag_ms",
+    "min.cleanable.dirty.ratio": "min_cleanable_dirty_ratio",
 }
+
+_CLEANUP_POLICIES = ("delete", "compact")
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,12 @@ class LogConfig:
     # How often a flush also rewrites the recovery-point file (Kafka's
     # log.flush.offset.checkpoint.interval.ms); a stale file only means a longer recovery.
     recovery_point_checkpoint_interval_ms: int = 60000
+    # Log compaction (see cleaner.py): "delete" applies retention.ms/bytes, "compact" keeps the
+    # latest record per key; a topic may have both.
+    cleanup_policy: tuple[str, ...] = ("delete",)
+    delete_retention_ms: int = 86400000  # how long tombstones survive after their batch was cleaned
+    min_compaction_lag_ms: int = 0
+    min_cleanable_dirty_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         _require(self.segment_bytes >= 14 + 61, "segment.bytes", self.segment_bytes)
@@ -59,10 +71,32 @@ class LogConfig:
         )
         _require(self.segment_jitter_ms >= 0, "segment.jitter.ms", self.segment_jitter_ms)
         _require(self.segment_index_bytes >= 8, "segment.index.bytes", self.segment_index_bytes)
+        _require(
+            isinstance(self.cleanup_policy, tuple)
+            and all(p in _CLEANUP_POLICIES for p in self.cleanup_policy),
+            "cleanup.policy",
+            self.cleanup_policy,
+        )
+        _require(self.delete_retention_ms >= 0, "delete.retention.ms", self.delete_retention_ms)
+        _require(self.min_compaction_lag_ms >= 0, "min.compaction.lag.ms", self.min_compaction_lag_ms)
+        _require(
+            0 <= self.min_cleanable_dirty_ratio <= 1,
+            "min.cleanable.dirty.ratio",
+            self.min_cleanable_dirty_ratio,
+        )
 
     @property
     def log_append_time(self) -> bool:
         return self.message_timestamp_type == "LogAppendTime"
+
+    @property
+    def compact(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+    @property
+    def delete(self) -> bool:
+        """Whether time- and size-based retention apply (a compact-only topic keeps every key)."""
+        return "delete" in self.cleanup_policy
 
     @property
     def max_index_entries(self) -> int:
@@ -79,11 +113,25 @@ class LogConfig:
             if name == "message_timestamp_type":
                 values[name] = raw
                 continue
+            if name == "cleanup_policy":
+                values[name] = _parse_policy(raw)
+                continue
+            if name == "min_cleanable_dirty_ratio":
+                try:
+                    values[name] = float(raw)
+                except (TypeError, ValueError):
+                    raise ValueError(f"invalid value {raw!r} for topic config {key}: not a number") from None
+                continue
             try:
                 values[name] = int(raw)
             except (TypeError, ValueError):
                 raise ValueError(f"invalid value {raw!r} for topic config {key}: not an integer") from None
         return cls(**values)
+
+
+def _parse_policy(raw) -> tuple[str, ...]:
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _require(ok: bool, key: str, value) -> None:

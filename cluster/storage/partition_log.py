@@ -39,6 +39,12 @@ from cluster.core.errors import (
     OffsetOutOfRangeError,
     invariant,
 )
+from cluster.storage.cleaner import (
+    CleanTask,
+    complete_cleaning,
+    finish_interrupted_cleaning,
+    prepare_cleaning,
+)
 from cluster.storage.config import LogConfig
 from cluster.storage.epoch_cache import LeaderEpochCache
 from cluster.storage.fs import LOCAL_FS, FileSystem
@@ -164,6 +170,11 @@ class PartitionLog:
         self._checkpoint_lock = threading.Lock()
         self._persisted_recovery_point = -1
         self._last_recovery_point_persist_ms: int | None = None
+        # Log cleaner state (compacted topics; see cleaner.py), in memory only: segments from
+        # the first dirty offset on have not been cleaned since open; a pass is also due once
+        # the earliest delete horizon of a batch still holding tombstones has passed.
+        self.cleaner_first_dirty_offset = 0
+        self.cleaner_delete_horizon_ms: int | None = None
 
     # ------------------------------------------------------------------------------------------
     # opening and recovery
@@ -185,6 +196,7 @@ class PartitionLog:
 
     def _recover(self, now_ms: int) -> None:
         fs = self._fs
+        finish_interrupted_cleaning(fs, self.dir_path)
         bases = self._scan_directory()
         clean = fs.exists(self._path(CLEAN_SHUTDOWN_FILE))
         checkpointed_start = self._read_offset_checkpoint(LOG_START_OFFSET_FILE)
@@ -798,8 +810,11 @@ class PartitionLog:
         """Retention: deletes the oldest segments whose largest timestamp is older than
         retention.ms, then while the log exceeds retention.bytes.  Never the active segment,
         never data at or above the recovery point (or the high watermark, if given).  Advances
-        log_start_offset; returns the number of segments deleted."""
+        log_start_offset; returns the number of segments deleted.  Only with cleanup.policy
+        "delete": a compact-only topic keeps every key's latest record forever, as Kafka does."""
         self._check_open()
+        if not self.config.delete:
+            return 0
         limit = self.recovery_point if high_watermark is None else min(self.recovery_point, high_watermark)
         doomed = 0
         retention_ms = self.config.retention_ms
@@ -818,6 +833,21 @@ class PartitionLog:
         if doomed:
             self._delete_first_segments(doomed)
         return doomed
+
+    # ------------------------------------------------------------------------------------------
+    # compaction (cleanup.policy=compact; the work itself is in cleaner.py)
+    # ------------------------------------------------------------------------------------------
+    def prepare_cleaning(
+        self, now_ms: int, high_watermark: int | None = None, *, force: bool = False
+    ) -> CleanTask | None:
+        """Loop thread: the cleaning pass due now (run it with ``task.run()`` on a worker
+        thread, then call ``complete_cleaning``), or None."""
+        self._check_open()
+        return prepare_cleaning(self, now_ms, high_watermark, force=force)
+
+    def complete_cleaning(self, task: CleanTask) -> int:
+        """Loop thread: swaps the cleaned segments in; returns how many were swapped."""
+        return complete_cleaning(self, task)
 
     def _delete_first_segments(self, count: int) -> None:
         doomed = self._segments[:count]
