@@ -65,3 +65,9 @@ jepsen: setup
 jepsen-smoke: setup
 	@$(PYTEST) tests/jepsen_like; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make jepsen-smoke: pytest collected no tests" >&2; fi; exit $$rc
+
+# Consumer-group formation and rebalance times (bench/groups.py): 10 confluent-kafka members, 20 partitions,
+# with group.initial.rebalance.delay.ms 3000 (the default) and 0.  Prints figures; never fails for slowness.
+.PHONY: bench-groups
+bench-groups: setup
+	$(BIN)/python bench/groups.py $(BENCH_ARGS)

@@ -15,6 +15,13 @@ from cluster.client.client import (
 )
 from cluster.client.connection import CLIENT_VERSIONS, ApiKey, BrokerConnection
 from cluster.client.errors import BrokerConnectionError, KafkaResponseError, RequestTimeoutError
+from cluster.client.groups import (
+    CommittedOffset,
+    GroupDescription,
+    GroupListing,
+    GroupMember,
+    decode_consumer_assignment,
+)
 from cluster.client.partitioner import StickyPartitioner, keyed_partition, murmur2
 from cluster.client.types import (
     BrokerInfo,
@@ -45,11 +52,15 @@ __all__ = [
     "BrokerConnectionError",
     "BrokerInfo",
     "ClusterMetadata",
+    "CommittedOffset",
     "ConfigEntry",
     "ConfigSource",
     "ConsumerRecord",
     "CreatedTopic",
     "FetchedPartition",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMember",
     "KafkaClient",
     "KafkaResponseError",
     "NewTopic",
@@ -61,6 +72,7 @@ __all__ = [
     "ResourceType",
     "StickyPartitioner",
     "TopicMetadata",
+    "decode_consumer_assignment",
     "decode_partition_records",
     "keyed_partition",
     "murmur2",

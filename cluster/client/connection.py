@@ -43,15 +43,24 @@ class ApiKey:
     FETCH = 1
     LIST_OFFSETS = 2
     METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
     API_VERSIONS = 18
     CREATE_TOPICS = 19
     DELETE_TOPICS = 20
     DESCRIBE_CONFIGS = 32
     CREATE_PARTITIONS = 37
+    DELETE_GROUPS = 42
 
 
 # api_key -> (min, max) versions this client implements.  Minimums: Produce 3 / Fetch 4 are the first
 # RecordBatch v2 versions; Metadata 1 is the first with a null "all topics" list and controller_id.
+# Group APIs: OffsetFetch 2 is the first with a top-level error and the null "all topics" list, OffsetCommit 2
+# the first without commit timestamps; the maxima are the last versions of one-group/one-key requests
+# (FindCoordinator 4 and OffsetFetch 8 batch several groups, which this client does not need).
 CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.PRODUCE: (3, 9),
     ApiKey.FETCH: (4, 12),
@@ -62,6 +71,12 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.DELETE_TOPICS: (1, 6),
     ApiKey.DESCRIBE_CONFIGS: (1, 4),
     ApiKey.CREATE_PARTITIONS: (0, 3),
+    ApiKey.OFFSET_COMMIT: (2, 9),
+    ApiKey.OFFSET_FETCH: (2, 7),
+    ApiKey.FIND_COORDINATOR: (0, 3),
+    ApiKey.DESCRIBE_GROUPS: (0, 5),
+    ApiKey.LIST_GROUPS: (0, 4),
+    ApiKey.DELETE_GROUPS: (0, 2),
 }
 
 
