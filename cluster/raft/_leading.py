@@ -47,7 +47,7 @@ class ReplicaProgress:
     replica_id: int
     end_offset: int = 0          # durable LEO from its last valid Fetch (0 until it fetched)
     last_fetch_ms: int = -1
-    acknowledged: bool = False   # fetched or answered BeginQuorumEpoch in this epoch
+    acknowledged: bool = False   # fetched or answered BeginQuorumEpoch in this epoch (heartbeats stop)
 
 
 @dataclasses.dataclass(slots=True)
@@ -137,8 +137,13 @@ class LeadingMixin:
             request, _expiry = leader.parked.pop(replica_id)
             self._reply_fetch_entries(request)
         if leader.begin_quorum_resend_ms <= now_ms:
+            # A heartbeat to every voter that has gone quiet, not only to those that never answered: a
+            # voter that moved to a higher epoch (it ran a lost election) stops fetching from us, and its
+            # FENCED_LEADER_EPOCH answer is how we learn that epoch and step down; otherwise pre-vote would
+            # leave it stranded and ignored forever.
+            quiet_before_ms = now_ms - self.config.begin_quorum_epoch_resend_ms
             for progress in leader.voters.values():
-                if not progress.acknowledged:
+                if not progress.acknowledged or progress.last_fetch_ms < quiet_before_ms:
                     self._send_begin_quorum_epoch(progress.replica_id)
             leader.begin_quorum_resend_ms = now_ms + self.config.begin_quorum_epoch_resend_ms
         if leader.check_quorum_deadline_ms <= now_ms:

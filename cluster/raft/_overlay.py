@@ -77,7 +77,8 @@ class RaftLog:
     def entry_epoch(self, offset: int) -> int:
         if offset >= self._stable_end:
             return self._unstable[offset - self._stable_end].epoch
-        invariant(offset >= self.log_start_offset, f"entry_epoch({offset}) below log start")
+        if offset < self.log_start_offset:
+            invariant(False, f"entry_epoch({offset}) below log start {self.log_start_offset}")
         return self._view.entry_epoch(offset)
 
     def epoch_before(self, offset: int) -> int:
@@ -94,8 +95,8 @@ class RaftLog:
 
     def entries(self, start_offset: int, end_offset: int) -> list[LogEntry]:
         """Entries in ``[start_offset, end_offset)``, all within ``[log_start, log_end)``."""
-        invariant(self.log_start_offset <= start_offset <= end_offset <= self.log_end_offset,
-                  f"entries[{start_offset}, {end_offset}) outside the log")
+        if not self.log_start_offset <= start_offset <= end_offset <= self.log_end_offset:
+            invariant(False, f"entries[{start_offset}, {end_offset}) outside the log")
         result: list[LogEntry] = []
         if start_offset < self._stable_end:
             result.extend(self._view.read_entries(start_offset, min(end_offset, self._stable_end)))
@@ -140,7 +141,8 @@ class RaftLog:
 
     # -- changes -------------------------------------------------------------------------------------------
     def append(self, entry: LogEntry) -> None:
-        invariant(entry.offset == self.log_end_offset, f"append at {entry.offset}, LEO {self.log_end_offset}")
+        if entry.offset != self.log_end_offset:
+            invariant(False, f"append at {entry.offset}, LEO {self.log_end_offset}")
         invariant(entry.epoch >= self.last_epoch, "appended entry has an older epoch than the log")
         self._unstable.append(entry)
 
@@ -172,8 +174,8 @@ class RaftLog:
 
     def on_advance(self, changes: LogChanges, compacted_to: SnapshotId | None) -> None:
         """The shell applied ``changes`` (and a local snapshot ``compacted_to``): drop the overlay."""
-        invariant(self._view.log_end_offset == self.log_end_offset,
-                  f"shell log ends at {self._view.log_end_offset}, core expects {self.log_end_offset}")
+        if self._view.log_end_offset != self.log_end_offset:
+            invariant(False, f"shell log ends at {self._view.log_end_offset}, core expects {self.log_end_offset}")
         expected_snapshot = compacted_to or (changes.install_snapshot.snapshot_id
                                              if changes.install_snapshot else None)
         if expected_snapshot is not None:
@@ -186,6 +188,6 @@ class RaftLog:
     def _check_view(self) -> None:
         snapshot = self._view.latest_snapshot_id()
         expected_start = snapshot.end_offset if snapshot is not None else 0
-        invariant(self._view.log_start_offset == expected_start,
-                  f"log view starts at {self._view.log_start_offset}, its snapshot ends at {expected_start}")
+        if self._view.log_start_offset != expected_start:
+            invariant(False, f"log view starts at {self._view.log_start_offset}, its snapshot ends at {expected_start}")
         invariant(self._view.log_end_offset >= self._view.log_start_offset, "log view ends before it starts")

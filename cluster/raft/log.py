@@ -123,12 +123,13 @@ class MemoryRaftLog:
         return self._snapshot_id
 
     def entry_epoch(self, offset: int) -> int:
-        invariant(self._start <= offset < self.log_end_offset, f"entry_epoch({offset}) outside the log")
+        if not self._start <= offset < self.log_end_offset:
+            invariant(False, f"entry_epoch({offset}) outside the log")
         return self._epochs[offset - self._start]
 
     def read_entries(self, start_offset: int, end_offset: int) -> Sequence[LogEntry]:
-        invariant(self._start <= start_offset <= end_offset <= self.log_end_offset,
-                  f"read_entries[{start_offset}, {end_offset}) outside the log")
+        if not self._start <= start_offset <= end_offset <= self.log_end_offset:
+            invariant(False, f"read_entries[{start_offset}, {end_offset}) outside the log")
         return self._entries[start_offset - self._start:end_offset - self._start]
 
     def snapshot_size_bytes(self, snapshot_id: SnapshotId) -> int | None:
@@ -146,7 +147,8 @@ class MemoryRaftLog:
     def append(self, entries: Sequence[LogEntry]) -> None:
         """Appends entries that must continue the log exactly (offsets contiguous, epochs not decreasing)."""
         for entry in entries:
-            invariant(entry.offset == self.log_end_offset, f"append at {entry.offset}, LEO {self.log_end_offset}")
+            if entry.offset != self.log_end_offset:
+                invariant(False, f"append at {entry.offset}, LEO {self.log_end_offset}")
             invariant(not self._epochs or entry.epoch >= self._epochs[-1], "append with a decreasing epoch")
             self._entries.append(entry)
             self._epochs.append(entry.epoch)

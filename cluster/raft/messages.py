@@ -7,8 +7,8 @@ in one place; the simulator passes them around as they are.  Each message names 
 The five request kinds follow KRaft (KIP-595/KIP-630/KIP-996), which differ from textbook Raft:
   * ``VoteRequest`` with ``pre_vote`` (KIP-996): a pre-vote asks "would you vote for me in
     ``candidate_epoch``?" without anyone changing state; a real vote is binding and persisted.
-  * ``BeginQuorumEpochRequest``: a new leader announces itself (and repeats it as a heartbeat to voters
-    that have not fetched yet).  Replication itself is pulled, not pushed.
+  * ``BeginQuorumEpochRequest``: a new leader announces itself, and repeats it every ``fetch_timeout / 2``
+    to voters that have gone quiet (a heartbeat).  Replication itself is pulled, not pushed.
   * ``EndQuorumEpochRequest``: a resigning leader asks followers to elect, most caught-up first.
   * ``FetchRequest``/``FetchResponse``: followers pull entries; the leader answers with entries, a diverging
     epoch (truncate), or a snapshot id (fetch a snapshot).  Fetches also carry the follower's durable LEO,

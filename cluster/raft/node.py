@@ -30,8 +30,8 @@ RESIGNED in the same epoch (it must not vote or lead again there), as Kafka's ``
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from cluster.core.errors import ErrorCode, invariant
 from cluster.raft import quorum
@@ -56,6 +56,9 @@ from cluster.raft.messages import (
 )
 from cluster.raft.ready import NotLeader, Proposed, Ready
 from cluster.raft.state import OBSERVER_ROLES, Role, check_transition
+
+if TYPE_CHECKING:   # the core only receives an injected generator; it never imports global randomness
+    import random
 
 # Upper bound on timer rounds in one poll: each round moves a deadline into the future, so more means a bug.
 _MAX_TIMER_ROUNDS = 16
@@ -144,10 +147,10 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
     def step(self, message: RaftMessage, now_ms: int) -> None:
         """Handles one inbound message addressed to this node."""
         self._enter(now_ms)
-        invariant(message.destination_id == self.node_id,
-                  f"message for node {message.destination_id} delivered to node {self.node_id}")
+        if message.destination_id != self.node_id:
+            invariant(False, f"message for node {message.destination_id} delivered to node {self.node_id}")
         handler = self._handlers.get(type(message))
-        invariant(handler is not None, f"unknown message type {type(message).__name__}")
+        invariant(handler is not None, "unknown message type")
         handler(message, now_ms)
 
     def propose(self, payload: bytes, now_ms: int) -> Proposed | NotLeader:
@@ -218,10 +221,12 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
     def check_invariants(self) -> None:
         """Internal consistency; the simulator calls this after every step."""
         log = self._log
-        invariant(log.log_start_offset <= self.high_watermark <= log.log_end_offset,
-                  f"node {self.node_id}: HW {self.high_watermark} outside [{log.log_start_offset}, {log.log_end_offset}]")
-        invariant(self._applied_offset <= self.high_watermark, f"node {self.node_id}: applied past the HW")
-        invariant(self.is_voter or self.role in OBSERVER_ROLES, f"observer {self.node_id} is {self.role.value}")
+        high_watermark = self.high_watermark
+        if not log.log_start_offset <= high_watermark <= log.log_end_offset:
+            invariant(False, f"node {self.node_id}: HW {high_watermark} outside "
+                             f"[{log.log_start_offset}, {log.log_end_offset}]")
+        invariant(self._applied_offset <= high_watermark, "applied past the high watermark")
+        invariant(self.is_voter or self.role in OBSERVER_ROLES, "an observer holds a voter-only role")
         self._check_role_data()
 
     def _check_role_data(self) -> None:
@@ -358,7 +363,8 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
     # == plumbing ==================================================================================================
     def _enter(self, now_ms: int) -> None:
         invariant(self._in_ready is None, "step/propose/poll called between poll() and advance()")
-        invariant(now_ms >= self._now_ms, f"time went backwards: {now_ms} < {self._now_ms}")
+        if now_ms < self._now_ms:
+            invariant(False, f"time went backwards: {now_ms} < {self._now_ms}")
         self._now_ms = now_ms
 
     def _send(self, message: RaftMessage) -> None:

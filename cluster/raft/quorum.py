@@ -1,14 +1,17 @@
 """Pure quorum arithmetic: majorities, the majority-replicated offset, log comparison, backoffs.
 
 Why separate: these few functions decide safety (who may win, what is committed) and are easy to test
-against naive versions (tests/property/test_raft_quorum.py does a differential check).  Nothing here keeps
+against naive versions (tests/property/test_raft_quorum_properties.py does a differential check).  Nothing here keeps
 state; randomness comes in as an injected ``random.Random``.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the core only receives an injected generator; it never imports global randomness
+    import random
 
 
 def majority_size(voter_count: int) -> int:

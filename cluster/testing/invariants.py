@@ -62,6 +62,11 @@ class RaftInvariantChecker:
         self._recheck_leaders_above: int | None = None
 
     @property
+    def leaders_elected(self) -> int:
+        """How many epochs had a leader so far (each epoch has at most one)."""
+        return len(self._leader_of_epoch)
+
+    @property
     def committed_end(self) -> int:
         return len(self._committed)
 
@@ -117,12 +122,21 @@ class RaftInvariantChecker:
         except AssertionError as error:
             raise SimViolation("node-invariant", f"node {node_id}: {error}") from error
 
-    def _check_leader(self, node_id: int, node: RaftNode, nodes: dict[int, RaftNode],
-                      logs: dict[int, MemoryRaftLog]) -> None:
-        epoch = node.epoch
+    def before_ready(self, node_id: int, node: RaftNode) -> None:
+        """Called before a node's Ready is carried out: nothing it writes or sends escapes unchecked."""
+        if node.role is Role.LEADER:
+            self._check_single_leader(node_id, node.epoch)
+            self.record_commits(node_id, node)
+
+    def _check_single_leader(self, node_id: int, epoch: int) -> None:
         holder = self._leader_of_epoch.setdefault(epoch, node_id)
         if holder != node_id:
             raise SimViolation("single-leader", f"nodes {holder} and {node_id} both led epoch {epoch}")
+
+    def _check_leader(self, node_id: int, node: RaftNode, nodes: dict[int, RaftNode],
+                      logs: dict[int, MemoryRaftLog]) -> None:
+        epoch = node.epoch
+        self._check_single_leader(node_id, epoch)
         if (node_id, epoch) not in self._leaders_seen:
             self._leaders_seen.add((node_id, epoch))
             self._check_completeness(node_id, node, logs[node_id])

@@ -36,6 +36,7 @@ from cluster.testing.sim_network import RELIABLE, SimNetwork
 from cluster.testing.sim_node import CrashPoint, NodeCrashed, SimNode
 
 LIVENESS_TICK_MS = 100
+NO_UNSAFE_FLAGS = UnsafeFlags()
 
 
 class Event(enum.IntEnum):
@@ -80,7 +81,7 @@ def sim_config(rng: random.Random) -> RaftConfig:
 class SimCluster:
     """N voters (and optional observers) on simulated disks and network; see the module docstring."""
 
-    def __init__(self, seed: int, *, voters: int = 3, observers: int = 0, unsafe: UnsafeFlags = UnsafeFlags(),
+    def __init__(self, seed: int, *, voters: int = 3, observers: int = 0, unsafe: UnsafeFlags = NO_UNSAFE_FLAGS,
                  profile: FaultProfile | None = None, config: RaftConfig | None = None,
                  liveness_bound_ms: int = 30_000) -> None:
         self.seed = seed
@@ -125,7 +126,7 @@ class SimCluster:
         except Exception as error:  # noqa: BLE001 - any crash of the code under test is a finding
             violation, trace = SimViolation("exception", repr(error)), traceback.format_exc()
         return SimResult(self.seed, self.steps, self.now_ms, violation, trace,
-                         len(self.checker._leader_of_epoch), self.checker.committed_end, self.crashes,
+                         self.checker.leaders_elected, self.checker.committed_end, self.crashes,
                          self.partitions, self.network.sent)
 
     def _start(self) -> None:
@@ -277,6 +278,8 @@ class SimCluster:
 
     def _partition_random(self) -> bool:
         rng, ids = self._rng, list(self.all_ids)
+        if len(ids) < 2:
+            return False   # nothing to cut
         kind = rng.choice(("isolate", "one-way", "split"))
         if kind == "isolate":
             victim = rng.choice(ids)

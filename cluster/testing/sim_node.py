@@ -66,7 +66,7 @@ class SimNode:
         disk = self.disk
         # A leader's HW may have moved during the steps before this poll; record it before anything that
         # reveals it (a message, an apply) can happen, even if we crash halfway.
-        checker.record_commits(self.node_id, self.raft)
+        checker.before_ready(self.node_id, self.raft)
         if ready.needs_persist():
             self._write(ready, checker)
             if crash_at is CrashPoint.BEFORE_FSYNC:

@@ -22,6 +22,8 @@ from cluster.raft import (
     Ready,
     Role,
     UnsafeFlags,
+    VoteRequest,
+    VoteResponse,
 )
 
 CONFIG = RaftConfig(election_timeout_ms=1000, fetch_timeout_ms=2000, fetch_max_wait_ms=500,
@@ -48,11 +50,11 @@ class Shell:
 
 class Harness:
     def __init__(self, voters: Iterable[int] = (1, 2, 3), observers: Iterable[int] = (),
-                 config: RaftConfig = CONFIG, seed: int = 0, unsafe: UnsafeFlags = UnsafeFlags()) -> None:
+                 config: RaftConfig = CONFIG, seed: int = 0, unsafe: UnsafeFlags | None = None) -> None:
         self.voters = tuple(voters)
         self.observers = tuple(observers)
         self.config = config
-        self.unsafe = unsafe
+        self.unsafe = unsafe or UnsafeFlags()
         self._rng = random.Random(seed)
         self.shells = {i: Shell() for i in self.voters + self.observers}
         self.clock = dict.fromkeys(self.shells, 0)
@@ -161,6 +163,29 @@ class Harness:
         self.settle()
         assert self.nodes[node_id].role is Role.LEADER, self.nodes[node_id].role
         return self.nodes[node_id]
+
+    def forget_leader(self, node_ids: Iterable[int]) -> None:
+        """Let followers notice their leader is gone (fetch timeout, a lost pre-vote round), dropping
+        whatever they send meanwhile.  Afterwards they grant pre-votes again."""
+        for node_id in node_ids:
+            def sent_by_it(message: RaftMessage, node_id: int = node_id) -> bool:
+                return message.source_id == node_id
+            self.advance(self.config.fetch_timeout_ms, [node_id])
+            self.take(sent_by_it)
+            self.advance(2 * self.config.election_timeout_ms, [node_id])
+            self.take(sent_by_it)
+
+    def campaign(self, node_id: int, rounds: int = 6) -> RaftNode:
+        """Expire ``node_id``'s timer and deliver only election messages until it leads."""
+        def is_vote(message: RaftMessage) -> bool:
+            return isinstance(message, (VoteRequest, VoteResponse))
+        for _ in range(rounds):
+            self.advance(2 * self.config.election_timeout_ms, [node_id])
+            while self.deliver_where(is_vote):
+                pass
+            if self.nodes[node_id].role is Role.LEADER:
+                return self.nodes[node_id]
+        raise AssertionError(f"node {node_id} did not win: {self.nodes[node_id].role}")
 
     def propose(self, node_id: int, payload: bytes):
         node = self.nodes[node_id]

@@ -20,8 +20,8 @@ from cluster.raft import (
 )
 
 
-def lone_node(node_id=1, voters=(1, 2, 3), state=ElectionState(), log=None, now_ms=0) -> RaftNode:
-    return RaftNode(node_id, voters, rng=random.Random(1), config=CONFIG, persisted_state=state,
+def lone_node(node_id=1, voters=(1, 2, 3), state=None, log=None, now_ms=0) -> RaftNode:
+    return RaftNode(node_id, voters, rng=random.Random(1), config=CONFIG, persisted_state=state or ElectionState(),
                     log_view=log or MemoryRaftLog(), now_ms=now_ms)
 
 
