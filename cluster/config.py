@@ -9,6 +9,10 @@ with a message a person can act on instead of crashing later.
 Topic configs (``retention.ms``, ``max.message.bytes``, ...) default to a broker config (``log.retention.ms``,
 ``message.max.bytes``, ...), exactly as in Kafka; ``TOPIC_CONFIGS`` records that link so DescribeConfigs
 can report each value together with its source.
+
+One key is ours, not Kafka's (Kafka exports metrics over JMX): ``metrics.listener``, the ``host:port`` of the
+HTTP listener serving ``/metrics``, ``/healthz`` and ``/readyz``.  Its default ``127.0.0.1:0`` binds a free
+loopback port (the broker logs the URL; deployments set e.g. ``0.0.0.0:9404``); an empty value disables it.
 """
 
 from __future__ import annotations
@@ -103,6 +107,24 @@ def _valid_listeners(value: list[str]) -> bool:
     return all(_LISTENER_RE.match(item) and int(_LISTENER_RE.match(item)["port"]) < 65536 for item in value)
 
 
+_METRICS_LISTENER_RE = re.compile(r"^(?P<host>\[[^\]]*\]|[^:\[\]]*):(?P<port>\d{1,5})$")
+
+
+def _valid_metrics_listener(value: str) -> bool:
+    match = _METRICS_LISTENER_RE.match(value)
+    return value == "" or (match is not None and int(match["port"]) < 65536)
+
+
+def parse_metrics_listener(value: str) -> tuple[str, int] | None:
+    """``metrics.listener`` as (host, port), or None when it is empty (metrics disabled)."""
+    if not value:
+        return None
+    match = _METRICS_LISTENER_RE.match(value)
+    if match is None:
+        raise ConfigError(f"Invalid value {value!r} for configuration metrics.listener: expected host:port")
+    return match["host"].strip("[]"), int(match["port"])
+
+
 def _defs(*definitions: ConfigDef) -> dict[str, ConfigDef]:
     return {definition.name: definition for definition in definitions}
 
@@ -176,6 +198,10 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("group.max.session.timeout.ms", TYPE_INT, 1800000),
     ConfigDef("connections.max.idle.ms", TYPE_LONG, 600000),
     ConfigDef("fetch.max.bytes", TYPE_INT, 57671680, _at_least(1024), "must be >= 1024"),
+    # Not a Kafka key (Kafka exports JMX): host:port of the HTTP listener for /metrics, /healthz, /readyz.
+    # Port 0 picks a free port (the broker logs the URL); an empty value disables the listener.
+    ConfigDef("metrics.listener", TYPE_STRING, "127.0.0.1:0", _valid_metrics_listener,
+              "must be host:port (port 0 = any free port) or empty to disable", read_only=True),
 )
 
 

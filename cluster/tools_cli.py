@@ -828,9 +828,12 @@ def _add_groups(commands, common) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Adds ``topics``, ``produce``, ``consume`` and ``groups`` to the ``kraftpy`` command's subparsers."""
+    """Adds ``topics``, ``produce``, ``consume``, ``groups`` and ``perf`` to the ``kraftpy`` command's subparsers."""
+    from cluster.perf import add_perf  # cluster.perf builds on this module's helpers
+
     common = _common_options()
     _add_topics(subparsers, common)
     _add_produce(subparsers, common)
     _add_consume(subparsers, common)
     _add_groups(subparsers, common)
+    add_perf(subparsers, common)

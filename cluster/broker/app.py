@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from cluster.broker.flusher import GroupCommitFlusher
 from cluster.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from cluster.broker.metadata_store import MetadataStore, TopicRecord
 from cluster.broker.replica_manager import ReplicaManager, now_ms
 from cluster.broker.router import RequestRouter
-from cluster.config import BrokerConfig
+from cluster.config import BrokerConfig, parse_metrics_listener
+from cluster.observability import BrokerMetrics, ClusterSnapshot, MetricsHttpServer, PartitionState
 from cluster.transport.kafka_server import start_kafka_server
 
 log = logging.getLogger("cluster.broker")
@@ -36,6 +38,11 @@ class Broker:
         self.bytes_in = 0
         self.bytes_out = 0
         self.requests_by_api: dict[str, int] = {}
+        self.metrics = BrokerMetrics(self._metrics_snapshot)
+        # Every job of the flusher's thread is one fsync round (a hook in flusher.py would be cleaner).
+        self.flusher.on_round = self.metrics.on_flush
+        self.metrics_server: MetricsHttpServer | None = None
+        self.ready = False  # listeners bound and logs recovered; False again once shutdown begins
 
     @staticmethod
     def now_ms() -> int:
@@ -57,17 +64,58 @@ class Broker:
             name, self.config.get("num.partitions"), self.config.get("default.replication.factor"), {}
         )
 
-    def metrics_on_request(self, api_name: str) -> None:
+    def metrics_on_request(self, api_name: str) -> float:
+        """Counts the request; returns its start time for ``metrics_on_response``."""
         self.requests_by_api[api_name] = self.requests_by_api.get(api_name, 0) + 1
+        self.metrics.on_request(api_name)
+        return time.perf_counter()
 
-    def metrics_on_produce(self, topic: str, size_bytes: int) -> None:
-        self.bytes_in += size_bytes
+    def metrics_on_response(self, api_name: str, started: float, response) -> None:
+        self.metrics.on_response(api_name, started, response)
 
-    def metrics_on_fetch(self, size_bytes: int) -> None:
+    def metrics_on_produce(self, topic: str, batches) -> None:
+        self.bytes_in += len(batches)
+        self.metrics.on_produce(topic, batches)
+
+    def metrics_on_fetch(self, topic: str, size_bytes: int) -> None:
         self.bytes_out += size_bytes
+        self.metrics.on_fetch(topic, size_bytes)
+
+    def metrics_on_rebalance(self) -> None:
+        self.metrics.on_rebalance()
+
+    def _metrics_snapshot(self) -> ClusterSnapshot:
+        """Scrape-time view of partitions and committed offsets (single node: leader of all, ISR = self)."""
+        node_id = self.config.node_id
+        partitions = []
+        if self.replica_manager is not None:
+            for (topic, index), partition in list(self.replica_manager.partitions.items()):
+                replicas = tuple(getattr(partition, "replicas", (node_id,)))
+                partitions.append(PartitionState(
+                    topic=topic, partition=index, replicas=replicas,
+                    isr=tuple(getattr(partition, "isr", replicas)), leader=getattr(partition, "leader_id", node_id),
+                    log_size_bytes=partition.log.size_in_bytes, high_watermark=partition.high_watermark))
+        committed: dict[str, dict[tuple[str, int], int]] = {}
+        if self.group_coordinator is not None:
+            coordinator = self.group_coordinator.coordinator
+            for group_id in coordinator.group_ids():
+                offsets = coordinator.committed_offsets(group_id)
+                if offsets:
+                    committed[group_id] = {tp: value.offset for tp, value in offsets.items()}
+        return ClusterSnapshot(partitions=partitions, committed_offsets=committed)
+
+    async def _start_metrics_listener(self) -> None:
+        address = parse_metrics_listener(self.config.get("metrics.listener"))
+        if address is None:
+            log.info("metrics listener disabled (metrics.listener is empty)")
+            return
+        self.metrics_server = MetricsHttpServer(self.metrics.exposition, lambda: self.ready)
+        await self.metrics_server.start(*address)
+        log.info("serving metrics on %s (also /healthz, /readyz)", self.metrics_server.url)
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
+        await self._start_metrics_listener()  # first, so /healthz answers (and /readyz says 503) during recovery
         store = MetadataStore.open(self.config.log_dir, self.config.node_id)
         self.replica_manager = ReplicaManager(self.config, store, self.flusher)
         self.replica_manager.open_all()
@@ -85,6 +133,8 @@ class Broker:
             bound = server.sockets[0].getsockname()[1]
             self.bound_ports.append(bound)
             log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
+        self.ready = True
+        self.metrics.ready.set(1)
         log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
                  store.cluster_id, self.config.log_dir)
 
@@ -101,6 +151,8 @@ class Broker:
         await self.stop()
 
     async def stop(self) -> None:
+        self.ready = False
+        self.metrics.ready.set(0)
         for server in self._servers:
             server.close()
         for connections in self._connections:
@@ -119,6 +171,8 @@ class Broker:
         self.flusher.shutdown_executor()
         if self.replica_manager is not None:
             self.replica_manager.close_all()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         log.info("broker stopped")
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("cluster.broker.flusher")
@@ -26,6 +28,7 @@ class GroupCommitFlusher:
         self._stopping = False
         self.rounds = 0
         self.flushed_partitions = 0
+        self.on_round: Callable[[float], None] | None = None  # seconds one fsync round took (metrics)
 
     def mark_dirty(self, partition: Any) -> None:
         self._dirty[id(partition)] = partition
@@ -43,6 +46,7 @@ class GroupCommitFlusher:
             work = [(partition, ticket) for partition, ticket in work if ticket is not None]
             if not work:
                 continue
+            started = time.perf_counter()
             try:
                 await loop.run_in_executor(self._executor, _run_tickets, [ticket for _, ticket in work])
             except OSError:
@@ -56,6 +60,8 @@ class GroupCommitFlusher:
                 partition.on_flushed()
             self.rounds += 1
             self.flushed_partitions += len(work)
+            if self.on_round is not None:
+                self.on_round(time.perf_counter() - started)
 
     async def stop(self) -> None:
         """Flushes what is dirty, then ends ``run``."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.broker.replica_manager import now_ms
 from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError
-from cluster.groups.coordinator import AppendRecords, GroupConfig, GroupCoordinator, Reply
+from cluster.groups.coordinator import AppendRecords, GroupConfig, GroupCoordinator, JoinGroupResult, Reply
 from cluster.wire import records as wire_records
 
 if TYPE_CHECKING:
@@ -206,6 +206,9 @@ class GroupCoordinatorRuntime:
     def _apply(self, effects: list) -> None:
         for effect in effects:
             if isinstance(effect, Reply):
+                result = effect.result
+                if isinstance(result, JoinGroupResult) and not result.error and result.member_id == result.leader_id:
+                    self._broker.metrics_on_rebalance()  # one leader reply per completed join phase
                 future = self._waiters.pop(effect.token, None)
                 if future is not None and not future.done():
                     future.set_result(effect.result)

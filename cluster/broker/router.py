@@ -89,19 +89,22 @@ class RequestRouter:
             raise CloseConnection(f"malformed {spec.name} v{header.api_version} request: {exc}") from None
         context = RequestContext(self._broker, header.api_version, header.correlation_id, header.client_id,
                                  connection.peer)
-        self._broker.metrics_on_request(spec.name)
+        started = self._broker.metrics_on_request(spec.name)
         result = HANDLERS[header.api_key](context, request)
         header_version = response_header_version(header.api_key, header.api_version)
         if inspect.isawaitable(result):
             return self._finish(result, spec.response_module, header.api_version, header.correlation_id,
-                                header_version)
+                                header_version, spec.name, started)
+        self._broker.metrics_on_response(spec.name, started, result)
         if result is None:
             return None
         return self._encode(spec.response_module, result, header.api_version, header.correlation_id,
                             header_version)
 
-    async def _finish(self, awaitable, response_module, api_version, correlation_id, header_version):
+    async def _finish(self, awaitable, response_module, api_version, correlation_id, header_version, api_name,
+                      started):
         result = await awaitable
+        self._broker.metrics_on_response(api_name, started, result)
         if result is None:
             return None
         return self._encode(response_module, result, api_version, correlation_id, header_version)

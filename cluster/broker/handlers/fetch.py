@@ -28,8 +28,17 @@ def handle_fetch(context: RequestContext, request):
         return fr.FetchResponse(error_code=error, session_id=0, responses=[])
     response, total_bytes, has_error = _read_all(context, request)
     if has_error or total_bytes >= request.min_bytes or request.max_wait_ms <= 0:
-        return response
+        return _counted(context, response)
     return _long_poll(context, request)
+
+
+def _counted(context: RequestContext, response: fr.FetchResponse) -> fr.FetchResponse:
+    """Counts bytes out per topic for the response actually sent (long polls read several times)."""
+    for topic in response.responses:
+        size_bytes = sum(len(p.records) for p in topic.partitions if p.records)
+        if size_bytes:
+            context.broker.metrics_on_fetch(topic.topic, size_bytes)
+    return response
 
 
 async def _long_poll(context: RequestContext, request) -> fr.FetchResponse:
@@ -51,11 +60,11 @@ async def _long_poll(context: RequestContext, request) -> fr.FetchResponse:
             event.clear()
             response, total_bytes, has_error = _read_all(context, request)
             if has_error or total_bytes >= request.min_bytes:
-                return response
+                return _counted(context, response)
     finally:
         for partition in partitions:
             partition.remove_watcher(event)
-    return _read_all(context, request)[0]
+    return _counted(context, _read_all(context, request)[0])
 
 
 def _requested_partitions(context: RequestContext, request) -> list:
@@ -104,6 +113,5 @@ def _read_all(context: RequestContext, request) -> tuple[fr.FetchResponse, int, 
                 result.records = b""
             partition_responses.append(result)
         topic_responses.append(fr.FetchableTopicResponse(topic=topic.topic, partitions=partition_responses))
-    context.broker.metrics_on_fetch(total_bytes)
     response = fr.FetchResponse(throttle_time_ms=0, error_code=0, session_id=0, responses=topic_responses)
     return response, total_bytes, has_error

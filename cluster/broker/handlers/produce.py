@@ -48,7 +48,7 @@ def handle_produce(context: RequestContext, request):
                 response.base_offset = base_offset
                 response.log_append_time_ms = log_append_time_ms
                 response.log_start_offset = partition.log_start_offset
-                broker.metrics_on_produce(topic.name, len(data.records))
+                broker.metrics_on_produce(topic.name, data.records)
                 if request.acks == -1:
                     waits.append((response, partition, last_offset + 1))
             except KafkaError as exc:
