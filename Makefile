@@ -32,12 +32,15 @@ test-fast: setup
 codegen: setup
 	$(BIN)/python -m cluster.wire.codegen
 
-proto:
-	@if ls proto/*.proto >/dev/null 2>&1; then \
-	  echo "proto/*.proto exist but no generation rule is written yet: add it to the Makefile" >&2; exit 1; \
-	else \
-	  echo "no .proto files in proto/ yet: nothing to generate"; \
-	fi
+# Generated gRPC code lives in cluster/transport/_generated (committed; tests/unit/transport/test_proto_drift.py
+# regenerates it the same way into a temp dir and diffs).  protoc emits "from cluster.v1 import ...", which
+# would resolve to the wrong package, so those imports are rewritten to the full package path.
+PROTO_OUT ?= cluster/transport/_generated
+proto: setup
+	@mkdir -p $(PROTO_OUT)/cluster/v1
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) proto/cluster/v1/*.proto
+	sed -i 's/^from cluster\.v1 import/from cluster.transport._generated.cluster.v1 import/' $(PROTO_OUT)/cluster/v1/*_pb2*.py
+	@for d in $(PROTO_OUT) $(PROTO_OUT)/cluster $(PROTO_OUT)/cluster/v1; do touch $$d/__init__.py; done
 
 bench: setup
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)

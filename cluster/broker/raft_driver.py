@@ -144,7 +144,7 @@ class RaftDriver:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for offset, (_epoch, future) in list(self._pending.items()):
+        for _epoch, future in list(self._pending.values()):
             if not future.done():
                 future.set_exception(NotLeaderError(None, self.epoch, "quorum member stopped"))
         self._pending.clear()

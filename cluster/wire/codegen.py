@@ -9,6 +9,12 @@ regenerates it and fails on drift.
 Run: ``python -m cluster.wire.codegen [--schemas DIR] [--out DIR]`` (add ``--bench`` for a codec
 micro-benchmark).  The output is deterministic: re-running it yields byte-identical files.
 
+The same run also turns KRaft's metadata record schemas (``type: "metadata"``, in
+``../shared/kafka-protocol/metadata``) into ``cluster/wire/metadata_records/`` with the same module
+shape; its ``__init__`` maps each record's ``apiKey`` to its module (``RECORDS``), which
+``cluster/metadata/records.py`` uses to frame records as Kafka's ``ApiMessageAndVersion``.
+(``--metadata-schemas DIR`` / ``--metadata-out DIR`` move them; a missing schema directory is skipped.)
+
 What each generated module offers (others code against exactly this):
 
 * ``API_KEY`` (None for the ``data`` schemas), ``VALID_VERSIONS = (lo, hi)``,
@@ -368,7 +374,7 @@ class ModuleGenerator:
         c(1, f"o = _new({st.name})")
         present = [f for f in st.fields if f.present(v)]
         regular = [f for f in present if not f.is_tagged(v)]
-        tagged = sorted((f for f in present if f.is_tagged(v)), key=lambda f: f.tag)
+        tagged = sorted((f for f in present if f.is_tagged(v)), key=lambda f: int(f.tag))
         for f in st.fields:
             if not f.present(v) or f.is_tagged(v):
                 c(1, f"o.{f.attr} = {default_expr(f)}")
@@ -544,7 +550,7 @@ class ModuleGenerator:
         c = _Code()
         present = [f for f in st.fields if f.present(v)]
         regular = [f for f in present if not f.is_tagged(v)]
-        tagged = sorted((f for f in present if f.is_tagged(v)), key=lambda f: f.tag)
+        tagged = sorted((f for f in present if f.is_tagged(v)), key=lambda f: int(f.tag))
         i = 0
         while i < len(regular):
             f = regular[i]
@@ -916,6 +922,51 @@ def load_all(schemas: Path) -> list[MessageSpec]:
     return msgs
 
 
+def load_all_metadata(schemas: Path) -> list[MessageSpec]:
+    """Every ``type: "metadata"`` schema (the KRaft metadata log records) in ``schemas``."""
+    msgs = []
+    for path in sorted(schemas.glob("*.json")):
+        msg = load_message(path)
+        if msg.kind == "metadata":
+            if msg.api_key is None:
+                raise ValueError(f"{path.name}: a metadata record needs an apiKey")
+            msgs.append(msg)
+    return msgs
+
+
+def generate_metadata_package_init(records: list[MessageSpec]) -> str:
+    keys = [m.api_key for m in records]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"metadata record api keys collide: {sorted(keys)}")
+    out = [HEADER, '"""Every generated metadata record codec, keyed by the record\'s apiKey."""', ""]
+    for m in sorted(records, key=lambda m: m.module_name):
+        out.append(f"from cluster.wire.metadata_records import {m.module_name}")
+    out.append("")
+    out.append("# apiKey -> codec module (the key written in each record's ApiMessageAndVersion frame)")
+    out.append("RECORDS = {")
+    for m in sorted(records, key=lambda m: m.api_key):
+        out.append(f"    {m.api_key}: {m.module_name},")
+    out.append("}")
+    out.append("")
+    out.append("# record class name (e.g. 'TopicRecord') -> apiKey")
+    out.append("API_KEY_BY_NAME = {")
+    for m in sorted(records, key=lambda m: m.name):
+        out.append(f"    {m.name!r}: {m.api_key},")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def generate_all_metadata(schemas: Path) -> dict[str, str]:
+    """Returns {file name: source} for the whole metadata_records package."""
+    records = load_all_metadata(schemas)
+    files = {f"{m.module_name}.py": generate_module(m) for m in records}
+    files["__init__.py"] = generate_metadata_package_init(records)
+    # The messages package is excluded from ruff in pyproject.toml; this one carries its own marker
+    # (generated modules import every helper, used or not, and keep the generator's import order).
+    marker = f"{HEADER}\n# ruff: noqa: F401, I001\n"
+    return {name: text.replace(f"{HEADER}\n", marker, 1) for name, text in files.items()}
+
+
 def generate_all(schemas: Path) -> dict[str, str]:
     """Returns {file name: source} for the whole messages package."""
     msgs = load_all(schemas)
@@ -925,7 +976,14 @@ def generate_all(schemas: Path) -> dict[str, str]:
 
 
 def write_all(schemas: Path, out: Path) -> list[str]:
-    files = generate_all(schemas)
+    return _write_files(generate_all(schemas), out)
+
+
+def write_all_metadata(schemas: Path, out: Path) -> list[str]:
+    return _write_files(generate_all_metadata(schemas), out)
+
+
+def _write_files(files: dict[str, str], out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.py"):
         if stale.name not in files:
@@ -1022,6 +1080,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--schemas", type=Path, default=root.parent / "shared" / "kafka-protocol" / "messages")
     parser.add_argument("--out", type=Path, default=root / "cluster" / "wire" / "messages")
+    parser.add_argument("--metadata-schemas", type=Path,
+                        default=root.parent / "shared" / "kafka-protocol" / "metadata")
+    parser.add_argument("--metadata-out", type=Path, default=root / "cluster" / "wire" / "metadata_records")
     parser.add_argument("--bench", action="store_true", help="run the codec micro-benchmark instead")
     args = parser.parse_args(argv)
     if args.bench:
@@ -1038,6 +1099,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     names = write_all(args.schemas, args.out)
     print(f"generated {len(names)} files in {args.out}")
+    if args.metadata_schemas.is_dir():
+        names = write_all_metadata(args.metadata_schemas, args.metadata_out)
+        print(f"generated {len(names)} files in {args.metadata_out}")
+    else:
+        print(f"metadata schema directory not found, skipped: {args.metadata_schemas}")
     return 0
 
 

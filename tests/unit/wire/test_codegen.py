@@ -90,6 +90,49 @@ def test_committed_codecs_match_the_schemas(tmp_path):
     assert drifted == [], f"run `python -m cluster.wire.codegen`; drifted: {drifted[:10]}"
 
 
+METADATA_GENERATED = REPO_ROOT / "cluster" / "wire" / "metadata_records"
+METADATA_SCHEMAS = next((d.parent / "metadata" for d in SCHEMA_DIRS if (d.parent / "metadata").is_dir()), None)
+
+
+@pytest.mark.skipif(METADATA_SCHEMAS is None, reason="Kafka metadata schemas (../shared/kafka-protocol/metadata) not present")
+def test_committed_metadata_record_codecs_match_the_schemas(tmp_path):
+    """The metadata_records package is regenerated exactly as committed, and deterministically."""
+    codegen.write_all_metadata(METADATA_SCHEMAS, tmp_path)
+    fresh = {p.name: p.read_text() for p in tmp_path.glob("*.py")}
+    committed = {p.name: p.read_text() for p in METADATA_GENERATED.glob("*.py")}
+    assert sorted(fresh) == sorted(committed)
+    drifted = [name for name in fresh if fresh[name] != committed[name]]
+    assert drifted == [], f"run `python -m cluster.wire.codegen`; drifted: {drifted[:10]}"
+    assert codegen.generate_all_metadata(METADATA_SCHEMAS) == codegen.generate_all_metadata(METADATA_SCHEMAS)
+
+
+def test_metadata_records_table_is_keyed_by_api_key():
+    from cluster.wire.metadata_records import API_KEY_BY_NAME, RECORDS
+
+    assert len(RECORDS) >= 20
+    for api_key, module in RECORDS.items():
+        assert module.API_KEY == api_key
+        assert API_KEY_BY_NAME[module.SCHEMA[0]] == api_key
+    assert API_KEY_BY_NAME["PartitionChangeRecord"] == 5 and API_KEY_BY_NAME["TopicRecord"] == 2
+
+
+def test_main_also_writes_metadata_records(tmp_path, capsys):
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "TinyRequest.json").write_text(json.dumps(TINY_SCHEMA))
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    record = {"apiKey": 77, "type": "metadata", "name": "TinyRecord", "validVersions": "0",
+              "flexibleVersions": "0+", "fields": [{"name": "Id", "type": "int32", "versions": "0+"}]}
+    (meta / "TinyRecord.json").write_text(json.dumps(record))
+    out_meta = tmp_path / "out_meta"
+    argv = ["--schemas", str(schemas), "--out", str(tmp_path / "out"),
+            "--metadata-schemas", str(meta), "--metadata-out", str(out_meta)]
+    assert codegen.main(argv) == 0
+    assert sorted(p.name for p in out_meta.glob("*.py")) == ["__init__.py", "tiny_record.py"]
+    assert "77: tiny_record," in (out_meta / "__init__.py").read_text()
+
+
 @pytest.mark.skipif(SCHEMAS is None, reason="Kafka JSON schemas (../shared/kafka-protocol/messages) not present")
 def test_generation_is_deterministic():
     assert codegen.generate_all(SCHEMAS) == codegen.generate_all(SCHEMAS)
@@ -112,7 +155,8 @@ def test_main_writes_into_out_dir(tmp_path, capsys):
     schemas.mkdir()
     (schemas / "TinyRequest.json").write_text(json.dumps(TINY_SCHEMA))
     out = tmp_path / "out"
-    assert codegen.main(["--schemas", str(schemas), "--out", str(out)]) == 0
+    assert codegen.main(["--schemas", str(schemas), "--out", str(out),
+                         "--metadata-schemas", str(tmp_path / "no-metadata")]) == 0
     assert sorted(p.name for p in out.glob("*.py")) == ["__init__.py", "tiny_request.py"]
     assert "generated 2 files" in capsys.readouterr().out
     assert codegen.main(["--schemas", str(tmp_path / "missing"), "--out", str(out)]) == 2

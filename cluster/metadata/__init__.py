@@ -1,0 +1,99 @@
+"""KRaft-style cluster metadata, pure: records, immutable images, deltas and the controller's decisions.
+
+``records`` frames metadata records as Kafka's ApiMessageAndVersion; ``image``/``delta`` turn
+committed records into immutable ``MetadataImage``s (and tell a broker what it now leads or
+follows); ``controller`` decides changes as ``ControllerResult(records, response)`` and learns them
+only by replaying records; ``placement`` spreads new replicas over brokers and racks.  This package
+imports only ``cluster.core`` and ``cluster.wire``: no I/O, clocks or global randomness.
+"""
+
+from cluster.metadata.controller import (
+    PRODUCER_ID_BLOCK_SIZE as PRODUCER_ID_BLOCK_SIZE,
+)
+from cluster.metadata.controller import (
+    AlterPartitionResult as AlterPartitionResult,
+)
+from cluster.metadata.controller import (
+    ControllerConfig as ControllerConfig,
+)
+from cluster.metadata.controller import (
+    ControllerResult as ControllerResult,
+)
+from cluster.metadata.controller import (
+    CreateTopicResult as CreateTopicResult,
+)
+from cluster.metadata.controller import (
+    HeartbeatResult as HeartbeatResult,
+)
+from cluster.metadata.controller import (
+    NewTopic as NewTopic,
+)
+from cluster.metadata.controller import (
+    QuorumController as QuorumController,
+)
+from cluster.metadata.delta import (
+    NO_LEADER_CHANGE as NO_LEADER_CHANGE,
+)
+from cluster.metadata.delta import (
+    LocalPartition as LocalPartition,
+)
+from cluster.metadata.delta import (
+    LocalReplicaChanges as LocalReplicaChanges,
+)
+from cluster.metadata.delta import (
+    MetadataDelta as MetadataDelta,
+)
+from cluster.metadata.delta import (
+    merge_partition_change as merge_partition_change,
+)
+from cluster.metadata.image import (
+    BROKER_RESOURCE as BROKER_RESOURCE,
+)
+from cluster.metadata.image import (
+    NO_LEADER as NO_LEADER,
+)
+from cluster.metadata.image import (
+    TOPIC_RESOURCE as TOPIC_RESOURCE,
+)
+from cluster.metadata.image import (
+    BrokerEndpoint as BrokerEndpoint,
+)
+from cluster.metadata.image import (
+    BrokerRegistration as BrokerRegistration,
+)
+from cluster.metadata.image import (
+    ClusterImage as ClusterImage,
+)
+from cluster.metadata.image import (
+    ConfigsImage as ConfigsImage,
+)
+from cluster.metadata.image import (
+    FeaturesImage as FeaturesImage,
+)
+from cluster.metadata.image import (
+    MetadataImage as MetadataImage,
+)
+from cluster.metadata.image import (
+    PartitionRegistration as PartitionRegistration,
+)
+from cluster.metadata.image import (
+    ProducerIdsImage as ProducerIdsImage,
+)
+from cluster.metadata.image import (
+    TopicImage as TopicImage,
+)
+from cluster.metadata.image import (
+    TopicsImage as TopicsImage,
+)
+from cluster.metadata.placement import place_replicas as place_replicas
+from cluster.metadata.records import decode_record as decode_record
+from cluster.metadata.records import encode_record as encode_record
+
+__all__ = [
+    "PRODUCER_ID_BLOCK_SIZE", "AlterPartitionResult", "ControllerConfig", "ControllerResult",
+    "CreateTopicResult", "HeartbeatResult", "NewTopic", "QuorumController", "NO_LEADER_CHANGE",
+    "LocalPartition", "LocalReplicaChanges", "MetadataDelta", "merge_partition_change",
+    "BROKER_RESOURCE", "NO_LEADER", "TOPIC_RESOURCE", "BrokerEndpoint", "BrokerRegistration",
+    "ClusterImage", "ConfigsImage", "FeaturesImage", "MetadataImage", "PartitionRegistration",
+    "ProducerIdsImage", "TopicImage", "TopicsImage", "place_replicas", "decode_record", "encode_record",
+]

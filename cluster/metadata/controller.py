@@ -1,0 +1,591 @@
+"""The controller's decisions, as a pure function of its metadata image (Kafka's QuorumController).
+
+Every operation that changes cluster metadata (register a broker, fence it, create a topic, move a
+leader, commit an ISR change, hand out producer ids) returns a ``ControllerResult(records,
+response)`` and changes nothing.  State changes only through ``replay(record)``, which runs the same
+``MetadataDelta`` code the brokers run.  The shell around this class follows Kafka's write path:
+
+1. call an operation; append ``result.records`` to the Raft log;
+2. replay them here at once (as Kafka's active controller does, so the next decision sees them);
+3. release ``result.response`` only once Raft has committed the records' last offset;
+4. on losing leadership, rebuild from the committed image (images are immutable: just keep it).
+
+The one exception is broker *session* state (last heartbeat time): as in Kafka's
+``BrokerHeartbeatManager`` it is soft, lives only on the active controller and is never logged, so
+``broker_heartbeat`` and ``register_broker`` update it directly.  A new active controller starts
+every session fresh, which delays fencing after a failover but never fences a live broker.
+
+Leader election follows ``PartitionChangeBuilder`` without ELR (Kafka 3.9 default): keep the current
+leader if it is still acceptable, else the first replica (in assignment order) that is in the ISR and
+acceptable (registered, unfenced, not shutting down); none -> leader -1.  A broker leaving is removed
+from the ISR only if the ISR stays non-empty, so a partition whose last ISR member is fenced keeps
+that member in its ISR and goes leaderless until it returns (no unclean election unless
+``unclean.leader.election.enable`` is true for the topic or the cluster).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cluster.core.errors import ErrorCode, KafkaError, invariant
+from cluster.core.names import INTERNAL_TOPICS, validate_topic_name
+from cluster.metadata.delta import NO_LEADER_CHANGE, MetadataDelta, merge_partition_change
+from cluster.metadata.image import (
+    BROKER_RESOURCE,
+    NO_LEADER,
+    TOPIC_RESOURCE,
+    BrokerEndpoint,
+    BrokerRegistration,
+    MetadataImage,
+    PartitionRegistration,
+    TopicImage,
+)
+from cluster.metadata.placement import place_replicas
+from cluster.wire.metadata_records import (
+    broker_registration_change_record as brc,
+)
+from cluster.wire.metadata_records import (
+    config_record,
+    fence_broker_record,
+    no_op_record,
+    partition_change_record,
+    partition_record,
+    producer_ids_record,
+    register_broker_record,
+    remove_topic_record,
+    topic_record,
+    unfence_broker_record,
+    unregister_broker_record,
+)
+
+__all__ = [
+    "PRODUCER_ID_BLOCK_SIZE",
+    "AlterPartitionResult",
+    "ControllerConfig",
+    "ControllerResult",
+    "CreateTopicResult",
+    "HeartbeatResult",
+    "NewTopic",
+    "QuorumController",
+]
+
+PRODUCER_ID_BLOCK_SIZE = 1000  # ProducerIdControlManager: ids handed out per AllocateProducerIds
+MAX_PARTITIONS_PER_TOPIC = 10_000
+LEADER_RECOVERING = 1
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    broker_session_timeout_ms: int = 9000
+    num_partitions: int = 1
+    default_replication_factor: int = 1
+    unclean_leader_election_enable: bool = False
+    delete_topic_enable: bool = True
+
+
+@dataclass(frozen=True)
+class ControllerResult:
+    """Records to commit, and the response to release once they are committed."""
+
+    records: tuple = ()
+    response: object = None
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    error_code: ErrorCode
+    is_caught_up: bool = False
+    is_fenced: bool = True
+    should_shutdown: bool = False
+
+
+@dataclass(frozen=True)
+class NewTopic:
+    name: str
+    num_partitions: int = -1  # -1: num.partitions
+    replication_factor: int = -1  # -1: default.replication.factor
+    assignments: Mapping[int, Sequence[int]] | None = None  # partition -> replicas (manual placement)
+    configs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CreateTopicResult:
+    name: str
+    error_code: ErrorCode
+    error_message: str | None = None
+    topic_id: uuid.UUID | None = None
+    num_partitions: int = -1
+    replication_factor: int = -1
+
+
+@dataclass(frozen=True)
+class AlterPartitionResult:
+    error_code: ErrorCode
+    leader: int = NO_LEADER
+    leader_epoch: int = -1
+    partition_epoch: int = -1
+    isr: tuple[int, ...] = ()
+
+
+class QuorumController:
+    """Decides metadata changes from ``image``; see the module docstring for the write path."""
+
+    def __init__(self, config: ControllerConfig | None = None, rng: random.Random | None = None,
+                 image: MetadataImage = MetadataImage.EMPTY) -> None:  # type: ignore[attr-defined]
+        self.config = config or ControllerConfig()
+        self._rng = rng or random.Random(0)  # only for topic ids; injected so the simulator is seeded
+        self.image = image
+        self._last_contact_ms: dict[int, int] = {}  # soft session state: broker id -> last heartbeat
+
+    # ---- replay ----------------------------------------------------------------------------
+
+    def replay(self, record: object, offset: int | None = None) -> None:
+        """Applies one committed (or, on the active controller, just-decided) record."""
+        self.replay_batch([record], offset)
+
+    def replay_batch(self, records: Iterable[object], last_offset: int | None = None) -> None:
+        delta = MetadataDelta(self.image)
+        for record in records:
+            delta.replay(record)
+        if last_offset is not None:
+            delta.replay(_NO_OP, last_offset)
+        self.image = delta.apply()
+
+    # ---- broker lifecycle ------------------------------------------------------------------
+
+    def register_broker(self, broker_id: int, incarnation_id: uuid.UUID, endpoints: Sequence[BrokerEndpoint],
+                        rack: str | None, now_ms: int, broker_epoch: int) -> ControllerResult:
+        """Registers (or re-registers) a broker, fenced; ``broker_epoch`` is the offset the
+        RegisterBrokerRecord will get (the caller knows its log's next write offset)."""
+        existing = self.image.cluster.broker(broker_id)
+        if existing is not None and existing.incarnation_id != incarnation_id and self._session_alive(broker_id, now_ms):
+            return ControllerResult((), (ErrorCode.DUPLICATE_BROKER_REGISTRATION, -1))
+        invariant(existing is None or broker_epoch > existing.broker_epoch, "broker epochs must increase")
+        records: list = []
+        if existing is not None:
+            # The registration we replace is fenced from now on, and a new incarnation means the old
+            # process is gone, possibly uncleanly: take the broker out of leaderships and ISRs now,
+            # as if fenced, so that no partition is led by a fenced broker.
+            records += self._moves_away_from({broker_id}, remove_from_isr=True)
+        records.append(register_broker_record.RegisterBrokerRecord(
+            broker_id=broker_id, incarnation_id=incarnation_id, broker_epoch=broker_epoch,
+            end_points=[register_broker_record.BrokerEndpoint(name=e.name, host=e.host, port=e.port,
+                                                              security_protocol=e.security_protocol)
+                        for e in endpoints],
+            rack=rack, fenced=True, in_controlled_shutdown=False))
+        self._last_contact_ms[broker_id] = now_ms
+        return ControllerResult(tuple(records), (ErrorCode.NONE, broker_epoch))
+
+    def broker_heartbeat(self, broker_id: int, broker_epoch: int, current_metadata_offset: int,
+                         want_fence: bool, want_shutdown: bool, now_ms: int) -> ControllerResult:
+        """Kafka's BrokerHeartbeat: refreshes the session and moves the broker between fenced,
+        unfenced and controlled shutdown.  The response describes the state after the records."""
+        registration = self.image.cluster.broker(broker_id)
+        if registration is None:
+            return ControllerResult((), HeartbeatResult(ErrorCode.BROKER_ID_NOT_REGISTERED))
+        if registration.broker_epoch != broker_epoch:
+            return ControllerResult((), HeartbeatResult(ErrorCode.STALE_BROKER_EPOCH))
+        self._last_contact_ms[broker_id] = now_ms
+        caught_up = current_metadata_offset >= registration.broker_epoch
+        if want_shutdown:
+            return self._controlled_shutdown(registration, caught_up)
+        if registration.fenced:
+            if want_fence or not caught_up:
+                return ControllerResult((), HeartbeatResult(ErrorCode.NONE, caught_up, True, False))
+            records = [unfence_broker_record.UnfenceBrokerRecord(id=broker_id, epoch=broker_epoch)]
+            records += self._elect_for_leaderless(broker_id)
+            return ControllerResult(tuple(records), HeartbeatResult(ErrorCode.NONE, caught_up, False, False))
+        if want_fence:
+            return ControllerResult(self._fence_records(registration), HeartbeatResult(ErrorCode.NONE, caught_up, True))
+        return ControllerResult((), HeartbeatResult(ErrorCode.NONE, caught_up, False, False))
+
+    def _controlled_shutdown(self, registration: BrokerRegistration, caught_up: bool) -> ControllerResult:
+        broker_id = registration.broker_id
+        if registration.fenced:
+            # A fenced broker leads nothing the controller could move: it may stop now.
+            return ControllerResult((), HeartbeatResult(ErrorCode.NONE, caught_up, True, True))
+        records: list = []
+        if not registration.in_controlled_shutdown:
+            records.append(brc.BrokerRegistrationChangeRecord(
+                broker_id=broker_id, broker_epoch=registration.broker_epoch, in_controlled_shutdown=1))
+        records += self._moves_away_from({broker_id}, remove_from_isr=True)
+        still_leads = any(p.leader == broker_id for _, _, p in self._partitions())
+        should_shutdown = not records and not still_leads
+        return ControllerResult(tuple(records), HeartbeatResult(ErrorCode.NONE, caught_up, False, should_shutdown))
+
+    def tick(self, now_ms: int) -> ControllerResult:
+        """Fences every unfenced broker whose session expired; response: fenced broker ids."""
+        expired = sorted(
+            b for b, reg in self.image.cluster.brokers.items()
+            if not reg.fenced and not self._session_alive(b, now_ms)
+        )
+        if not expired:
+            return ControllerResult((), ())
+        # Fence one broker at a time, each decided on the image the previous one leaves behind
+        # (Kafka fences the stalest broker per check), so an ISR shrinks member by member and its
+        # last member stays: fencing all at once would leave every fenced member in the ISR.
+        scratch = QuorumController(self.config, image=self.image)
+        records: list = []
+        for broker_id in expired:
+            fence = scratch._fence_records(scratch.image.cluster.brokers[broker_id])
+            scratch.replay_batch(fence)
+            records += fence
+        return ControllerResult(tuple(records), tuple(expired))
+
+    def next_session_deadline_ms(self) -> int | None:
+        """When ``tick`` may next have work: the earliest session expiry of an unfenced broker."""
+        deadlines = [self._last_contact_ms.get(b, 0) + self.config.broker_session_timeout_ms
+                     for b, reg in self.image.cluster.brokers.items() if not reg.fenced]
+        return min(deadlines) if deadlines else None
+
+    def unregister_broker(self, broker_id: int) -> ControllerResult:
+        registration = self.image.cluster.broker(broker_id)
+        if registration is None:
+            return ControllerResult((), ErrorCode.BROKER_ID_NOT_REGISTERED)
+        records = self._moves_away_from({broker_id}, remove_from_isr=True)
+        records.append(unregister_broker_record.UnregisterBrokerRecord(
+            broker_id=broker_id, broker_epoch=registration.broker_epoch))
+        self._last_contact_ms.pop(broker_id, None)
+        return ControllerResult(tuple(records), ErrorCode.NONE)
+
+    def _fence_records(self, registration: BrokerRegistration) -> tuple:
+        records = [fence_broker_record.FenceBrokerRecord(id=registration.broker_id, epoch=registration.broker_epoch)]
+        records += self._moves_away_from({registration.broker_id}, remove_from_isr=True)
+        return tuple(records)
+
+    def _session_alive(self, broker_id: int, now_ms: int) -> bool:
+        last = self._last_contact_ms.get(broker_id)
+        return last is not None and now_ms - last < self.config.broker_session_timeout_ms
+
+    # ---- leader election -------------------------------------------------------------------
+
+    def _partitions(self):
+        for topic in self.image.topics.by_id.values():
+            for partition, registration in topic.partitions.items():
+                yield topic, partition, registration
+
+    def _acceptable(self, broker_id: int, excluded: set[int]) -> bool:
+        registration = self.image.cluster.broker(broker_id)
+        return registration is not None and registration.is_active and broker_id not in excluded
+
+    def _moves_away_from(self, leaving: set[int], remove_from_isr: bool) -> list:
+        """PartitionChangeRecords taking ``leaving`` out of leaderships (and ISRs) everywhere."""
+        records = []
+        for topic, partition, registration in self._partitions():
+            if registration.leader in leaving or (remove_from_isr and leaving & set(registration.isr)):
+                record = self._change(topic, partition, registration, excluded=leaving,
+                                      remove_from_isr=leaving if remove_from_isr else set())
+                if record is not None:
+                    records.append(record)
+        return records
+
+    def _elect_for_leaderless(self, returning_broker: int) -> list:
+        """On unfence: leaderless partitions whose ISR holds the returning broker get a leader."""
+        records = []
+        for topic, partition, registration in self._partitions():
+            if registration.leader == NO_LEADER and returning_broker in registration.isr:
+                record = self._change(topic, partition, registration, excluded=set(), extra_ok={returning_broker})
+                if record is not None:
+                    records.append(record)
+        return records
+
+    def _change(self, topic: TopicImage, partition: int, current: PartitionRegistration, excluded: set[int],
+                remove_from_isr: set[int] = frozenset(), target_isr: Sequence[int] | None = None,
+                extra_ok: set[int] = frozenset()):
+        """One partition's PartitionChangeRecord (Kafka's PartitionChangeBuilder), or None if no-op.
+
+        ``extra_ok`` names brokers to treat as acceptable although the image still shows them
+        fenced (the broker being unfenced by the same batch of records).
+        """
+        def ok(b: int) -> bool:
+            return b in extra_ok or self._acceptable(b, excluded)
+
+        isr = list(current.isr if target_isr is None else target_isr)
+        shrunk = [b for b in isr if b not in remove_from_isr]
+        if shrunk:
+            isr = shrunk  # never empty the ISR: its last member keeps the partition's data claim
+        leader = current.leader if current.leader in isr and ok(current.leader) else None
+        if leader is None:
+            leader = next((b for b in current.replicas if b in isr and ok(b)), None)
+        recovery = -1
+        if leader is None and self._unclean_allowed(topic.name):
+            leader = next((b for b in current.replicas if ok(b)), None)
+            if leader is not None:
+                isr, recovery = [leader], LEADER_RECOVERING
+        if leader is None:
+            leader = NO_LEADER
+        isr_changed = tuple(isr) != current.isr
+        leader_changed = leader != current.leader
+        if not isr_changed and not leader_changed:
+            return None
+        record = partition_change_record.PartitionChangeRecord(
+            partition_id=partition, topic_id=topic.topic_id,
+            isr=list(isr) if isr_changed else None,
+            leader=leader if leader_changed else NO_LEADER_CHANGE,
+            leader_recovery_state=recovery)
+        invariant(leader == NO_LEADER or leader in isr, "elected leader must be in the ISR")
+        return record
+
+    def _unclean_allowed(self, topic: str) -> bool:
+        value = self.image.configs.topic_config(topic).get("unclean.leader.election.enable")
+        if value is None:
+            return self.config.unclean_leader_election_enable
+        return value.strip().lower() == "true"
+
+    # ---- topics ----------------------------------------------------------------------------
+
+    def create_topics(self, topics: Sequence[NewTopic], validate_only: bool = False) -> ControllerResult:
+        """CreateTopics: one result per requested topic, records for the valid ones."""
+        names = [t.name for t in topics]
+        records: list = []
+        results = []
+        pending_names: set[str] = set()
+        partitions_before = self.image.topics.partition_count()
+        for topic in topics:
+            try:
+                if names.count(topic.name) > 1:
+                    raise KafkaError(ErrorCode.INVALID_REQUEST, f"topic {topic.name} appears twice in the request")
+                assignment = self._validate_new_topic(topic, pending_names,
+                                                      partitions_before + len(records))
+            except KafkaError as exc:
+                results.append(CreateTopicResult(topic.name, exc.error_code, exc.message or None))
+                continue
+            topic_id = self._new_topic_id()
+            pending_names.add(topic.name)
+            results.append(CreateTopicResult(topic.name, ErrorCode.NONE, None, topic_id,
+                                             len(assignment), len(assignment[0])))
+            if not validate_only:
+                records += self._topic_records(topic, topic_id, assignment)
+        return ControllerResult(tuple(records), tuple(results))
+
+    def _validate_new_topic(self, topic: NewTopic, pending_names: set[str], placement_start: int) -> list[list[int]]:
+        validate_topic_name(topic.name)
+        if topic.name in self.image.topics.by_name or topic.name in pending_names:
+            raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{topic.name}' already exists.")
+        collision = _collides(topic.name, list(self.image.topics.by_name) + list(pending_names))
+        if collision:
+            raise KafkaError(ErrorCode.INVALID_TOPIC_EXCEPTION,
+                             f"Topic '{topic.name}' collides with existing topic: {collision}")
+        if any(value is None for value in topic.configs.values()):
+            raise KafkaError(ErrorCode.INVALID_CONFIG, "a topic config value cannot be null")
+        if topic.assignments:
+            return self._validate_assignments(topic)
+        num_partitions = self.config.num_partitions if topic.num_partitions == -1 else topic.num_partitions
+        rf = self.config.default_replication_factor if topic.replication_factor == -1 else topic.replication_factor
+        _check_partition_count(num_partitions)
+        active = self._active_brokers()
+        if rf <= 0 or rf > len(active):
+            raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                             f"Replication factor: {rf} larger than available brokers: {len(active)}."
+                             if rf > 0 else "Replication factor must be larger than 0.")
+        racks = {b: self.image.cluster.brokers[b].rack for b in active}
+        return place_replicas(active, racks, num_partitions, rf, placement_start)
+
+    def _validate_assignments(self, topic: NewTopic) -> list[list[int]]:
+        if topic.num_partitions != -1 or topic.replication_factor != -1:
+            raise KafkaError(ErrorCode.INVALID_REQUEST,
+                             "Both numPartitions or replicationFactor and replicasAssignments were set.")
+        indexes = sorted(topic.assignments)
+        if indexes != list(range(len(indexes))):
+            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions must be numbered 0..n-1")
+        _check_partition_count(len(indexes))
+        assignment = [list(topic.assignments[i]) for i in indexes]
+        self._check_manual_replicas(assignment)
+        return assignment
+
+    def _check_manual_replicas(self, assignment: list[list[int]]) -> None:
+        registered = set(self.image.cluster.brokers)
+        for index, replicas in enumerate(assignment):
+            if not replicas or len(set(replicas)) != len(replicas) or not set(replicas) <= registered:
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                 f"partition {index}: replicas {replicas} must be distinct registered brokers")
+            if not any(self._acceptable(b, set()) for b in replicas):
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                                 f"partition {index}: none of the replicas {replicas} is unfenced")
+        if len({len(r) for r in assignment}) != 1:
+            raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "all partitions need the same replica count")
+
+    def _topic_records(self, topic: NewTopic, topic_id: uuid.UUID, assignment: list[list[int]]) -> list:
+        records: list = [topic_record.TopicRecord(name=topic.name, topic_id=topic_id)]
+        for name in sorted(topic.configs):
+            records.append(config_record.ConfigRecord(resource_type=TOPIC_RESOURCE, resource_name=topic.name,
+                                                      name=name, value=topic.configs[name]))
+        for partition, replicas in enumerate(assignment):
+            records.append(self._partition_record(topic_id, partition, replicas))
+        return records
+
+    def _partition_record(self, topic_id: uuid.UUID, partition: int, replicas: list[int]):
+        isr = [b for b in replicas if self._acceptable(b, set())]
+        invariant(bool(isr), "a new partition needs at least one active replica")
+        return partition_record.PartitionRecord(
+            partition_id=partition, topic_id=topic_id, replicas=list(replicas), isr=isr, leader=isr[0],
+            leader_epoch=0, partition_epoch=0)
+
+    def _new_topic_id(self) -> uuid.UUID:
+        while True:
+            candidate = uuid.UUID(int=self._rng.getrandbits(128), version=4)
+            if candidate not in self.image.topics.by_id:
+                return candidate
+
+    def _active_brokers(self) -> list[int]:
+        return sorted(b for b, reg in self.image.cluster.brokers.items() if reg.is_active)
+
+    def delete_topics(self, names: Sequence[str]) -> ControllerResult:
+        """DeleteTopics by name; response: {name: (error_code, message or None)}."""
+        records = []
+        results: dict[str, tuple[ErrorCode, str | None]] = {}
+        for name in names:
+            topic = self.image.topics.by_name.get(name)
+            if not self.config.delete_topic_enable:
+                results[name] = (ErrorCode.TOPIC_DELETION_DISABLED, "delete.topic.enable is false")
+            elif topic is None or name in results:
+                results[name] = (ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
+            elif name in INTERNAL_TOPICS:
+                results[name] = (ErrorCode.INVALID_REQUEST, f"Internal topic {name} cannot be deleted.")
+            else:
+                records.append(remove_topic_record.RemoveTopicRecord(topic_id=topic.topic_id))
+                results[name] = (ErrorCode.NONE, None)
+        return ControllerResult(tuple(records), results)
+
+    def create_partitions(self, name: str, count: int,
+                          assignments: Sequence[Sequence[int]] | None = None) -> ControllerResult:
+        """CreatePartitions: grows ``name`` to ``count`` partitions; response (error, message)."""
+        try:
+            records = self._new_partition_records(name, count, assignments)
+        except KafkaError as exc:
+            return ControllerResult((), (exc.error_code, exc.message or None))
+        return ControllerResult(tuple(records), (ErrorCode.NONE, None))
+
+    def _new_partition_records(self, name: str, count: int, assignments) -> list:
+        topic = self.image.topics.by_name.get(name)
+        if topic is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
+        if name in INTERNAL_TOPICS:
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"The number of partitions of internal topic {name} cannot change.")
+        existing = len(topic.partitions)
+        if count <= existing:
+            raise KafkaError(ErrorCode.INVALID_PARTITIONS, f"Topic currently has {existing} partitions, which is "
+                             f"higher than or equal to the requested {count}.")
+        _check_partition_count(count)
+        rf = len(topic.partitions[0].replicas)
+        if assignments is not None:
+            if len(assignments) != count - existing:
+                raise KafkaError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "one assignment is needed per new partition")
+            new = [list(r) for r in assignments]
+            self._check_manual_replicas(new + [list(topic.partitions[0].replicas)])
+        else:
+            active = self._active_brokers()
+            if rf > len(active):
+                raise KafkaError(ErrorCode.INVALID_REPLICATION_FACTOR,
+                                 f"Replication factor: {rf} larger than available brokers: {len(active)}.")
+            racks = {b: self.image.cluster.brokers[b].rack for b in active}
+            new = place_replicas(active, racks, count - existing, rf, self.image.topics.partition_count())
+        return [self._partition_record(topic.topic_id, existing + i, r) for i, r in enumerate(new)]
+
+    # ---- configs and producer ids ----------------------------------------------------------
+
+    def alter_configs(self, changes: Sequence[tuple[int, str, str, str | None]]) -> ControllerResult:
+        """IncrementalAlterConfigs SET/DELETE: (resource_type, resource_name, name, value or None).
+
+        Response: {(resource_type, resource_name): error_code}; a resource with an error writes nothing.
+        """
+        by_resource: dict[tuple[int, str], list] = {}
+        for resource_type, resource_name, name, value in changes:
+            by_resource.setdefault((resource_type, resource_name), []).append((name, value))
+        records = []
+        results = {}
+        for (resource_type, resource_name), entries in by_resource.items():
+            error = self._check_config_resource(resource_type, resource_name)
+            results[(resource_type, resource_name)] = error
+            if error == ErrorCode.NONE:
+                records += [config_record.ConfigRecord(resource_type=resource_type, resource_name=resource_name,
+                                                       name=name, value=value) for name, value in entries]
+        return ControllerResult(tuple(records), results)
+
+    def _check_config_resource(self, resource_type: int, resource_name: str) -> ErrorCode:
+        if resource_type == TOPIC_RESOURCE:
+            known = resource_name in self.image.topics.by_name
+            return ErrorCode.NONE if known else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        if resource_type == BROKER_RESOURCE:
+            return ErrorCode.NONE if resource_name == "" or resource_name.isdigit() else ErrorCode.INVALID_REQUEST
+        return ErrorCode.INVALID_REQUEST
+
+    def allocate_producer_ids(self, broker_id: int, broker_epoch: int) -> ControllerResult:
+        """AllocateProducerIds: response (error_code, producer_id_start, producer_id_len)."""
+        registration = self.image.cluster.broker(broker_id)
+        if registration is None or registration.broker_epoch != broker_epoch:
+            return ControllerResult((), (ErrorCode.STALE_BROKER_EPOCH, -1, 0))
+        start = self.image.producer_ids.next_producer_id
+        record = producer_ids_record.ProducerIdsRecord(broker_id=broker_id, broker_epoch=broker_epoch,
+                                                       next_producer_id=start + PRODUCER_ID_BLOCK_SIZE)
+        return ControllerResult((record,), (ErrorCode.NONE, start, PRODUCER_ID_BLOCK_SIZE))
+
+    # ---- ISR changes from partition leaders ------------------------------------------------
+
+    def alter_partition(self, broker_id: int, broker_epoch: int, topic_id: uuid.UUID, partition: int,
+                        leader_epoch: int, partition_epoch: int, new_isr: Sequence[int]) -> ControllerResult:
+        """AlterPartition (KIP-497), validated in Kafka's order (``validateAlterPartitionData``)."""
+        registration = self.image.cluster.broker(broker_id)
+        if registration is None or registration.broker_epoch != broker_epoch:
+            return ControllerResult((), AlterPartitionResult(ErrorCode.STALE_BROKER_EPOCH))
+        topic = self.image.topics.by_id.get(topic_id)
+        if topic is None:
+            return ControllerResult((), AlterPartitionResult(ErrorCode.UNKNOWN_TOPIC_ID))
+        current = topic.partitions.get(partition)
+        if current is None:
+            return ControllerResult((), AlterPartitionResult(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+        error = _alter_partition_error(current, broker_id, leader_epoch, partition_epoch, new_isr)
+        if error == ErrorCode.NONE and any(not self._acceptable(b, set()) for b in new_isr if b not in current.isr):
+            error = ErrorCode.INELIGIBLE_REPLICA
+        if error != ErrorCode.NONE:
+            return ControllerResult((), AlterPartitionResult(error))
+        record = self._change(topic, partition, current, excluded=set(), target_isr=list(new_isr))
+        if record is None:
+            return ControllerResult((), _result_from(current))
+        return ControllerResult((record,), _result_from(merge_partition_change(current, record)))
+
+    def check_invariants(self) -> None:
+        self.image.check_invariants()
+
+
+def _alter_partition_error(current: PartitionRegistration, broker_id: int, leader_epoch: int,
+                           partition_epoch: int, new_isr: Sequence[int]) -> ErrorCode:
+    if leader_epoch > current.leader_epoch or partition_epoch > current.partition_epoch:
+        return ErrorCode.NOT_CONTROLLER  # the sender knows a newer state than we do: we are stale
+    if leader_epoch < current.leader_epoch:
+        return ErrorCode.FENCED_LEADER_EPOCH
+    if broker_id != current.leader:
+        return ErrorCode.INVALID_REQUEST
+    if partition_epoch < current.partition_epoch:
+        return ErrorCode.INVALID_UPDATE_VERSION
+    if (not set(new_isr) <= set(current.replicas) or broker_id not in new_isr
+            or len(set(new_isr)) != len(new_isr)):
+        return ErrorCode.INVALID_REQUEST
+    return ErrorCode.NONE
+
+
+def _result_from(registration: PartitionRegistration) -> AlterPartitionResult:
+    return AlterPartitionResult(ErrorCode.NONE, registration.leader, registration.leader_epoch,
+                                registration.partition_epoch, registration.isr)
+
+
+def _check_partition_count(num_partitions: int) -> None:
+    if num_partitions <= 0 or num_partitions > MAX_PARTITIONS_PER_TOPIC:
+        raise KafkaError(ErrorCode.INVALID_PARTITIONS,
+                         f"Number of partitions must be in [1, {MAX_PARTITIONS_PER_TOPIC}], got {num_partitions}.")
+
+
+def _collides(name: str, existing: Iterable[str]) -> str | None:
+    """Kafka rejects names equal to an existing one once '.' and '_' are identified (metric names)."""
+    folded = name.replace(".", "_")
+    for other in existing:
+        if other != name and other.replace(".", "_") == folded:
+            return other
+    return None
+
+
+# Replayed after a batch only to advance the image offset to the batch's last offset.
+_NO_OP = no_op_record.NoOpRecord()
