@@ -11,7 +11,8 @@ protect committed data on a follower are in one place:
   * a snapshot arrives in chunks by byte position; when complete it replaces the whole log.
 Observers (non-voters) use the same code; when they know no leader they send a Fetch to a random voter,
 whose error answer names the leader (discovery).  A voter that stops hearing from its leader for
-``fetch_timeout_ms`` starts a pre-vote; an observer goes back to discovery.
+``fetch_timeout_ms`` (plus up to a quarter of it, drawn afresh on every re-arm: see
+``quorum.jittered_fetch_timeout_ms``) starts a pre-vote; an observer goes back to discovery.
 """
 
 from __future__ import annotations
@@ -56,8 +57,12 @@ class FollowingMixin:
         self._set_role(Role.FOLLOWER, epoch, voted_id, leader_id)
         self._election_retries = 0
         self._follower = FollowerState()
-        self._deadline_ms = now_ms + self.config.fetch_timeout_ms
+        self._arm_fetch_timeout(now_ms)
         self._send_fetch(now_ms)
+
+    def _arm_fetch_timeout(self, now_ms: int) -> None:
+        """(Re)start the wait for the leader's next answer, jittered so followers do not campaign together."""
+        self._deadline_ms = now_ms + quorum.jittered_fetch_timeout_ms(self._rng, self.config.fetch_timeout_ms)
 
     def _on_fetch_timeout(self, now_ms: int) -> None:
         """No successful answer from the leader for ``fetch_timeout_ms``."""
@@ -90,7 +95,7 @@ class FollowingMixin:
     def _on_fetch_answered(self, now_ms: int) -> None:
         follower = self._follower
         follower.has_fetched = True
-        self._deadline_ms = now_ms + self.config.fetch_timeout_ms
+        self._arm_fetch_timeout(now_ms)
         self._send_fetch(now_ms)
 
     def _retry_fetch_later(self, now_ms: int) -> None:

@@ -11,6 +11,16 @@ leader it knew, or waiting); a lost real election backs off and pre-votes again.
 quorum keeps failing pre-votes and never bumps the epoch, which is what keeps it from deposing a healthy
 leader when it reconnects.
 
+Split votes.  Followers that lose their leader together may all win the pre-vote and run in the same epoch,
+each voting for itself.  When the missing votes belong to a dead voter no answer ever makes the round
+"lost", so each would wait out a whole election timeout (1-2 s) before retrying.  Two measures keep the
+election after a leader crash short: the follower fetch timeout is jittered (_following.py), so usually one
+follower campaigns alone; and a candidate that receives a real vote request from another candidate of its
+own epoch counts it as a refusal (that candidate voted for itself) and arms the randomized, exponentially
+growing backoff of a lost election (floored at ``retry_backoff_ms`` so that answers already on the way can
+still arrive).  Whoever retries first finds the other still in the old epoch and gets its vote.  Timing
+only: no grant rule changes, so safety does not depend on it.
+
 Grant rules.  Real vote: only an UNATTACHED node, a VOTED node re-granting the same candidate, or a
 PROSPECTIVE node that has neither voted nor seen a leader in the candidate's epoch, and only if the
 candidate's ``(last epoch, LEO)`` is at least ours.  A request for a higher epoch first moves us (durably) to
@@ -36,7 +46,7 @@ class ElectionTally:
     pre_vote: bool
     granted: set[int]
     rejected: set[int] = dataclasses.field(default_factory=set)
-    lost: bool = False
+    backed_off: bool = False     # the retry backoff is armed: the round was lost or the vote split
 
 
 class VotingMixin:
@@ -75,12 +85,24 @@ class VotingMixin:
             else:
                 self._become_leader(now_ms)
             return
-        if not tally.lost and quorum.election_lost(quorum.count_in(tally.rejected, self.voters), voter_count):
+        if not tally.backed_off and quorum.election_lost(quorum.count_in(tally.rejected, self.voters), voter_count):
             # A majority is out of reach: wait a randomized backoff instead of the whole timeout.
-            tally.lost = True
-            self._election_retries += 1
-            self._deadline_ms = now_ms + quorum.binary_exponential_backoff_ms(
-                self._rng, self._election_retries, self.config.retry_backoff_ms, self.config.election_backoff_max_ms)
+            self._deadline_ms = now_ms + self._next_election_backoff_ms(tally)
+
+    def _next_election_backoff_ms(self, tally: ElectionTally) -> int:
+        tally.backed_off = True
+        self._election_retries += 1
+        return quorum.binary_exponential_backoff_ms(
+            self._rng, self._election_retries, self.config.retry_backoff_ms, self.config.election_backoff_max_ms)
+
+    def _on_competing_candidate(self, candidate_id: int, now_ms: int) -> None:
+        """Another candidate asked for our vote in our epoch: a split vote (see the module docstring)."""
+        tally = self._tally
+        tally.rejected.add(candidate_id)   # it voted for itself, so it will never grant us
+        self._maybe_finish_election(now_ms)
+        if self.role is Role.CANDIDATE and not tally.backed_off:
+            backoff_ms = self.config.retry_backoff_ms + self._next_election_backoff_ms(tally)
+            self._deadline_ms = min(self._deadline_ms, now_ms + backoff_ms)
 
     def _on_prospective_timeout(self, now_ms: int) -> None:
         """Pre-vote round lost or timed out: go back to the leader we knew, or wait (keeping our vote)."""
@@ -111,6 +133,8 @@ class VotingMixin:
         if granted and self.role is not Role.VOTED:
             self._become_voted(request.source_id, now_ms)
         self._reply_vote(request, granted, ErrorCode.NONE)
+        if self.role is Role.CANDIDATE and request.source_id != self.node_id:
+            self._on_competing_candidate(request.source_id, now_ms)
 
     def _vote_request_error(self, request: VoteRequest) -> ErrorCode:
         if not self.is_voter or request.source_id not in self.voters:

@@ -20,7 +20,7 @@ class RaftConfig:
     # controller.quorum.election.timeout.ms: the real timeout is drawn from [T, 2T) on every reset.
     election_timeout_ms: int = 1000
     # controller.quorum.fetch.timeout.ms: a voter that has not had a successful Fetch for this long
-    # campaigns; the leader resends BeginQuorumEpoch every half of it; check-quorum uses 1.5x it.
+    # (plus a random jitter of up to a quarter of it, so followers do not campaign together) campaigns; the leader resends BeginQuorumEpoch every half of it; check-quorum uses 1.5x it.
     fetch_timeout_ms: int = 2000
     # controller.quorum.election.backoff.max.ms: upper bound of the randomized backoff after a lost election.
     election_backoff_max_ms: int = 1000

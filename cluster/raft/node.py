@@ -135,7 +135,7 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
     def _become_follower_at_start(self, leader_id: int, now_ms: int) -> None:
         self.role, self.leader_id = Role.FOLLOWER, leader_id
         self._follower = FollowerState()
-        self._deadline_ms = now_ms + self.config.fetch_timeout_ms
+        self._arm_fetch_timeout(now_ms)
         self._send_fetch(now_ms)
 
     def _initial_timeout_ms(self) -> int:

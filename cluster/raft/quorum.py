@@ -45,6 +45,16 @@ def random_election_timeout_ms(rng: random.Random, election_timeout_ms: int) -> 
     return election_timeout_ms + rng.randrange(election_timeout_ms)
 
 
+def jittered_fetch_timeout_ms(rng: random.Random, fetch_timeout_ms: int) -> int:
+    """A follower's fetch timeout drawn uniformly from ``[T, T + T // 4]``, redrawn on every re-arm.
+
+    Followers of one leader fetch in lock-step, so with a fixed timeout they all notice a dead leader in the
+    same millisecond, all win their pre-vote, and split the real vote.  The jitter spreads them out so that
+    usually one campaigns alone; ``T + T // 4`` stays below the leader's check-quorum window (``1.5 x T``).
+    """
+    return fetch_timeout_ms + rng.randint(0, fetch_timeout_ms // 4)
+
+
 def binary_exponential_backoff_ms(rng: random.Random, retries: int, base_ms: int, max_ms: int) -> int:
     """Backoff after the ``retries``-th lost election: ``min(max, base * rand[0, 2 << min(20, retries - 1)))``.
 

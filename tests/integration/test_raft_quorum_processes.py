@@ -15,21 +15,17 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_ID = "raft-it-cluster"
-# Kafka's defaults: fetch timeout 2 s, election timeout 1 s.  The issue asks for a new leader within 3 s;
-# the core meets that when the two survivors do not split their vote (both followers fetched together, so
-# their fetch timeouts often fire within the same millisecond, both win the pre-vote, both run in the next
-# epoch and each waits a whole randomized election timeout [1 s, 2 s) before the next round).  Until the
-# core jitters the fetch timeout, a split election is held to the bound the core does guarantee
-# (fetch timeout + 2 x election timeout) and reported as a warning.
+# Kafka's defaults: fetch timeout 2 s, election timeout 1 s.  The issue asks for a new leader within 3 s of
+# the kill, in every run.  The survivors fetched together, so with a fixed fetch timeout they used to campaign
+# in the same millisecond and split the vote (3.0-3.6 s).  The core now jitters the fetch timeout to
+# [2 s, 2.5 s] and backs off briefly after a split, so the election ends by about 2.5 s plus a few hops.
 ELECTION_BOUND_S = 3.0
-SPLIT_VOTE_BOUND_S = 2.0 + 2 * 1.0 + 0.5
 
 
 def _free_ports(count: int) -> list[int]:
@@ -137,13 +133,7 @@ def test_leader_kill_elects_a_new_leader_and_the_killed_node_rejoins(quorum):
     election_s = elected_at - killed_at
     print(f"\nelection after kill -9 of node {leader_id}: {election_s:.3f}s (epoch {epoch} -> {new_epoch})")
     assert new_leader_id != leader_id
-    if new_epoch == epoch + 1:
-        assert election_s < ELECTION_BOUND_S, f"new leader after {election_s:.3f}s"
-    else:
-        assert election_s < SPLIT_VOTE_BOUND_S, f"new leader after a split vote took {election_s:.3f}s"
-        if election_s >= ELECTION_BOUND_S:
-            warnings.warn(f"split vote after the leader kill: new leader after {election_s:.3f}s (> 3 s goal)",
-                          stacklevel=1)
+    assert election_s < ELECTION_BOUND_S, f"new leader after {election_s:.3f}s (epoch {epoch} -> {new_epoch})"
 
     _wait(lambda: sum(1 for p in _acked(new_leader).values() if f"-e{new_epoch}-" in p) >= 5, 10,
           "proposals acknowledged by the new leader")

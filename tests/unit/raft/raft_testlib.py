@@ -157,9 +157,19 @@ class Harness:
             self.pump(node_id)
 
     # -- scenarios ---------------------------------------------------------------------------------------------
+    @property
+    def max_fetch_timeout_ms(self) -> int:
+        """The latest a follower's fetch timer can fire after its last re-arm (the timeout is jittered)."""
+        return self.config.fetch_timeout_ms + self.config.fetch_timeout_ms // 4
+
+    @property
+    def max_timer_ms(self) -> int:
+        """Long enough for any election or fetch timer to fire, whatever the node's random draws were."""
+        return max(2 * self.config.election_timeout_ms, self.max_fetch_timeout_ms)
+
     def elect(self, node_id: int) -> RaftNode:
-        """Expire ``node_id``'s election timer only, and let the election and first fetches run."""
-        self.advance(2 * self.config.election_timeout_ms, [node_id])
+        """Expire ``node_id``'s election (or fetch) timer only, and let the election and first fetches run."""
+        self.advance(self.max_timer_ms, [node_id])
         self.settle()
         assert self.nodes[node_id].role is Role.LEADER, self.nodes[node_id].role
         return self.nodes[node_id]
@@ -170,7 +180,7 @@ class Harness:
         for node_id in node_ids:
             def sent_by_it(message: RaftMessage, node_id: int = node_id) -> bool:
                 return message.source_id == node_id
-            self.advance(self.config.fetch_timeout_ms, [node_id])
+            self.advance(self.max_fetch_timeout_ms, [node_id])
             self.take(sent_by_it)
             self.advance(2 * self.config.election_timeout_ms, [node_id])
             self.take(sent_by_it)
@@ -180,7 +190,7 @@ class Harness:
         def is_vote(message: RaftMessage) -> bool:
             return isinstance(message, (VoteRequest, VoteResponse))
         for _ in range(rounds):
-            self.advance(2 * self.config.election_timeout_ms, [node_id])
+            self.advance(self.max_timer_ms, [node_id])
             while self.deliver_where(is_vote):
                 pass
             if self.nodes[node_id].role is Role.LEADER:

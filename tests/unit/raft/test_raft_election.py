@@ -213,11 +213,15 @@ def test_prevote_keeps_a_partitioned_node_from_disrupting_a_stable_leader_on_rej
     harness.isolate(3)
     # Node 3 hears nothing for many timeouts; it keeps pre-voting but never bumps its epoch.
     for _ in range(10):
-        harness.advance(CONFIG.fetch_timeout_ms, [3])
+        harness.advance(harness.max_fetch_timeout_ms, [3])
         harness.inflight = [m for m in harness.inflight if m.source_id != 3]
     assert harness.nodes[3].epoch == 1
     harness.heal()
-    harness.advance(CONFIG.fetch_timeout_ms + 1, [3])    # its next pre-vote reaches the others
+    for _ in range(2 * harness.max_timer_ms):            # its next pre-vote reaches the others
+        harness.advance(1, [3])
+        if harness.nodes[3].role is Role.PROSPECTIVE:
+            break
+    assert any(isinstance(m, VoteRequest) and m.pre_vote and m.source_id == 3 for m in harness.inflight)
     harness.settle()
     assert harness.leader_ids() == [1] and harness.nodes[1].epoch == 1
     assert harness.nodes[3].role in (Role.FOLLOWER, Role.PROSPECTIVE)

@@ -40,6 +40,14 @@ def test_random_election_timeout_is_in_t_to_2t():
     assert min(values) >= 1000 and max(values) < 2000 and len(values) > 100
 
 
+def test_jittered_fetch_timeout_is_in_t_to_t_plus_a_quarter_and_below_check_quorum():
+    rng = random.Random(4)
+    values = {quorum.jittered_fetch_timeout_ms(rng, 2000) for _ in range(2000)}
+    assert min(values) == 2000 and max(values) == 2500 and len(values) > 300
+    # A follower must give up on its leader before that leader's check-quorum (1.5 x T) would have it resign.
+    assert max(values) < 2000 * 3 // 2
+
+
 def test_binary_exponential_backoff_grows_and_is_capped():
     rng = random.Random(5)
     first = {quorum.binary_exponential_backoff_ms(rng, 1, 20, 1000) for _ in range(200)}
