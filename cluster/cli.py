@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 
-from cluster import tools_cli
+from cluster import local_cluster, tools_cli
 from cluster.config import BrokerConfig, ConfigError, parse_overrides, read_properties_file
 
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker.set_defaults(func=cmd_broker)
 
     tools_cli.add_commands(commands)
+    local_cluster.add_commands(commands)
     return parser
 
 

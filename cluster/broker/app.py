@@ -43,6 +43,11 @@ class Broker:
         self.flusher.on_round = self.metrics.on_flush
         self.metrics_server: MetricsHttpServer | None = None
         self.ready = False  # listeners bound and logs recovered; False again once shutdown begins
+        # Cluster mode (controller.quorum.voters set): metadata comes from the Raft quorum, see cluster_mode.py.
+        self.cluster = None
+        if config.get("controller.quorum.voters"):
+            from cluster.broker.cluster_mode import ClusterRuntime
+            self.cluster = ClusterRuntime(self)
 
     @staticmethod
     def now_ms() -> int:
@@ -51,6 +56,8 @@ class Broker:
     # what handlers ask of the broker ----------------------------------------------------------------
     def live_brokers(self) -> list[tuple[int, str, int, str | None]]:
         """(node_id, host, port, rack) of every live broker; a single node lists itself."""
+        if self.cluster is not None:
+            return self.cluster.live_brokers()
         _name, host, port = self.config.advertised_listeners[0]
         if port == 0 and self.bound_ports:
             port = self.bound_ports[0]
@@ -116,9 +123,14 @@ class Broker:
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self._start_metrics_listener()  # first, so /healthz answers (and /readyz says 503) during recovery
-        store = MetadataStore.open(self.config.log_dir, self.config.node_id)
-        self.replica_manager = ReplicaManager(self.config, store, self.flusher)
-        self.replica_manager.open_all()
+        if self.cluster is not None:
+            store = self.cluster.store   # partitions open as committed metadata names them
+            self.replica_manager = ReplicaManager(self.config, store, self.flusher)
+            await self.cluster.start()
+        else:
+            store = MetadataStore.open(self.config.log_dir, self.config.node_id)
+            self.replica_manager = ReplicaManager(self.config, store, self.flusher)
+            self.replica_manager.open_all()
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="group-commit"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
         self.group_coordinator = GroupCoordinatorRuntime(self)
@@ -133,6 +145,8 @@ class Broker:
             bound = server.sockets[0].getsockname()[1]
             self.bound_ports.append(bound)
             log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
+        if self.cluster is not None:
+            self.cluster.start_broker_lifecycle()
         self.ready = True
         self.metrics.ready.set(1)
         log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
@@ -160,6 +174,8 @@ class Broker:
                 connection.close("broker shutting down")
         if self.group_coordinator is not None:
             self.group_coordinator.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.flusher.stop()
         flusher_task, *others = self._tasks
         try:

@@ -37,6 +37,7 @@ class Partition:
         self.log = partition_log
         self.log_config = log_config
         self.leader_epoch = leader_epoch
+        self.is_leader = True  # cluster mode: False for a follower replica (ReplicaManager.apply_local_changes)
         self.producer_state = ProducerStateTable()
         self._on_dirty = on_dirty
         self._ack_waiters: list[tuple[int, asyncio.Future[None]]] = []

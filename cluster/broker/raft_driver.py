@@ -127,6 +127,10 @@ class RaftDriver:
         return int((time.monotonic() - self._t0) * 1000)
 
     # == lifecycle ==================================================================================================
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        """Registers more gRPC services on the quorum's server; call before ``start``."""
+        self._server.add_generic_rpc_handlers(handlers)
+
     async def start(self) -> None:
         await self._server.start()
         for peer in self._peers.values():

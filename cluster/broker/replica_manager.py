@@ -128,7 +128,48 @@ class ReplicaManager:
         asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, doomed, True)
 
     def get(self, topic: str, partition_index: int) -> Partition | None:
-        return self.partitions.get((topic, partition_index))
+        """The partition if this broker leads it (single node: every partition it has)."""
+        partition = self.partitions.get((topic, partition_index))
+        if partition is not None and not partition.is_leader:
+            return None
+        return partition
+
+    def missing_error(self, topic: str, partition_index: int) -> ErrorCode:
+        """Why ``get`` returned None: a follower replica answers NOT_LEADER_OR_FOLLOWER (clients refresh
+        metadata and go to the leader), anything else UNKNOWN_TOPIC_OR_PARTITION."""
+        if (topic, partition_index) in self.partitions:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+    # cluster mode: committed metadata decides ----------------------------------------------------------
+    def apply_local_changes(self, changes, image) -> None:
+        """Acts on ``MetadataDelta.local_changes(node_id)``: delete removed replicas, open the logs of new
+        ones, and take the leader epoch and role of each changed partition from the image.  Followers do
+        not fetch from their leader yet (the replication issue adds that)."""
+        for name, _topic_id, partition_index in changes.deletes:
+            partition = self.partitions.pop((name, partition_index), None)
+            if partition is None:
+                continue
+            partition.deleted = True
+            partition.fail_waiters(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            partition.log.close()
+            self._remove_directory_later(os.path.join(self.config.log_dir, f"{name}-{partition_index}"))
+            log.info("deleted replica %s-%d", name, partition_index)
+        for is_leader, group in ((True, changes.leaders), (False, changes.followers)):
+            for (name, partition_index), local in group.items():
+                partition = self.partitions.get((name, partition_index))
+                if partition is None:
+                    record = self.store.topics[name]
+                    partition = self._open_partition(record, partition_index)
+                registration = local.registration
+                was_leader = partition.is_leader
+                partition.leader_epoch = registration.leader_epoch
+                partition.leader_id = registration.leader
+                partition.replicas = tuple(registration.replicas)
+                partition.isr = tuple(registration.isr)
+                partition.is_leader = is_leader
+                if was_leader and not is_leader:
+                    partition.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
 
     # background upkeep --------------------------------------------------------------------------------
     async def run_log_upkeep(self) -> None:

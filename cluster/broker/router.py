@@ -66,9 +66,22 @@ HANDLERS: dict[int, Callable] = {
 assert set(HANDLERS) == set(SUPPORTED_VERSIONS), "every advertised API has a handler"
 
 
+def cluster_mode_handlers() -> dict[int, Callable]:
+    """HANDLERS with the APIs that need the metadata image or the active controller swapped for theirs."""
+    from cluster.broker.handlers import cluster_handlers
+    return {**HANDLERS,
+            api_versions.API_METADATA: cluster_handlers.handle_metadata,
+            api_versions.API_CREATE_TOPICS: cluster_handlers.handle_create_topics,
+            api_versions.API_DELETE_TOPICS: cluster_handlers.handle_delete_topics,
+            api_versions.API_CREATE_PARTITIONS: cluster_handlers.handle_create_partitions,
+            api_versions.API_INIT_PRODUCER_ID: cluster_handlers.handle_init_producer_id,
+            api_versions.API_FIND_COORDINATOR: cluster_handlers.handle_find_coordinator}
+
+
 class RequestRouter:
     def __init__(self, broker) -> None:
         self._broker = broker
+        self._handlers = cluster_mode_handlers() if getattr(broker, "cluster", None) is not None else HANDLERS
 
     def dispatch(self, frame: bytes, connection: KafkaConnection):
         try:
@@ -90,7 +103,7 @@ class RequestRouter:
         context = RequestContext(self._broker, header.api_version, header.correlation_id, header.client_id,
                                  connection.peer)
         started = self._broker.metrics_on_request(spec.name)
-        result = HANDLERS[header.api_key](context, request)
+        result = self._handlers[header.api_key](context, request)
         header_version = response_header_version(header.api_key, header.api_version)
         if inspect.isawaitable(result):
             return self._finish(result, spec.response_module, header.api_version, header.correlation_id,

@@ -216,6 +216,15 @@ class QuorumController:
         should_shutdown = not records and not still_leads
         return ControllerResult(tuple(records), HeartbeatResult(ErrorCode.NONE, caught_up, False, should_shutdown))
 
+    def reset_sessions(self, now_ms: int) -> None:
+        """A newly active controller starts every registered broker's session at ``now_ms``.
+
+        Session times are soft state that is never logged (as in Kafka), so without this the first ``tick``
+        of a new controller would fence every broker it has not heard from yet.
+        """
+        for broker_id in self.image.cluster.brokers:
+            self._last_contact_ms[broker_id] = now_ms
+
     def tick(self, now_ms: int) -> ControllerResult:
         """Fences every unfenced broker whose session expired; response: fenced broker ids."""
         expired = sorted(

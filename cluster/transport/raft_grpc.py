@@ -187,6 +187,10 @@ class RaftGrpcServer:
         pb_grpc.add_RaftServiceServicer_to_server(_Servicer(node_id, cluster_id, handler), self._server)
         self.port = self._server.add_insecure_port(f"{host}:{port}")
 
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        """Lets another service (the controller RPCs) share this node's one inter-node port."""
+        self._server.add_generic_rpc_handlers(handlers)
+
     async def start(self) -> None:
         await self._server.start()
 

@@ -94,7 +94,7 @@ def _read_all(context: RequestContext, request) -> tuple[fr.FetchResponse, int, 
             partition = replica_manager.get(topic.topic, data.partition)
             try:
                 if partition is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise KafkaError(replica_manager.missing_error(topic.topic, data.partition))
                 partition.check_leader_epoch(data.current_leader_epoch)
                 high_watermark = partition.high_watermark
                 result.high_watermark = high_watermark

@@ -40,7 +40,8 @@ def handle_produce(context: RequestContext, request):
             partition = broker.replica_manager.get(topic.name, data.index)
             try:
                 if partition is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"{topic.name}-{data.index}")
+                    raise KafkaError(broker.replica_manager.missing_error(topic.name, data.index),
+                                     f"{topic.name}-{data.index}")
                 if data.records is None or len(data.records) == 0:
                     raise KafkaError(ErrorCode.INVALID_RECORD, "no record batch")
                 base_offset, last_offset, log_append_time_ms = partition.append_records(
