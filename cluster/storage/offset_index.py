@@ -24,6 +24,7 @@ from array import array
 from bisect import bisect_right
 
 from cluster.storage.fs import FileSystem
+from cluster.storage.index_file import AppendOnlyIndexFile
 
 __all__ = ["OffsetIndex", "OFFSET_INDEX_ENTRY_SIZE"]
 
@@ -31,17 +32,14 @@ OFFSET_INDEX_ENTRY_SIZE = 8
 _SWAP = sys.byteorder == "little"
 
 
-class OffsetIndex:
-    __slots__ = ("_fs", "path", "base_offset", "max_entries", "_relative_offsets", "_positions", "_fd")
+class OffsetIndex(AppendOnlyIndexFile):
+    __slots__ = ("max_entries", "_relative_offsets", "_positions")
 
     def __init__(self, fs: FileSystem, path: str, base_offset: int, max_entries: int) -> None:
-        self._fs = fs
-        self.path = path
-        self.base_offset = base_offset
+        super().__init__(fs, path, base_offset)
         self.max_entries = max_entries
         self._relative_offsets = array("i")
         self._positions = array("i")
-        self._fd: int | None = None
 
     # -- loading -------------------------------------------------------------------------------
     def load(self, data: bytes, segment_size: int, segment_next_offset: int) -> str | None:
@@ -96,21 +94,6 @@ class OffsetIndex:
         if _SWAP:
             pairs.byteswap()
         return pairs.tobytes()
-
-    def _writable_fd(self) -> int:
-        if self._fd is None:
-            self._fd = self._fs.open_append(self.path)
-        return self._fd
-
-    @property
-    def fd(self) -> int | None:
-        """The open descriptor, if the file has been written since the last ``close``."""
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd is not None:
-            self._fs.close(self._fd)
-            self._fd = None
 
     # -- lookups -------------------------------------------------------------------------------
     def __len__(self) -> int:

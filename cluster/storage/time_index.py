@@ -20,6 +20,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 
 from cluster.storage.fs import FileSystem
+from cluster.storage.index_file import AppendOnlyIndexFile
 
 __all__ = ["TimeIndex", "TIME_INDEX_ENTRY_SIZE"]
 
@@ -27,16 +28,13 @@ TIME_INDEX_ENTRY_SIZE = 12
 _ENTRY = struct.Struct(">qi")
 
 
-class TimeIndex:
-    __slots__ = ("_fs", "path", "base_offset", "_timestamps", "_relative_offsets", "_fd")
+class TimeIndex(AppendOnlyIndexFile):
+    __slots__ = ("_timestamps", "_relative_offsets")
 
     def __init__(self, fs: FileSystem, path: str, base_offset: int) -> None:
-        self._fs = fs
-        self.path = path
-        self.base_offset = base_offset
+        super().__init__(fs, path, base_offset)
         self._timestamps = array("q")
         self._relative_offsets = array("i")
-        self._fd: int | None = None
 
     def load(self, data: bytes, segment_next_offset: int) -> str | None:
         """Adopts the entries of ``data``; returns None or why they are invalid."""
@@ -93,20 +91,6 @@ class TimeIndex:
         del self._timestamps[keep:]
         del self._relative_offsets[keep:]
         self._fs.truncate(self._writable_fd(), keep * TIME_INDEX_ENTRY_SIZE)
-
-    def _writable_fd(self) -> int:
-        if self._fd is None:
-            self._fd = self._fs.open_append(self.path)
-        return self._fd
-
-    @property
-    def fd(self) -> int | None:
-        return self._fd
-
-    def close(self) -> None:
-        if self._fd is not None:
-            self._fs.close(self._fd)
-            self._fd = None
 
     def __len__(self) -> int:
         return len(self._timestamps)
