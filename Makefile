@@ -64,9 +64,9 @@ sim: setup
 # processes under a seeded fault schedule; exits 0 valid, 1 invalid, 2 unknown, 3 harness error.
 # Runs land in runs/<timestamp-seed>/ (history.jsonl, schedule.json, results.json, summary.txt, nodes' logs).
 .PHONY: jepsen jepsen-smoke
-NEMESIS ?= kill,pause
+NEMESIS ?= kill,pause,partition
 jepsen: setup
-	$(BIN)/python -m jepsen_like test --nodes $(or $(NODES),1) --time-limit $(or $(TIME),60) \
+	$(BIN)/python -m jepsen_like test --nodes $(or $(NODES),3) --time-limit $(or $(TIME),60) \
 	  --rate $(or $(RATE),20) --nemesis $(NEMESIS) --seed $(or $(SEED),0) \
 	  --profile $(or $(PROFILE),safe)
 
@@ -103,3 +103,11 @@ image:
 	podman build --build-arg BASE_IMAGE=$(BASE_IMAGE) -f deploy/Dockerfile -t $(IMAGE) . && \
 	podman run --rm --network=none --runtime runc --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
 	  $(IMAGE) kraftpy --help >/dev/null && echo "make image: built and ran $(IMAGE)"
+
+# Issue 3's cluster figures (bench/cluster.py) on three broker processes: metadata commit latency (1,000
+# CreateTopics one at a time: p50/p99), election time after kill -9 of the quorum leader (median of 10), and the
+# scale point (10,000 partitions RF 3: RSS and fds per broker, time a restarted node takes to serve again).
+# Prints figures next to targets; never fails for slowness.  BENCH_ARGS=--quick for a ~1 minute run.
+.PHONY: bench-cluster
+bench-cluster: setup
+	$(BIN)/python bench/cluster.py $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""`python -m jepsen_like check HISTORY.jsonl` | `python -m jepsen_like test ...`.
+"""`python -m jepsen_like check HISTORY.jsonl` | `python -m jepsen_like test ...` | `... cleanup`.
 
 Exit codes are the checker's verdict so CI can gate on them: 0 valid, 1 invalid, 2 unknown,
 3 harness error (bad arguments, unreadable history, broker that would not start).
@@ -35,6 +35,13 @@ def cmd_test(args: argparse.Namespace) -> int:
     return run_test(args)
 
 
+def cmd_cleanup(_args: argparse.Namespace) -> int:
+    from jepsen_like.netns import cleanup_stale
+    removed = cleanup_stale()
+    print(f"removed {len(removed)} stale namespaces" + (f": {', '.join(removed)}" if removed else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m jepsen_like", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--rate", type=float, default=20.0, help="client ops per second, all workers together")
     test.add_argument("--concurrency", type=int, default=3, help="client workers")
     test.add_argument("--keys", type=int, default=3, help="keys = partitions of the test topic")
-    test.add_argument("--nemesis", default="kill", help="comma list of: none, kill, pause")
+    test.add_argument("--nemesis", default="kill", help="comma list of: none, kill, pause, partition")
     test.add_argument("--nemesis-interval", type=float, default=6.0, help="mean seconds between faults")
     test.add_argument("--seed", type=int, default=0)
     test.add_argument("--profile", choices=("safe", "unsafe"), default="safe")
@@ -59,7 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--recovery-s", type=float, default=2.0, help="pause between healing and final reads")
     test.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                       help="extra broker config override (repeatable)")
+    test.add_argument("--no-netns", action="store_true",
+                      help="run nodes on 127.0.0.<i> even as root (partitions are then skipped)")
+    test.add_argument("--partition-backend", choices=("auto", "nft", "iprule"), default="auto",
+                      help="how grudges drop packets: nft sets, or iproute2 blackhole rules (auto: nft if installed)")
     test.set_defaults(func=cmd_test)
+
+    cleanup = commands.add_parser("cleanup", help="delete network namespaces left by dead runs (jl<pid>-*)")
+    cleanup.set_defaults(func=cmd_cleanup)
     return parser
 
 

@@ -4,8 +4,12 @@ Order of a run, as in Jepsen: start the brokers and create the topic; run worker
 `--time-limit` seconds; stop the workers; heal every fault; let the cluster recover; final reads by fresh
 clients until every acknowledged offset has been read; then the checker decides and the run exits with
 its code (0 valid, 1 invalid, 2 unknown, 3 harness error).  Everything lands in runs/<timestamp-seed>/:
-test.json, schedule.json, history.jsonl, results.json, summary.txt and nodes' logs and data.
-Current scope: one node on 127.0.0.1 (kill, pause); namespaces and partitions come with replication.
+test.json, schedule.json, history.jsonl, results.json, summary.txt, the PNG plots and each node's log
+and data (n<i>/).  As root the nodes live in network namespaces (netns.py) and partitions are available;
+otherwise (or with --no-netns) they run on 127.0.0.<i>, the partition nemesis is skipped, and both the
+console and results.json say so.  With more than one node the topic is RF=1 until partitions are
+replicated: a partition whose only replica is killed, paused or cut off is unavailable (fail/info ops),
+and must still hold every acknowledged write once healed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -21,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jepsen_like.checker import EXIT_HARNESS_ERROR, check, exit_code, summary
+from jepsen_like.cluster_control import Cluster
 from jepsen_like.history import HistoryRecorder
 from jepsen_like.nemesis import FAULTS, NemesisThread, build_schedule, load_schedule
-from jepsen_like.node import BrokerNode
+from jepsen_like.report import plot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,8 +89,8 @@ def say(line: str, log) -> None:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    if args.nodes != 1:
-        print("jepsen_like test: only --nodes 1 for now (multi-node comes with replication)", file=sys.stderr)
+    if args.nodes < 1:
+        print("jepsen_like test: --nodes must be at least 1", file=sys.stderr)
         return EXIT_HARNESS_ERROR
     try:
         nemeses = parse_nemeses(args.nemesis)
@@ -92,6 +98,9 @@ def run_test(args: argparse.Namespace) -> int:
         print(f"jepsen_like test: {exc}", file=sys.stderr)
         return EXIT_HARNESS_ERROR
     run_dir = make_run_dir(Path(args.store), args.seed)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like an exception, so the finally blocks stop brokers and delete namespaces.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_HARNESS_ERROR))
     with open(run_dir / "summary.txt", "w") as log:
         try:
             return _run(args, nemeses, run_dir, log)
@@ -103,42 +112,84 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
-    from jepsen_like.workload import PROFILES, ValueSource, Worker
-
     overrides = dict(kv.split("=", 1) for kv in args.override)
     overrides.setdefault("num.partitions", str(args.keys))
-    nodes = {f"n{i}": BrokerNode(f"n{i}", i, run_dir / f"n{i}", overrides=overrides, repo_root=REPO_ROOT)
-             for i in range(1, args.nodes + 1)}
-    schedule = (load_schedule(args.schedule) if args.schedule else
-                build_schedule(args.seed, nemeses, args.time_limit, args.nemesis_interval, list(nodes)))
+    cluster = Cluster(run_dir, args.nodes, overrides=overrides, repo_root=REPO_ROOT,
+                      use_netns=not args.no_netns, partition_backend=args.partition_backend)
+    skipped: list[str] = []
+    if "partition" in nemeses and not cluster.partitions_available:
+        why = "one node" if args.nodes == 1 else f"no network namespaces ({cluster.netns_skipped_reason})"
+        skipped.append(f"partition: {why}")
+        nemeses = [n for n in nemeses if n != "partition"]
+    if args.schedule:
+        schedule = load_schedule(args.schedule)
+        unknown = {e.get("node") for e in schedule["events"]} - {None, *cluster.nodes}
+        if unknown:
+            raise ValueError(f"--schedule names nodes this run does not have: {sorted(unknown)}")
+        if not cluster.partitions_available and any("partition" in e["f"] for e in schedule["events"]):
+            skipped.append("partition: events dropped from the replayed schedule (no network namespaces)")
+            schedule = {**schedule, "events": [e for e in schedule["events"] if "partition" not in e["f"]]}
+    else:
+        schedule = build_schedule(args.seed, nemeses, args.time_limit, args.nemesis_interval, list(cluster.nodes))
     (run_dir / "schedule.json").write_text(json.dumps(schedule, indent=2) + "\n")
     (run_dir / "test.json").write_text(json.dumps({**vars(args), "func": None, "nemeses": nemeses,
+                                                   "cluster_mode": cluster.mode, "skipped_nemeses": skipped,
                                                    "argv": sys.argv}, indent=2, default=str) + "\n")
     say(f"jepsen_like seed={args.seed} nodes={args.nodes} time_limit={args.time_limit}s rate={args.rate}/s "
         f"concurrency={args.concurrency} keys={args.keys} profile={args.profile} nemeses={','.join(nemeses) or 'none'}",
         log)
-    say("no network namespaces in this mode: partition nemeses unavailable (single node on 127.0.0.1)", log)
+    say(f"cluster: {cluster.mode}", log)
+    for line in skipped:
+        say(f"SKIPPED nemesis {line}", log)
+    try:
+        history = _run_phases(args, cluster, schedule, run_dir, log)
+    finally:
+        cluster.stop()
+
+    results = check(history)
+    results["run_dir"] = str(run_dir)
+    results["cluster-mode"] = cluster.mode
+    results["skipped-nemeses"] = skipped
+    crashes = {name: node.unexpected_exits for name, node in cluster.nodes.items() if node.unexpected_exits}
+    results["unexpected-node-exits"] = crashes
+    if crashes:
+        say(f"WARNING: brokers exited without being killed: {crashes} (see nodes' broker.log)", log)
+    applied = [op.value for op in history if op.process == "nemesis" and isinstance(op.value, dict)
+               and op.value.get("done") and op.f in ("kill", "pause", "start-partition")]
+    results["faults_applied"] = len(applied)
+    results["faults"] = {f: sum(1 for op in history if op.process == "nemesis" and op.f == f
+                                and isinstance(op.value, dict) and op.value.get("done"))
+                         for f in ("kill", "pause", "start-partition")}
+    results["plots"] = plot(history, run_dir)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    say(summary(results), log)
+    say(f"faults applied: {results['faults']}", log)
+    say(results["plots"], log)
+    say(f"-> {run_dir}", log)
+    return exit_code(results)
+
+
+def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> list:
+    from jepsen_like.workload import PROFILES, ValueSource, Worker
+
     workers: list[Worker] = []
     try:
-        for node in nodes.values():
-            node.start()
-        bootstrap = ",".join(n.bootstrap for n in nodes.values())
-        create_topic(bootstrap, args.keys)
-        say(f"cluster up ({bootstrap}); schedule: {len(schedule['events']) // 2} faults (schedule.json)", log)
-
+        cluster.start()
+        create_topic(cluster.bootstrap, args.keys)
+        say(f"cluster up ({cluster.bootstrap}); schedule: {len(schedule['events']) // 2} faults (schedule.json)",
+            log)
         with open(run_dir / "history.jsonl", "w") as sink:
             recorder = HistoryRecorder(sink)
             stop = threading.Event()
             values = ValueSource()
-            run_tag = run_dir.name
             client_log = client_logger(run_dir / "clients.log")
-            workers = [Worker(i, concurrency=args.concurrency, keys=args.keys, bootstrap=bootstrap,
+            workers = [Worker(i, concurrency=args.concurrency, keys=args.keys, bootstrap=cluster.bootstrap,
                               profile=PROFILES[args.profile], recorder=recorder, values=values, seed=args.seed,
-                              rate_per_worker=args.rate / args.concurrency, stop_event=stop, run_tag=run_tag,
-                              client_log=client_log)
+                              rate_per_worker=args.rate / args.concurrency, stop_event=stop,
+                              run_tag=run_dir.name, client_log=client_log)
                        for i in range(args.concurrency)]
             t0 = time.monotonic()
-            nemesis = NemesisThread(schedule, nodes, recorder, t0, stop)
+            nemesis = NemesisThread(schedule, cluster, recorder, t0, stop)
             for thread in [*workers, nemesis]:
                 thread.start()
             stop.wait(args.time_limit)
@@ -150,13 +201,11 @@ def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
             if problems:
                 raise RuntimeError(f"main phase failed: {problems[0]!r}")
             for event in nemesis.applied:
-                say(f"[{event['at_s']:7.2f}s] nemesis {event['f']} {event['node']}", log)
+                target = event.get("node") or event.get("spec") or ""
+                extra = f" {event['grudge']}" if event.get("grudge") else ""
+                say(f"[{event['at_s']:7.2f}s] nemesis {event['f']} {target}{extra}", log)
 
-            for name, node in nodes.items():
-                if node.crashed():
-                    recorder.record("nemesis", "info", "crashed", {"node": name})
-                recorder.record("nemesis", "info", "heal", {"node": name})
-                node.heal()
+            heal_all(cluster, recorder)
             say(f"healed; recovering {args.recovery_s}s, then final reads", log)
             time.sleep(args.recovery_s)
             targets = acknowledged_tails(recorder.ops)
@@ -169,24 +218,23 @@ def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
             for thread in finals:
                 thread.join()
             say(f"final reads: {sum(caught_up)}/{len(workers)} readers caught up on {len(targets)} keys", log)
-            history = list(recorder.ops)
+            return list(recorder.ops)
     finally:
         for worker in workers:
             worker.shutdown()
-        for node in nodes.values():
-            node.stop()
 
-    results = check(history)
-    results["run_dir"] = str(run_dir)
-    crashes = {name: node.unexpected_exits for name, node in nodes.items() if node.unexpected_exits}
-    results["unexpected-node-exits"] = crashes
-    if crashes:
-        say(f"WARNING: brokers exited without being killed: {crashes} (see nodes' broker.log)", log)
-    results["faults_applied"] = len(schedule["events"]) // 2
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    say(summary(results), log)
-    say(f"-> {run_dir}", log)
-    return exit_code(results)
+
+def heal_all(cluster: Cluster, recorder: HistoryRecorder) -> None:
+    """Jepsen's final generators: heal the network, resume paused and restart dead nodes."""
+    if cluster.network is not None and cluster.network.grudge:
+        recorder.record("nemesis", "info", "stop-partition", {"final": True})
+        cluster.heal_network()
+        recorder.record("nemesis", "info", "stop-partition", {"final": True, "done": True})
+    for name, node in cluster.nodes.items():
+        if node.crashed():
+            recorder.record("nemesis", "info", "crashed", {"node": name})
+        recorder.record("nemesis", "info", "heal", {"node": name})
+        node.heal()
 
 
 def acknowledged_tails(ops) -> dict[int, int]:

@@ -6,7 +6,9 @@ wait), so a killed broker is reaped at once and never lingers as a zombie that s
 PR_SET_PDEATHSIG makes the broker die with the harness if the harness itself is killed.  That signal
 fires when the *thread* that forked the child exits, so every start runs on one control thread per node
 that lives as long as the node (a broker started from the short-lived nemesis thread would otherwise be
-SIGKILLed the moment that thread finished).  Only PIDs started here are ever signalled.
+SIGKILLed the moment that thread finished).  Only PIDs started here are ever signalled.  In a network
+namespace the command is prefixed with `ip netns exec ... unshare --uts ... exec`, which all exec in place:
+the PID the harness holds is the broker's own.
 """
 
 from __future__ import annotations
@@ -66,8 +68,9 @@ def _die_with_parent() -> None:
 class BrokerNode:
     def __init__(self, name: str, node_id: int, node_dir: Path, *, host: str = "127.0.0.1",
                  port: int | None = None, overrides: dict[str, str] | None = None,
-                 repo_root: Path | None = None) -> None:
+                 repo_root: Path | None = None, exec_prefix: list[str] | None = None) -> None:
         self.name = name
+        self.exec_prefix = list(exec_prefix or [])   # e.g. `ip netns exec <ns> ...` (netns.Network)
         self.node_id = node_id
         self.host = host
         self.port = port or free_port(host)
@@ -81,6 +84,7 @@ class BrokerNode:
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "log.dirs": str(self.data_dir),
             "offsets.topic.replication.factor": "1",
+            "metrics.listener": "",
             **(overrides or {}),
         }
         self.process: subprocess.Popen | None = None
@@ -95,7 +99,7 @@ class BrokerNode:
         return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "cluster", "broker"]
+        cmd = [*self.exec_prefix, sys.executable, "-m", "cluster", "broker"]
         for key, value in self.overrides.items():
             cmd += ["--override", f"{key}={value}"]
         return cmd
