@@ -198,10 +198,19 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("group.max.session.timeout.ms", TYPE_INT, 1800000),
     ConfigDef("connections.max.idle.ms", TYPE_LONG, 600000),
     ConfigDef("fetch.max.bytes", TYPE_INT, 57671680, _at_least(1024), "must be >= 1024"),
+    # Not a Kafka key: Kafka snapshots the metadata log after metadata.log.max.record.bytes.between.snapshots
+    # (20 MiB) of records; our Raft core counts committed entries (one entry = one controller decision's batch),
+    # so this is that trigger in entries (RaftConfig.snapshot_interval_entries).  Tests set it small.
+    ConfigDef("metadata.log.max.snapshot.interval.entries", TYPE_LONG, 10_000, _at_least(1), "must be >= 1",
+              read_only=True),
     # Not a Kafka key (Kafka exports JMX): host:port of the HTTP listener for /metrics, /healthz, /readyz.
     # Port 0 picks a free port (the broker logs the URL); an empty value disables the listener.
     ConfigDef("metrics.listener", TYPE_STRING, "127.0.0.1:0", _valid_metrics_listener,
               "must be host:port (port 0 = any free port) or empty to disable", read_only=True),
+    # Not a Kafka key, tests only: a file naming peer node ids whose inter-node traffic (Raft and controller
+    # calls) this node drops, to cut links without network namespaces (cluster/transport/raft_grpc.py,
+    # FaultFilter).  Empty (the default) switches the hook off.
+    ConfigDef("kraftpy.test.fault.file", TYPE_STRING, "", read_only=True),
 )
 
 

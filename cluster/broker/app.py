@@ -1,7 +1,8 @@
 """A broker process: opens its logs, serves the Kafka listener, runs group commit and log upkeep.
 
 Lifecycle (after uvicorn's server): startup (config -> metadata store -> open and recover every partition log
--> listen), serve until SIGTERM/SIGINT, then shutdown (stop accepting, let the flusher make every appended
+-> listen), serve until SIGTERM/SIGINT, then shutdown (in cluster mode first a controlled shutdown: hand over
+quorum leadership and move partition leaderships; then stop accepting, let the flusher make every appended
 byte durable, close logs).  A second signal is not needed: shutdown is bounded.
 """
 
@@ -127,6 +128,7 @@ class Broker:
             store = self.cluster.store   # partitions open as committed metadata names them
             self.replica_manager = ReplicaManager(self.config, store, self.flusher)
             await self.cluster.start()
+            await self.cluster.wait_caught_up()   # no Metadata answers from an empty image
         else:
             store = MetadataStore.open(self.config.log_dir, self.config.node_id)
             self.replica_manager = ReplicaManager(self.config, store, self.flusher)
@@ -167,6 +169,10 @@ class Broker:
     async def stop(self) -> None:
         self.ready = False
         self.metrics.ready.set(0)
+        if self.cluster is not None and self._servers:
+            # Before the listeners close: quorum leadership is handed over and partition leadership moves
+            # while clients can still reach us and be redirected (bounded, see controlled_shutdown).
+            await self.cluster.controlled_shutdown()
         for server in self._servers:
             server.close()
         for connections in self._connections:

@@ -6,6 +6,9 @@ entry is the address of its inter-node gRPC server (Raft and the controller serv
 * runs the ``RaftDriver`` and replays COMMITTED metadata records into a ``MetadataImage`` (one Raft entry
   carries a batch of records, each an ApiMessageAndVersion frame, each prefixed by its uvarint length);
 * applies each delta's ``local_changes(node_id)`` to its ``ReplicaManager`` (open/lead/follow/delete);
+* snapshots the image every ``metadata.log.max.snapshot.interval.entries`` entries (then Raft drops the log below
+  it), and loads a snapshot -- its own on restart, the leader's when it fell behind the leader's log start --
+  through the same delta path (``snapshot_delta`` from the current image, so local changes are exact);
 * registers with the active controller and heartbeats every ``HEARTBEAT_INTERVAL_MS`` with the metadata
   offset it has applied (the controller unfences it once it has caught up with its own registration).
 
@@ -34,7 +37,7 @@ import grpc
 from cluster.broker.group_coordinator import OFFSETS_TOPIC
 from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
 from cluster.broker.raft_driver import NotLeaderError, RaftDriver, parse_voters
-from cluster.core.errors import ErrorCode, KafkaError
+from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.metadata import (
     BrokerEndpoint,
     ControllerConfig,
@@ -43,11 +46,16 @@ from cluster.metadata import (
     NewTopic,
     QuorumController,
     decode_record,
+    decode_snapshot,
     encode_record,
+    encode_snapshot,
+    snapshot_delta,
 )
 from cluster.raft.config import RaftConfig
+from cluster.raft.log import SnapshotId
 from cluster.raft.state import Role
 from cluster.storage.raft_store import RaftStore
+from cluster.transport.raft_grpc import FaultFilter
 from cluster.wire.primitives import read_uvarint, write_uvarint
 
 log = logging.getLogger("cluster.broker.cluster")
@@ -55,11 +63,20 @@ log = logging.getLogger("cluster.broker.cluster")
 CONTROLLER_METHOD = "/cluster.v1.ControllerService/Call"
 HEARTBEAT_INTERVAL_MS = 2000
 CONTROLLER_CALL_TIMEOUT_MS = 10_000
+# SIGTERM: how long the broker waits for the controller to move its partition leaderships before it stops anyway
+# (its session timeout fences it later).  Bounded so that a node without a quorum still stops promptly.
+CONTROLLED_SHUTDOWN_TIMEOUT_MS = 3000
+# Start-up: how long the Kafka listener waits for this node to apply the committed metadata (wait_caught_up).
+CATCH_UP_TIMEOUT_S = 10.0
+LEADER_WAIT_S = 2.0
 METADATA_DIR = "__cluster_metadata-0"
-# Snapshots of the metadata log are not built from the image yet, and an empty snapshot would drop committed
-# metadata when the log is compacted, so compaction is switched off: the log only grows (metadata writes are
-# rare).  Building snapshots as records of the image is the fix (issue 3, part 1).
-METADATA_RAFT_CONFIG = RaftConfig(snapshot_interval_entries=2**62)
+
+
+def metadata_raft_config(config) -> RaftConfig:
+    """The Raft config of the metadata quorum: Kafka's timeouts, and a snapshot of the image (records written by
+    cluster/metadata/snapshot.py) every ``metadata.log.max.snapshot.interval.entries`` committed entries, after
+    which the log below it is dropped."""
+    return RaftConfig(snapshot_interval_entries=config.get("metadata.log.max.snapshot.interval.entries"))
 
 
 def wall_ms() -> int:
@@ -169,14 +186,19 @@ class ClusterRuntime:
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
         self.driver: RaftDriver | None = None
+        # Test-only link cutter (kraftpy.test.fault.file); drops nothing unless the key names a file.
+        self.fault = FaultFilter(config.get("kraftpy.test.fault.file"))
+        self._refused_with: ErrorCode | None = None   # last registration refusal, logged once
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     async def start(self) -> None:
         raft_dir = os.path.join(self.broker.config.log_dir, METADATA_DIR)
         raft_store = await asyncio.to_thread(RaftStore, raft_dir, cluster_id=self.cluster_id, node_id=self.node_id)
         self.driver = RaftDriver(self.node_id, self.voters, raft_store, cluster_id=self.cluster_id,
-                                 config=METADATA_RAFT_CONFIG, on_commit=self._on_commit, on_leader_change=self._on_leader_change,
-                                 listen_host=self.voters[self.node_id].host)
+                                 config=metadata_raft_config(self.broker.config), on_commit=self._on_commit,
+                                 take_snapshot=self._take_snapshot, load_snapshot=self._load_snapshot,
+                                 on_leader_change=self._on_leader_change,
+                                 listen_host=self.voters[self.node_id].host, fault=self.fault)
         # One port per node: the controller service rides on the Raft gRPC server (see module docstring).
         handler = grpc.method_handlers_generic_handler("cluster.v1.ControllerService", {
             "Call": grpc.unary_unary_rpc_method_handler(self._serve_call)})
@@ -185,10 +207,70 @@ class ClusterRuntime:
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
 
+    async def wait_caught_up(self, timeout_s: float = CATCH_UP_TIMEOUT_S) -> bool:
+        """Before the Kafka listener opens: waits until a leader is known and its high watermark is applied.
+
+        A restarted broker would otherwise answer Metadata from an empty image (no brokers, no topics), which
+        librdkafka treats as a partial response and may then wait for a controller until its admin timeout.
+        Kafka's broker likewise serves only after its initial metadata catch-up.  Bounded: without a quorum the
+        listener opens anyway after ``timeout_s`` (returns False), or after ``LEADER_WAIT_S`` if no leader is known
+        by then (the others may be starting one by one after us).  A node with an empty metadata log (a new
+        cluster) does not wait: its peers are as empty as it is.
+        """
+        driver = self.driver
+        if driver is None or driver.store.log_end_offset <= 0:
+            return True
+        started = time.monotonic()
+        while (waited := time.monotonic() - started) < timeout_s:
+            if driver.leader_id is None and waited >= LEADER_WAIT_S:
+                break
+            if driver.leader_id is not None and driver.high_watermark > 0 and self.applied_hw >= driver.high_watermark:
+                return True
+            await asyncio.sleep(0.02)
+        log.warning("metadata not caught up with a quorum leader after %.1f s; serving clients anyway",
+                    time.monotonic() - started)
+        return False
+
     def start_broker_lifecycle(self) -> None:
         """After the Kafka listener is bound (the registration carries its port)."""
         self._tasks.append(asyncio.create_task(self._lifecycle(), name="broker-lifecycle"))
         self._tasks.append(asyncio.create_task(self._controller_ticks(), name="controller-ticks"))
+
+    async def controlled_shutdown(self, timeout_ms: int = CONTROLLED_SHUTDOWN_TIMEOUT_MS) -> bool:
+        """First step of a SIGTERM, while the Kafka listeners still serve: hands over quorum leadership at once
+        (so the others need not wait for a fetch timeout), then asks the controller, by heartbeats with
+        want_shutdown, to move this broker's partition leaderships until it answers that we may stop.
+
+        Bounded by ``timeout_ms``; returns False when the controller did not agree in time (no quorum, say).
+        """
+        for task in self._tasks:
+            if task.get_name() == "broker-lifecycle":
+                task.cancel()   # its heartbeats would race ours
+        if self.driver is not None and self.driver.role is Role.LEADER:
+            log.info("controlled shutdown: resigning metadata quorum leadership (epoch %d)", self.driver.epoch)
+            self.driver.resign()
+        if self.broker_epoch < 0:
+            return True   # never registered: nothing to move
+        started = time.monotonic()
+        deadline = started + timeout_ms / 1000
+        while (remaining_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            try:
+                reply = await self.call_controller("heartbeat", {
+                    "broker_id": self.node_id, "broker_epoch": self.broker_epoch, "offset": self.applied_hw - 1,
+                    "shutdown": True}, timeout_ms=remaining_ms)
+            except KafkaError as exc:
+                log.warning("controlled shutdown not confirmed: %s", exc.message)
+                return False
+            if reply["error_code"] != 0:
+                log.warning("controlled shutdown refused: %s", ErrorCode(reply["error_code"]).name)
+                return False
+            if reply["should_shutdown"]:
+                log.info("controlled shutdown complete in %d ms: partition leadership moved off broker %d",
+                         (time.monotonic() - started) * 1000, self.node_id)
+                return True
+            await asyncio.sleep(0.05)
+        log.warning("controlled shutdown not confirmed within %d ms; stopping anyway", timeout_ms)
+        return False
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -206,15 +288,48 @@ class ClusterRuntime:
                 for record in decode_batch(entry.payload):
                     delta.replay(record)
                 delta.replay(_NO_OP, entry.offset)
-            self.image = delta.apply()
-            self.controller.image = self.image
-            self.store.refresh(self.image)
-            changes = delta.local_changes(self.node_id)
-            self.broker.replica_manager.apply_local_changes(changes, self.image)
-            self._load_offsets_partitions(changes)
+            self._publish(delta)
         self.applied_hw = max(self.applied_hw, high_watermark)
         self._applied.set()
         self._applied = asyncio.Event()
+
+    def _publish(self, delta: MetadataDelta) -> None:
+        """Makes ``delta`` the image of this node: controller, handlers' topic store, local replicas."""
+        self.image = delta.apply()
+        self.controller.image = self.image
+        self.store.refresh(self.image)
+        changes = delta.local_changes(self.node_id)
+        self.broker.replica_manager.apply_local_changes(changes, self.image)
+        self._load_offsets_partitions(changes)
+
+    # -- metadata log snapshots ------------------------------------------------------------------------------------
+    def _take_snapshot(self, snapshot_id: SnapshotId) -> bytes:
+        """The image as of ``snapshot_id``: every committed entry below its end offset, and nothing after.
+
+        The driver asks right after applying the Ready whose committed entries end exactly at
+        ``snapshot_id.end_offset`` (ready.py, step 4), with no await in between, so ``self.image`` is that state
+        (control entries change no image, hence "<", not "== end_offset - 1").
+        """
+        invariant(self.image.offset < snapshot_id.end_offset,
+                  f"image at offset {self.image.offset} is ahead of snapshot {snapshot_id}")
+        data = encode_snapshot(self.image, snapshot_id.end_offset, snapshot_id.epoch)
+        log.info("metadata snapshot taken at end offset %d epoch %d (%d topics, %d bytes)", snapshot_id.end_offset,
+                 snapshot_id.epoch, len(self.image.topics.by_id), len(data))
+        return data
+
+    def _load_snapshot(self, snapshot_id: SnapshotId, data: bytes) -> None:
+        """Replaces the image by a snapshot (on restart, or one a follower downloaded from the leader).
+
+        Goes through a delta from the current image (``snapshot_delta``), so the replica manager opens, re-roles
+        or deletes exactly the partitions that differ, as after any committed batch.
+        """
+        snapshot = decode_snapshot(data)
+        invariant((snapshot.end_offset, snapshot.epoch) == (snapshot_id.end_offset, snapshot_id.epoch),
+                  f"snapshot payload says ({snapshot.end_offset}, {snapshot.epoch}), stored as {snapshot_id}")
+        self._publish(snapshot_delta(self.image, snapshot.image))
+        self.applied_hw = max(self.applied_hw, snapshot_id.end_offset)
+        log.info("metadata snapshot loaded: end offset %d epoch %d (%d topics)", snapshot_id.end_offset,
+                 snapshot_id.epoch, len(self.image.topics.by_id))
 
     def _load_offsets_partitions(self, changes) -> None:
         """The group coordinator serves the ``__consumer_offsets`` partitions this broker leads.
@@ -312,6 +427,8 @@ class ClusterRuntime:
     async def _serve_call(self, request: bytes, context) -> bytes:
         try:
             message = json.loads(request)
+            if self.fault.blocks(message.get("source_id")):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by the test fault hook")
             if message.get("cluster_id") != self.cluster_id and message.get("op") != "describe_quorum":
                 log.error("controller call %s from a node of cluster %r refused: this is cluster %r",
                           message.get("op"), message.get("cluster_id"), self.cluster_id)
@@ -331,8 +448,14 @@ class ClusterRuntime:
         """
         deadline = time.monotonic() + timeout_ms / 1000
         last_error = "no metadata quorum leader"
+        others = [voter for voter in self.voters if voter != self.node_id]
+        probes, hint = 0, None
         while time.monotonic() < deadline:
             leader = self.driver.leader_id if self.driver else None
+            if leader is None and others:
+                # Our Raft knows no leader (yet): ask the voters in turn; a follower's NOT_CONTROLLER names it.
+                leader, hint = (hint if hint is not None else others[probes % len(others)]), None
+                probes += 1
             try:
                 if leader == self.node_id:
                     return await self.execute(op, args)
@@ -340,17 +463,24 @@ class ClusterRuntime:
                     return await self._remote_call(leader, op, args, deadline - time.monotonic())
             except NotControllerError as exc:
                 last_error = exc.message
+                if exc.leader_id not in (None, leader, self.node_id):
+                    hint = exc.leader_id
             except grpc.aio.AioRpcError as exc:
                 last_error = f"controller {leader} unreachable: {exc.code()}"
             await asyncio.sleep(0.05)
         raise KafkaError(ErrorCode.NOT_CONTROLLER, f"no active controller answered {op}: {last_error}")
 
     async def _remote_call(self, leader: int, op: str, args: dict, timeout_s: float):
+        if self.fault.blocks(leader):   # test fault hook: as if the network lost the call
+            await asyncio.sleep(min(timeout_s, 0.1))
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       "dropped by the test fault hook")
         channel = self._channels.get(leader)
         if channel is None:
             channel = self._channels[leader] = grpc.aio.insecure_channel(self.voters[leader].address)
         call = channel.unary_unary(CONTROLLER_METHOD)
-        body = json.dumps({"cluster_id": self.cluster_id, "op": op, "args": args}).encode()
+        body = json.dumps({"cluster_id": self.cluster_id, "source_id": self.node_id, "op": op,
+                           "args": args}).encode()
         reply = json.loads(await call(body, timeout=max(timeout_s, 0.1)))
         code = reply["error_code"]
         if code == ErrorCode.NOT_CONTROLLER:
@@ -388,8 +518,15 @@ class ClusterRuntime:
             "broker_id": self.node_id, "incarnation_id": str(self.incarnation_id),
             "endpoints": self._endpoints(), "rack": self.broker.config.get("broker.rack")})
         if reply["error_code"] != 0:
-            log.error("broker registration refused: %s", ErrorCode(reply["error_code"]).name)
+            code = ErrorCode(reply["error_code"])
+            if code != self._refused_with:   # retried every 200 ms: said once, not five times a second
+                log.error("broker registration refused by the controller: %s%s", code.name,
+                          f" (node.id={self.node_id} has a live session: another node with this id, or our"
+                          " previous incarnation until its session times out)"
+                          if code == ErrorCode.DUPLICATE_BROKER_REGISTRATION else "")
+            self._refused_with = code
             return
+        self._refused_with = None
         self.broker_epoch = reply["broker_epoch"]
         log.info("registered with the controller: broker epoch %d", self.broker_epoch)
 

@@ -41,7 +41,7 @@ from cluster.raft.node import RaftNode
 from cluster.raft.ready import NotLeader, Proposed, Ready
 from cluster.raft.state import Role
 from cluster.storage.raft_store import RaftStore
-from cluster.transport.raft_grpc import RaftGrpcServer, RaftPeerClient
+from cluster.transport.raft_grpc import FaultFilter, RaftGrpcServer, RaftPeerClient
 
 log = logging.getLogger(__name__)
 
@@ -87,26 +87,30 @@ class RaftDriver:
 
     def __init__(self, node_id: int, voters: dict[int, Voter], store: RaftStore, *, cluster_id: str,
                  on_commit: CommitCallback, config: RaftConfig | None = None,
-                 take_snapshot: Callable[[SnapshotId], bytes] | None = None,
-                 load_snapshot: Callable[[SnapshotId, bytes], None] | None = None,
+                 take_snapshot: Callable[[SnapshotId], bytes],
+                 load_snapshot: Callable[[SnapshotId, bytes], None],
                  on_leader_change: Callable[[int | None, int], None] | None = None,
-                 listen_host: str | None = None) -> None:
+                 listen_host: str | None = None, fault: FaultFilter | None = None) -> None:
         self.node_id = node_id
         self.voters = voters
         self.store = store
         self.cluster_id = cluster_id
         self.config = config or RaftConfig()
         self._on_commit = on_commit
-        self._take_snapshot = take_snapshot or (lambda _id: b"")
-        self._load_snapshot = load_snapshot or (lambda _id, _data: None)
+        # Required: a snapshot replaces the log below it, so a state machine that cannot describe itself
+        # in one would lose committed entries when the log is compacted.
+        self._take_snapshot = take_snapshot
+        self._load_snapshot = load_snapshot
         self._on_leader_change = on_leader_change
         self._t0 = time.monotonic()
         self.node = RaftNode(node_id, voters.keys(), rng=random.Random(), config=self.config,
                              persisted_state=store.election_state, log_view=store, now_ms=self._now_ms())
         me = voters[node_id]
-        self._server = RaftGrpcServer(node_id, cluster_id, self._on_inbound, listen_host or me.host, me.port)
+        fault = fault or FaultFilter()   # test-only link cutter; off without a fault file
+        self._server = RaftGrpcServer(node_id, cluster_id, self._on_inbound, listen_host or me.host, me.port,
+                                      fault=fault)
         self._peers = {v.node_id: RaftPeerClient(v.node_id, v.address, cluster_id=cluster_id,
-                                                 directory_id=store.directory_id)
+                                                 directory_id=store.directory_id, fault=fault)
                        for v in voters.values() if v.node_id != node_id}
         self._inbox: deque[RaftMessage] = deque()
         self._proposals: deque[tuple[bytes, asyncio.Future[int]]] = deque()
@@ -115,6 +119,7 @@ class RaftDriver:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._peer_directory_ids = store.read_peer_directory_ids()
+        self._reported_directory_ids: set[tuple[int, str]] = set()   # (voter, unknown directory id) logged once
         self._last_leader: tuple[int | None, int] = (None, -1)
         self.role = self.node.role
         self.epoch = self.node.epoch
@@ -194,7 +199,14 @@ class RaftDriver:
             self._peer_directory_ids[source] = directory_id
             self.store.write_peer_directory_ids(self._peer_directory_ids)   # small, rare (once per voter)
             return True
-        if known == directory_id or not isinstance(message, VoteResponse):
+        if known == directory_id:
+            return True
+        if (source, directory_id) not in self._reported_directory_ids:
+            self._reported_directory_ids.add((source, directory_id))
+            log.error("voter %d now speaks from raft directory id %s, we knew %s: its disk was wiped or two "
+                      "nodes share node.id=%d; its votes are not counted (it may still fetch)",
+                      source, directory_id, known, source)
+        if not isinstance(message, VoteResponse):
             return True
         self.ignored_wiped_votes += 1
         log.error("ignoring vote of voter %d: its raft directory id is %s, we knew %s (disk wiped?); "

@@ -3,8 +3,9 @@
 ``records`` frames metadata records as Kafka's ApiMessageAndVersion; ``image``/``delta`` turn
 committed records into immutable ``MetadataImage``s (and tell a broker what it now leads or
 follows); ``controller`` decides changes as ``ControllerResult(records, response)`` and learns them
-only by replaying records; ``placement`` spreads new replicas over brokers and racks.  This package
-imports only ``cluster.core`` and ``cluster.wire``: no I/O, clocks or global randomness.
+only by replaying records; ``placement`` spreads new replicas over brokers and racks; ``snapshot``
+writes an image as the records that rebuild it (the metadata log's snapshots).  This package imports only ``cluster.core`` and ``cluster.wire``
+(and the crc32c extension): no I/O, clocks or global randomness.
 """
 
 from cluster.metadata.controller import (
@@ -88,6 +89,11 @@ from cluster.metadata.image import (
 from cluster.metadata.placement import place_replicas as place_replicas
 from cluster.metadata.records import decode_record as decode_record
 from cluster.metadata.records import encode_record as encode_record
+from cluster.metadata.snapshot import MetadataSnapshot as MetadataSnapshot
+from cluster.metadata.snapshot import decode_snapshot as decode_snapshot
+from cluster.metadata.snapshot import encode_snapshot as encode_snapshot
+from cluster.metadata.snapshot import image_to_records as image_to_records
+from cluster.metadata.snapshot import snapshot_delta as snapshot_delta
 
 __all__ = [
     "PRODUCER_ID_BLOCK_SIZE", "AlterPartitionResult", "ControllerConfig", "ControllerResult",
@@ -96,4 +102,5 @@ __all__ = [
     "BROKER_RESOURCE", "NO_LEADER", "TOPIC_RESOURCE", "BrokerEndpoint", "BrokerRegistration",
     "ClusterImage", "ConfigsImage", "FeaturesImage", "MetadataImage", "PartitionRegistration",
     "ProducerIdsImage", "TopicImage", "TopicsImage", "place_replicas", "decode_record", "encode_record",
+    "MetadataSnapshot", "decode_snapshot", "encode_snapshot", "image_to_records", "snapshot_delta",
 ]

@@ -161,7 +161,12 @@ class QuorumController:
         """Registers (or re-registers) a broker, fenced; ``broker_epoch`` is the offset the
         RegisterBrokerRecord will get (the caller knows its log's next write offset)."""
         existing = self.image.cluster.broker(broker_id)
-        if existing is not None and existing.incarnation_id != incarnation_id and self._session_alive(broker_id, now_ms):
+        # A live session of another incarnation means two processes claim one id.  A registration that is
+        # fenced or finished its controlled shutdown belongs to a process that stopped cleanly (Kafka ends
+        # the session at that point), so its restart may register at once.
+        if (existing is not None and existing.incarnation_id != incarnation_id
+                and not (existing.fenced or existing.in_controlled_shutdown)
+                and self._session_alive(broker_id, now_ms)):
             return ControllerResult((), (ErrorCode.DUPLICATE_BROKER_REGISTRATION, -1))
         invariant(existing is None or broker_epoch > existing.broker_epoch, "broker epochs must increase")
         records: list = []

@@ -221,9 +221,7 @@ class CleanTask:
                 self.stats.bytes_written += len(cleaned)
             segment.finish()
             self._fs.fdatasync(segment.fd)
-            for index in (segment.offset_index, segment.time_index):
-                if index.fd is not None:
-                    self._fs.fdatasync(index.fd)
+            segment.sync_indexes()
             self.stats.segments += 1
         finally:
             segment.close()
@@ -293,13 +291,18 @@ def complete_cleaning(log: PartitionLog, task: CleanTask) -> int:
         # old segments keep serving from their open descriptors and in-memory indexes.
         source.segment.ensure_indexes_loaded()
     # The commit point: from here a crash completes the swap instead of discarding it.
+    # Files at the cleaned segments' paths are about to be replaced: a flush ticket in flight
+    # must not write index entries of the old segments into them.
+    log._void_flush_tickets()
     os.replace(task.staging_path, swap_path)
-    fs.fsync(log._dir_fd)
+    fs.fsync_dir(log.dir_path)
     _move_swap_files(fs, log.dir_path)
     for source in valid:
         source.segment.close()
         index = log._segments.index(source.segment)
         replacement = _open_cleaned_segment(log, source.base_offset)
+        log._make_evictable(replacement)
+        log._fd_cache.release(replacement)
         log._segments[index] = replacement
         log._size_in_bytes += replacement.size - source.size
     log.cleaner_first_dirty_offset = max(log.cleaner_first_dirty_offset, task.end_offset)

@@ -16,6 +16,7 @@ import shutil
 __all__ = ["FileSystem", "LOCAL_FS"]
 
 _LOG_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+_WRITE_FLAGS = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _TMP_SUFFIX = ".tmp"
@@ -30,6 +31,11 @@ class FileSystem:
     def open_append(self, path: str) -> int:
         """Opens (creating if needed) a file whose writes always go to its end."""
         return os.open(path, _LOG_FLAGS, 0o644)
+
+    def open_write(self, path: str, *, create: bool = False) -> int:
+        """Opens a file for positional writes; without ``create`` a missing file raises
+        FileNotFoundError instead of coming back to life."""
+        return os.open(path, _WRITE_FLAGS | (os.O_CREAT if create else 0), 0o644)
 
     def open_dir(self, path: str) -> int:
         return os.open(path, _DIR_FLAGS)
@@ -46,6 +52,14 @@ class FileSystem:
         while view:
             written = os.write(fd, view)
             view = view[written:]
+
+    def pwrite(self, fd: int, data, position: int) -> None:
+        """Writes all of ``data`` at ``position`` (the descriptor must not be O_APPEND)."""
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, position)
+            view = view[written:]
+            position += written
 
     def pread(self, fd: int, size: int, position: int) -> bytes:
         return os.pread(fd, size, position)
@@ -110,9 +124,9 @@ class FileSystem:
         """Makes file creations, renames and deletions in ``path`` durable."""
         fd = self.open_dir(path)
         try:
-            os.fsync(fd)
+            self.fsync(fd)
         finally:
-            os.close(fd)
+            self.close(fd)
 
     def read_file(self, path: str) -> bytes | None:
         """Whole content of a small file, or None when it does not exist."""

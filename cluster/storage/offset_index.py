@@ -35,6 +35,8 @@ _SWAP = sys.byteorder == "little"
 class OffsetIndex(AppendOnlyIndexFile):
     __slots__ = ("max_entries", "_relative_offsets", "_positions")
 
+    entry_size = OFFSET_INDEX_ENTRY_SIZE
+
     def __init__(self, fs: FileSystem, path: str, base_offset: int, max_entries: int) -> None:
         super().__init__(fs, path, base_offset)
         self.max_entries = max_entries
@@ -58,25 +60,20 @@ class OffsetIndex(AppendOnlyIndexFile):
         if reason is None:
             self._relative_offsets = relative_offsets
             self._positions = positions
+            self.written_count = len(positions)
         return reason
 
     def clear(self) -> None:
         """Forgets all entries in memory (the file is rewritten by ``rewrite_file``)."""
         self._relative_offsets = array("i")
         self._positions = array("i")
-
-    def rewrite_file(self) -> None:
-        """Replaces the file content with the in-memory entries (after a rebuild)."""
-        fd = self._writable_fd()
-        self._fs.truncate(fd, 0)
-        self._fs.write(fd, self._encode(0))
+        self.written_count = 0
 
     # -- writing -------------------------------------------------------------------------------
-    def append(self, offset: int, position: int, *, write: bool = True) -> None:
+    def append(self, offset: int, position: int) -> None:
+        """In memory only: the entry reaches the file with the next flush (see index_file.py)."""
         self._relative_offsets.append(offset - self.base_offset)
         self._positions.append(position)
-        if write:
-            self._fs.write(self._writable_fd(), self._encode(len(self._positions) - 1))
 
     def truncate_to_offset(self, offset: int) -> None:
         """Drops entries for offsets >= ``offset`` (in memory and in the file)."""
@@ -85,7 +82,7 @@ class OffsetIndex(AppendOnlyIndexFile):
             return
         del self._relative_offsets[keep:]
         del self._positions[keep:]
-        self._fs.truncate(self._writable_fd(), keep * OFFSET_INDEX_ENTRY_SIZE)
+        self._truncate_file(keep)
 
     def _encode(self, start: int) -> bytes:
         pairs = array("i", bytes(8 * (len(self._positions) - start)))

@@ -48,10 +48,12 @@ from cluster.storage.cleaner import (
 from cluster.storage.config import LogConfig
 from cluster.storage.epoch_cache import LeaderEpochCache
 from cluster.storage.fs import LOCAL_FS, FileSystem
+from cluster.storage.index_file import AppendOnlyIndexFile
 from cluster.storage.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
+    DescriptorCache,
     LogSegment,
     segment_file_name,
 )
@@ -80,13 +82,20 @@ RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 _SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
 _ITER_CHUNK_BYTES = 1024 * 1024
+# Rolled segments of one log whose .log descriptor may stay open after a read (see
+# DescriptorCache); enough for a catch-up fetch crossing a segment boundary.
+_MAX_OPEN_ROLLED_SEGMENTS = 2
 
 
 class FlushTicket:
     """One group commit: fsyncs captured on the loop thread, run on a worker thread.
 
-    It holds duplicated descriptors, so the loop may roll, truncate or delete segments (closing
-    its own descriptors) while ``run`` is in progress; an fsync of an unlinked file is harmless.
+    It holds duplicated descriptors of the segments' data files, so the loop may roll, truncate
+    or delete segments (closing its own descriptors) while ``run`` is in progress; an fsync of an
+    unlinked file is harmless.  Index files and the directory hold no descriptor between
+    flushes: ``run`` opens, writes, fsyncs and closes them one at a time.  An index file is
+    opened by path, so every index write checks, under the log's checkpoint lock, that nothing
+    replaced or truncated the files since ``prepare_flush`` (the log's generation).
     """
 
     __slots__ = (
@@ -94,11 +103,13 @@ class FlushTicket:
         "_fs",
         "_log",
         "_data_fds",
-        "_index_fds",
-        "_dir_fd",
+        "_sync_dir",
         "_generation",
         "_dir_generation",
         "_index_segments",
+        "_data_segments",
+        "_index_writes",
+        "_index_written",
         "_persist_offset",
         "done",
     )
@@ -108,11 +119,14 @@ class FlushTicket:
         self._fs = log._fs
         self._log = log
         self._data_fds: list[int] = []
-        self._index_fds: list[int] = []
-        self._dir_fd: int | None = None
+        self._sync_dir = False
         self._generation = log._generation
         self._dir_generation = log._dir_generation
         self._index_segments: list[LogSegment] = []
+        self._data_segments: list[LogSegment] = []
+        # (index, first entry, entry count, bytes): entries captured on the loop thread.
+        self._index_writes: list[tuple[AppendOnlyIndexFile, int, int, bytes]] = []
+        self._index_written: list[bool] = []
         # When set, run() also rewrites the recovery-point file with this offset.
         self._persist_offset: int | None = None
         self.done = False
@@ -123,10 +137,13 @@ class FlushTicket:
         try:
             for fd in self._data_fds:
                 self._fs.fdatasync(fd)
-            for fd in self._index_fds:
-                self._fs.fdatasync(fd)
-            if self._dir_fd is not None:
-                self._fs.fsync(self._dir_fd)
+            for index, start, _, data in self._index_writes:
+                with self._log._checkpoint_lock:
+                    if self._generation != self._log._generation:
+                        return  # voided: complete_flush will ignore this ticket anyway
+                    self._index_written.append(index.write_at(start, data))
+            if self._sync_dir:
+                self._fs.fsync_dir(self._log.dir_path)
             if self._persist_offset is not None:
                 self._log._persist_recovery_point(self._persist_offset, self._generation)
             self.done = True
@@ -135,13 +152,9 @@ class FlushTicket:
 
     def close(self) -> None:
         """Releases the duplicated descriptors (run() does it; call it for a ticket never run)."""
-        for fd in self._data_fds + self._index_fds:
+        for fd in self._data_fds:
             self._fs.close(fd)
-        if self._dir_fd is not None:
-            self._fs.close(self._dir_fd)
         self._data_fds = []
-        self._index_fds = []
-        self._dir_fd = None
 
 
 class PartitionLog:
@@ -158,10 +171,11 @@ class PartitionLog:
         self.log_end_offset = 0
         self.recovery_point = 0
         self._size_in_bytes = 0
-        self._dir_fd = -1
+        self._fd_cache = DescriptorCache(_MAX_OPEN_ROLLED_SEGMENTS)
         self._closed = False
         # Bumped (under _checkpoint_lock) by anything that can make a prepared ticket's target
-        # wrong: truncation, close, delete.  complete_flush ignores tickets of an old generation.
+        # or captured index entries wrong: truncation, a cleaner swap, close, delete.  Tickets
+        # of an old generation write no index entries, and complete_flush ignores them.
         self._generation = 0
         # Bumped when a file is created in or removed from the directory; a ticket fsyncs the
         # directory when its captured value is above the last synced one.
@@ -187,7 +201,6 @@ class PartitionLog:
         log = cls(fs, dir_path, config)
         if fs.makedirs(dir_path):
             fs.fsync_dir(os.path.dirname(os.path.abspath(dir_path)))
-        log._dir_fd = fs.open_dir(dir_path)
         log._recover(now_ms)
         return log
 
@@ -287,11 +300,13 @@ class PartitionLog:
         # The clean-shutdown marker goes durably before anything new is written: a crash from now
         # on must trigger recovery of the tail.
         fs.unlink(self._path(CLEAN_SHUTDOWN_FILE))
-        fs.fsync(self._dir_fd)
+        fs.fsync_dir(self.dir_path)
         self._dir_synced_generation = self._dir_generation
         self.recovery_point = self.log_end_offset
         self._write_offset_checkpoint(LOG_START_OFFSET_FILE, self.log_start_offset)
         self._write_recovery_point_now(now_ms)
+        # Recovery read rolled segments; an idle log holds only its active segment open.
+        self._fd_cache.release_all()
 
     def _scan_directory(self) -> list[int]:
         """Sorted base offsets of the segments present; removes temp files and orphan indexes."""
@@ -436,9 +451,24 @@ class PartitionLog:
         return self._segments[-1]
 
     def _add_segment(self, segment: LogSegment) -> None:
+        """Appends ``segment`` as the new active segment."""
+        if self._segments:
+            self._make_evictable(self._segments[-1])
+        segment.fd_cache = None
         self._segments.append(segment)
         self._base_offsets.append(segment.base_offset)
         self._size_in_bytes += segment.size
+
+    def _make_evictable(self, segment: LogSegment) -> None:
+        """A segment that is not (or no longer) active: its descriptor may be closed when idle."""
+        segment.fd_cache = self._fd_cache
+        if segment.has_open_descriptor:
+            self._fd_cache.opened(segment)
+
+    def _pin_active(self) -> None:
+        active = self._segments[-1]
+        self._fd_cache.forget(active)
+        active.fd_cache = None
 
     def _create_segment(self, base_offset: int, now_ms: int) -> LogSegment:
         segment = LogSegment.create(
@@ -454,10 +484,7 @@ class PartitionLog:
 
     def _sync_segment(self, segment: LogSegment) -> None:
         self._fs.fdatasync(segment.fd)
-        for index in (segment.offset_index, segment.time_index):
-            if index.fd is not None:
-                self._fs.fdatasync(index.fd)
-        segment.indexes_synced = True
+        segment.sync_indexes()
 
     # ------------------------------------------------------------------------------------------
     # appending
@@ -700,13 +727,12 @@ class PartitionLog:
         for segment in self._segments:
             if segment.next_offset > self.recovery_point:
                 ticket._data_fds.append(fs.dup(segment.fd))
+                ticket._data_segments.append(segment)
         for segment in unsynced_indexes:
             for index in (segment.offset_index, segment.time_index):
-                if index.fd is not None:
-                    ticket._index_fds.append(fs.dup(index.fd))
+                ticket._index_writes.append((index, *index.pending()))
             ticket._index_segments.append(segment)
-        if dir_dirty:
-            ticket._dir_fd = fs.dup(self._dir_fd)
+        ticket._sync_dir = dir_dirty
         if now_ms is not None and (
             self._last_recovery_point_persist_ms is None
             or now_ms - self._last_recovery_point_persist_ms
@@ -726,14 +752,24 @@ class PartitionLog:
     def complete_flush(self, ticket: FlushTicket) -> None:
         """Loop thread, after ``ticket.run()`` returned: publishes the new recovery point."""
         ticket.close()
+        for segment in ticket._data_segments:
+            # A rolled segment is written for the last time before its final flush: idle now.
+            if segment.fd_cache is not None:
+                self._fd_cache.release(segment)
         if not ticket.done or ticket._generation != self._generation or self._closed:
             return
         self.recovery_point = max(self.recovery_point, min(ticket.target_offset, self.log_end_offset))
-        active = self._segments[-1]
+        for (index, start, count, _), written in zip(
+            ticket._index_writes, ticket._index_written, strict=True
+        ):
+            if written:
+                index.mark_written(start, count)
         for segment in ticket._index_segments:
-            segment.indexes_synced = True
-            if segment is not active:
-                segment.close_index_fds()
+            # Entries added since prepare_flush (none are expected for a rolled segment) or a
+            # file that vanished keep the segment unsynced.
+            indexes = (segment.offset_index, segment.time_index)
+            if all(index.written_count == len(index) for index in indexes):
+                segment.indexes_synced = True
         self._dir_synced_generation = max(self._dir_synced_generation, ticket._dir_generation)
 
     def flush(self) -> None:
@@ -755,6 +791,7 @@ class PartitionLog:
         self._check_open()
         if offset >= self.log_end_offset:
             return
+        self._void_flush_tickets()
         if offset < self.log_start_offset:
             self._truncate_fully_and_start_at(offset)
             return
@@ -765,6 +802,7 @@ class PartitionLog:
             self._size_in_bytes -= segment.size
             segment.delete_files()
             removed = True
+        self._pin_active()
         active = self._segments[-1]
         before = active.size
         active.truncate_to(offset)
@@ -774,9 +812,15 @@ class PartitionLog:
         self._fs.fdatasync(active.fd)
         if removed:
             self._dir_generation += 1
-            self._fs.fsync(self._dir_fd)
+            self._fs.fsync_dir(self.dir_path)
             self._dir_synced_generation = self._dir_generation
         self._after_truncation()
+
+    def _void_flush_tickets(self) -> None:
+        """Before files are truncated or replaced: tickets prepared earlier must neither write
+        their captured index entries nor publish their target (see FlushTicket)."""
+        with self._checkpoint_lock:
+            self._generation += 1
 
     def _after_truncation(self) -> None:
         with self._checkpoint_lock:
@@ -791,7 +835,7 @@ class PartitionLog:
         self._replace_all_segments(offset, 0)
         self._epoch_cache.clear()
         self._write_offset_checkpoint(LOG_START_OFFSET_FILE, offset)
-        self._fs.fsync(self._dir_fd)
+        self._fs.fsync_dir(self.dir_path)
         self._dir_synced_generation = self._dir_generation
         self._after_truncation()
 
@@ -897,9 +941,6 @@ class PartitionLog:
             self._closed = True
         for segment in self._segments:
             segment.close()
-        if self._dir_fd >= 0:
-            self._fs.close(self._dir_fd)
-            self._dir_fd = -1
 
     def delete(self) -> None:
         """Removes the partition's directory and everything in it."""

@@ -8,6 +8,9 @@ cut the file at the first bad one, rebuild the indexes).
 
 Memory stays bounded: batches are read with ``pread`` in chunks and only their 61-byte headers
 are decoded; the indexes (a few bytes per ``index_interval_bytes`` of log) load lazily.
+Descriptors stay bounded too: index files are opened only to be changed (see index_file.py), and
+a rolled segment's ``.log`` descriptor is opened on use and closed when idle (DescriptorCache),
+so an idle replica holds one descriptor, its active segment's.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from cluster.wire.records import (
     parse_batch_header,
 )
 
-__all__ = ["LogSegment", "segment_file_name", "LOG_SUFFIX", "INDEX_SUFFIX", "TIME_INDEX_SUFFIX"]
+__all__ = [
+    "LogSegment",
+    "DescriptorCache",
+    "segment_file_name",
+    "LOG_SUFFIX",
+    "INDEX_SUFFIX",
+    "TIME_INDEX_SUFFIX",
+]
 
 logger = logging.getLogger("cluster.storage")
 
@@ -55,12 +65,54 @@ def segment_file_name(base_offset: int, suffix: str) -> str:
     return f"{base_offset:020d}{suffix}"
 
 
+class DescriptorCache:
+    """Bounds how many rolled segments of one log keep their ``.log`` descriptor open.
+
+    A broker hosts thousands of replicas under a hard descriptor limit, and rolled segments are
+    read rarely (catch-up fetches, recovery, cleaning).  A rolled segment opens its file on first
+    use and registers here; beyond ``max_open`` the one opened longest ago is closed (it reopens
+    on its next use).  The active segment is never registered, so its descriptor stays open.
+    """
+
+    __slots__ = ("max_open", "_open")
+
+    def __init__(self, max_open: int) -> None:
+        self.max_open = max_open
+        self._open: dict[LogSegment, None] = {}  # in opening order
+
+    def opened(self, segment: LogSegment) -> None:
+        self._open.pop(segment, None)
+        self._open[segment] = None
+        while len(self._open) > self.max_open:
+            oldest = next(iter(self._open))
+            del self._open[oldest]
+            oldest.close_descriptor()
+
+    def forget(self, segment: LogSegment) -> None:
+        self._open.pop(segment, None)
+
+    def release(self, segment: LogSegment) -> None:
+        """Closes ``segment``'s descriptor now (it is idle)."""
+        if segment in self._open:
+            del self._open[segment]
+            segment.close_descriptor()
+
+    def release_all(self) -> None:
+        for segment in list(self._open):
+            self.release(segment)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
 class LogSegment:
     __slots__ = (
         "_fs",
         "base_offset",
         "log_path",
-        "fd",
+        "_fd",
+        "_closed",
+        "fd_cache",
         "size",
         "next_offset",
         "max_timestamp",
@@ -85,8 +137,11 @@ class LogSegment:
         self._fs = fs
         self.base_offset = base_offset
         self.log_path = os.path.join(dir_path, segment_file_name(base_offset, LOG_SUFFIX))
-        self.fd = fs.open_append(self.log_path)
-        self.size = fs.file_size(self.fd)
+        self._fd = fs.open_append(self.log_path)
+        self._closed = False
+        # None while the segment is active (its descriptor stays open); else the log's cache.
+        self.fd_cache: DescriptorCache | None = None
+        self.size = fs.file_size(self._fd)
         self.next_offset = base_offset
         # The largest batch maxTimestamp in the segment and the base offset of that batch.
         self.max_timestamp = -1
@@ -129,15 +184,37 @@ class LogSegment:
         segment.rolling_base_ms = now_ms
         return segment
 
-    def close(self) -> None:
-        self.close_index_fds()
-        if self.fd >= 0:
-            self._fs.close(self.fd)
-            self.fd = -1
+    @property
+    def fd(self) -> int:
+        """The ``.log`` descriptor, reopened if the descriptor cache closed it; -1 once the
+        segment is closed.  Use it at once: opening another segment's file may close it."""
+        if self._fd < 0 and not self._closed:
+            self._fd = self._fs.open_append(self.log_path)
+            if self.fd_cache is not None:
+                self.fd_cache.opened(self)
+        return self._fd
 
-    def close_index_fds(self) -> None:
-        self.offset_index.close()
-        self.time_index.close()
+    def close_descriptor(self) -> None:
+        """Closes the ``.log`` descriptor until the next use (the segment stays usable)."""
+        if self._fd >= 0:
+            self._fs.close(self._fd)
+            self._fd = -1
+
+    @property
+    def has_open_descriptor(self) -> bool:
+        return self._fd >= 0
+
+    def close(self) -> None:
+        self._closed = True
+        self.close_descriptor()
+        if self.fd_cache is not None:
+            self.fd_cache.forget(self)
+
+    def sync_indexes(self) -> None:
+        """Blocking: writes the pending index entries and fsyncs both index files."""
+        self.offset_index.sync()
+        self.time_index.sync()
+        self.indexes_synced = True
 
     def delete_files(self) -> None:
         self.close()
@@ -179,16 +256,16 @@ class LogSegment:
                 pass
             raise
         self.size = position + header.batch_length + 12
-        self._track_batch(position, header, True)
+        self._track_batch(position, header)
 
-    def _track_batch(self, position: int, header: BatchHeader, write_index: bool) -> None:
+    def _track_batch(self, position: int, header: BatchHeader) -> None:
         if header.max_timestamp > self.max_timestamp:
             self.max_timestamp = header.max_timestamp
             self.offset_of_max_timestamp = header.base_offset
         # Like Kafka: the batch is indexed once more than an interval of bytes precedes it.
         if self._bytes_since_last_index_entry > self._index_interval_bytes:
-            self.offset_index.append(header.base_offset, position, write=write_index)
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, write=write_index)
+            self.offset_index.append(header.base_offset, position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_last_index_entry = 0
             self.indexes_synced = False
         self._bytes_since_last_index_entry += header.batch_length + 12
@@ -293,7 +370,7 @@ class LogSegment:
         self._reset_tracking()
         try:
             for position, header in self.iter_headers(0, _RECOVERY_CHUNK_BYTES):
-                self._track_batch(position, header, False)
+                self._track_batch(position, header)
         except CorruptRecordError as exc:
             # Only reachable for durable data damaged on disk; keep what can be indexed.
             logger.error("cannot index %s past offset %d: %s", self.log_path, self.next_offset, exc.message)
@@ -389,7 +466,7 @@ class LogSegment:
                 reason = "CRC-32C mismatch"
                 break
             on_batch(header)
-            self._track_batch(position, header, False)
+            self._track_batch(position, header)
             position += batch_size
         if reason is not None:
             logger.warning(

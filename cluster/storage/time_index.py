@@ -31,6 +31,8 @@ _ENTRY = struct.Struct(">qi")
 class TimeIndex(AppendOnlyIndexFile):
     __slots__ = ("_timestamps", "_relative_offsets")
 
+    entry_size = TIME_INDEX_ENTRY_SIZE
+
     def __init__(self, fs: FileSystem, path: str, base_offset: int) -> None:
         super().__init__(fs, path, base_offset)
         self._timestamps = array("q")
@@ -58,30 +60,27 @@ class TimeIndex(AppendOnlyIndexFile):
             previous_offset = relative_offset
         self._timestamps = timestamps
         self._relative_offsets = relative_offsets
+        self.written_count = len(timestamps)
         return None
 
     def clear(self) -> None:
         self._timestamps = array("q")
         self._relative_offsets = array("i")
+        self.written_count = 0
 
-    def rewrite_file(self) -> None:
-        fd = self._writable_fd()
-        self._fs.truncate(fd, 0)
-        self._fs.write(
-            fd,
-            b"".join(
-                _ENTRY.pack(t, o) for t, o in zip(self._timestamps, self._relative_offsets, strict=True)
-            ),
+    def _encode(self, start: int) -> bytes:
+        return b"".join(
+            _ENTRY.pack(t, o)
+            for t, o in zip(self._timestamps[start:], self._relative_offsets[start:], strict=True)
         )
 
-    def maybe_append(self, timestamp: int, offset: int, *, write: bool = True) -> None:
-        """Adds (timestamp, offset) if it raises the indexed maximum."""
+    def maybe_append(self, timestamp: int, offset: int) -> None:
+        """Adds (timestamp, offset) in memory if it raises the indexed maximum (the file gets it
+        with the next flush)."""
         if timestamp < 0 or (self._timestamps and timestamp <= self._timestamps[-1]):
             return
         self._timestamps.append(timestamp)
         self._relative_offsets.append(offset - self.base_offset)
-        if write:
-            self._fs.write(self._writable_fd(), _ENTRY.pack(timestamp, offset - self.base_offset))
 
     def truncate_to_offset(self, offset: int) -> None:
         """Drops entries for offsets >= ``offset``."""
@@ -90,7 +89,7 @@ class TimeIndex(AppendOnlyIndexFile):
             return
         del self._timestamps[keep:]
         del self._relative_offsets[keep:]
-        self._fs.truncate(self._writable_fd(), keep * TIME_INDEX_ENTRY_SIZE)
+        self._truncate_file(keep)
 
     def __len__(self) -> int:
         return len(self._timestamps)

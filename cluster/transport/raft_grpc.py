@@ -8,12 +8,17 @@ queued and reconnects with exponential backoff.  Raft resends whatever matters (
 
 Safety checks at the edge: an envelope with another cluster id is refused with INCONSISTENT_CLUSTER_ID and
 logged; one addressed to another node id with NOT_LEADER_OR_FOLLOWER (two nodes configured with one id).
+
+Test-only fault hook (``FaultFilter``, off unless a broker sets ``kraftpy.test.fault.file``): drops messages
+to and from the peers a file names, so process tests can cut a node off without network namespaces.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Callable
 
 import grpc
@@ -155,16 +160,73 @@ def from_envelope(envelope: pb.RaftEnvelope) -> RaftMessage:
     raise ValueError(f"raft envelope without a message (field {field!r})")
 
 
+# == test-only fault hook ============================================================================================
+class FaultFilter:
+    """Drops inter-node traffic to and from the peer node ids listed in a file (tests cut links with it).
+
+    The file holds node ids separated by whitespace or commas; a missing or empty file cuts nothing.  It is
+    looked at (one ``stat``) at most every 50 ms and re-read when it changed, so a test cuts and heals links
+    by rewriting it.  Dropping is silent, like a lost packet: Raft's own timers must notice.  With an empty
+    ``path`` (production) ``blocks`` is a single attribute test.
+    """
+
+    _CHECK_INTERVAL_S = 0.05
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or ""
+        self.blocked: frozenset[int] = frozenset()
+        self.dropped = 0
+        self._stamp: tuple[int, int] | None = None
+        self._checked_at = 0.0
+
+    def blocks(self, peer_id: int | None) -> bool:
+        if not self.path:
+            return False
+        self._refresh()
+        if peer_id in self.blocked:
+            self.dropped += 1
+            return True
+        return False
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < self._CHECK_INTERVAL_S:
+            return
+        self._checked_at = now
+        try:
+            stat = os.stat(self.path)
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            text = ""
+        blocked = frozenset(int(item) for item in text.replace(",", " ").split())
+        if blocked != self.blocked:
+            log.warning("test fault hook (%s): dropping inter-node traffic to and from nodes %s",
+                        self.path, sorted(blocked) or "none")
+        self.blocked = blocked
+
+
+_NO_FAULTS = FaultFilter()
+
+
 # == server ===========================================================================================================
 # Called with (message, source_directory_id) for every accepted envelope; must not block.
 InboundHandler = Callable[[RaftMessage, str], None]
 
 
 class _Servicer(pb_grpc.RaftServiceServicer):
-    def __init__(self, node_id: int, cluster_id: str, handler: InboundHandler) -> None:
+    def __init__(self, node_id: int, cluster_id: str, handler: InboundHandler, fault: FaultFilter) -> None:
         self._node_id = node_id
         self._cluster_id = cluster_id
         self._handler = handler
+        self._fault = fault
 
     async def Send(self, request: pb.RaftEnvelope, context: grpc.aio.ServicerContext) -> pb.Ack:  # noqa: N802
         if request.cluster_id != self._cluster_id:
@@ -175,6 +237,8 @@ class _Servicer(pb_grpc.RaftServiceServicer):
             log.warning("refusing raft message for node %d at node %d (duplicate node id in the config?)",
                         request.destination_id, self._node_id)
             return pb.Ack(error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        if self._fault.blocks(request.source_id):
+            return pb.Ack(error_code=ErrorCode.NONE)   # lost on the (simulated) network
         self._handler(from_envelope(request), request.source_directory_id)
         return pb.Ack(error_code=ErrorCode.NONE)
 
@@ -182,9 +246,10 @@ class _Servicer(pb_grpc.RaftServiceServicer):
 class RaftGrpcServer:
     """Accepts envelopes for ``node_id`` on ``host:port`` and hands each message to ``handler``."""
 
-    def __init__(self, node_id: int, cluster_id: str, handler: InboundHandler, host: str, port: int) -> None:
+    def __init__(self, node_id: int, cluster_id: str, handler: InboundHandler, host: str, port: int,
+                 fault: FaultFilter = _NO_FAULTS) -> None:
         self._server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
-        pb_grpc.add_RaftServiceServicer_to_server(_Servicer(node_id, cluster_id, handler), self._server)
+        pb_grpc.add_RaftServiceServicer_to_server(_Servicer(node_id, cluster_id, handler, fault), self._server)
         self.port = self._server.add_insecure_port(f"{host}:{port}")
 
     def add_generic_rpc_handlers(self, handlers) -> None:
@@ -203,8 +268,10 @@ class RaftPeerClient:
     """Fire-and-forget sender to one peer: bounded queue, one task, reconnect with backoff, drop when down."""
 
     def __init__(self, peer_id: int, address: str, *, cluster_id: str, directory_id: str, queue_size: int = 256,
-                 rpc_timeout_s: float = 2.0, backoff_min_s: float = 0.05, backoff_max_s: float = 1.0) -> None:
+                 rpc_timeout_s: float = 2.0, backoff_min_s: float = 0.05, backoff_max_s: float = 1.0,
+                 fault: FaultFilter = _NO_FAULTS) -> None:
         self.peer_id = peer_id
+        self._fault = fault
         self.address = address
         self._cluster_id = cluster_id
         self._directory_id = directory_id
@@ -226,6 +293,8 @@ class RaftPeerClient:
 
     def send(self, message: RaftMessage) -> None:
         """Queues ``message``; drops it (Raft resends) when the queue is full."""
+        if self._fault.blocks(self.peer_id):
+            return
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:

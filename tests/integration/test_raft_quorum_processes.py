@@ -170,7 +170,8 @@ def _driver(tmp_path, port: int):
 
     voters = parse_voters(f"1@127.0.0.1:{port},2@127.0.0.1:1,3@127.0.0.1:2")
     store = RaftStore(tmp_path / "raft1", cluster_id=CLUSTER_ID, node_id=1)
-    return RaftDriver(1, voters, store, cluster_id=CLUSTER_ID, on_commit=lambda entries, hw: None)
+    return RaftDriver(1, voters, store, cluster_id=CLUSTER_ID, on_commit=lambda entries, hw: None,
+                      take_snapshot=lambda _id: b"", load_snapshot=lambda _id, _data: None)
 
 
 @pytest.mark.timeout(30)

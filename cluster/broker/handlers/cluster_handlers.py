@@ -14,6 +14,7 @@ import asyncio
 import time
 import uuid
 
+from cluster.broker.cluster_mode import CONTROLLER_CALL_TIMEOUT_MS
 from cluster.broker.group_coordinator import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS
 from cluster.broker.handlers.context import RequestContext
 from cluster.config import ConfigError, validate_topic_configs
@@ -140,7 +141,8 @@ async def handle_create_topics(context: RequestContext, request) -> ctr.CreateTo
     if forward:
         try:
             replies = await cluster.call_controller("create_topics", {"topics": forward,
-                                                                      "validate_only": request.validate_only})
+                                                                      "validate_only": request.validate_only},
+                                                    timeout_ms=_controller_timeout_ms(request.timeout_ms))
         except KafkaError as exc:
             replies = [{"name": t["name"], "error_code": int(exc.error_code), "error_message": exc.message}
                        for t in forward]
@@ -165,7 +167,8 @@ async def handle_delete_topics(context: RequestContext, request) -> dtr.DeleteTo
     names = list(request.topic_names)
     ids = {name: t.topic_id for name in names if (t := cluster.image.topics.get_topic(name)) is not None}
     try:
-        replies = await cluster.call_controller("delete_topics", {"names": names})
+        replies = await cluster.call_controller("delete_topics", {"names": names},
+                                                timeout_ms=_controller_timeout_ms(request.timeout_ms))
     except KafkaError as exc:
         replies = {name: [int(exc.error_code), exc.message] for name in names}
     deleted = [name for name, (code, _m) in replies.items() if code == 0]
@@ -196,7 +199,8 @@ async def handle_create_partitions(context: RequestContext, request) -> cpr.Crea
         assignments = [list(a.broker_ids) for a in topic.assignments] if topic.assignments is not None else None
         try:
             code, message = await cluster.call_controller(
-                "create_partitions", {"name": topic.name, "count": topic.count, "assignments": assignments})
+                "create_partitions", {"name": topic.name, "count": topic.count, "assignments": assignments},
+                timeout_ms=_controller_timeout_ms(request.timeout_ms))
         except KafkaError as exc:
             code, message = int(exc.error_code), exc.message
         if code == 0:
@@ -268,3 +272,10 @@ async def _create_offsets_topic(broker) -> None:
 def _coordinator_response(code: ErrorCode, message: str) -> fcr.FindCoordinatorResponse:
     return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=code, error_message=message,
                                        node_id=-1, host="", port=-1)
+
+
+def _controller_timeout_ms(request_timeout_ms: int) -> int:
+    """An admin request fails (retriably) within its own timeout when no controller answers in time."""
+    if request_timeout_ms <= 0:
+        return CONTROLLER_CALL_TIMEOUT_MS
+    return min(request_timeout_ms, CONTROLLER_CALL_TIMEOUT_MS)

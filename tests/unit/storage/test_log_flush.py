@@ -78,8 +78,8 @@ def test_new_segments_sync_the_directory_and_rolled_indexes(tmp_path) -> None:
         str(tmp_path / "t-0"), LogConfig(segment_bytes=400, index_interval_bytes=50), NOW_MS, fs=fs
     )
     log.flush()
+    append_many(log, 3, value_bytes=100)  # the epoch checkpoint written here syncs the directory too
     dir_syncs = fs.dir_syncs
-    append_many(log, 3, value_bytes=100)
     assert log.segment_count >= 2
     synced_before = len(fs.synced)
     log.flush()

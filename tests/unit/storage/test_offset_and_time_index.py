@@ -13,9 +13,7 @@ from cluster.storage.time_index import TimeIndex
 
 @pytest.fixture
 def offset_index(tmp_path):
-    index = OffsetIndex(LOCAL_FS, str(tmp_path / "00000000000000000100.index"), 100, max_entries=4)
-    yield index
-    index.close()
+    return OffsetIndex(LOCAL_FS, str(tmp_path / "00000000000000000100.index"), 100, max_entries=4)
 
 
 def test_offset_index_lookups(offset_index) -> None:
@@ -41,13 +39,20 @@ def test_offset_index_file_format_and_truncation(offset_index, tmp_path) -> None
     offset_index.append(110, 1_000)
     offset_index.append(120, 2_000)
     offset_index.append(130, 3_000)
-    raw = (tmp_path / "00000000000000000100.index").read_bytes()
-    assert raw == struct.pack(">iiiiii", 10, 1_000, 20, 2_000, 30, 3_000)
+    path = tmp_path / "00000000000000000100.index"
+    assert not path.exists()  # entries reach the file only when synced (by a flush)
+    offset_index.sync()
+    assert path.read_bytes() == struct.pack(">iiiiii", 10, 1_000, 20, 2_000, 30, 3_000)
+    assert offset_index.pending() == (3, 0, b"")
     offset_index.truncate_to_offset(120)
     assert offset_index.last_entry() == (110, 1_000)
     assert (tmp_path / "00000000000000000100.index").read_bytes() == struct.pack(">ii", 10, 1_000)
     offset_index.truncate_to_offset(10**9)  # nothing at or above: no change
     assert len(offset_index) == 1
+    offset_index.append(140, 4_000)
+    assert offset_index.pending() == (1, 1, struct.pack(">ii", 40, 4_000))
+    offset_index.sync()
+    assert path.read_bytes() == struct.pack(">iiii", 10, 1_000, 40, 4_000)
 
 
 def test_offset_index_load_validates(tmp_path) -> None:
@@ -80,6 +85,7 @@ def test_time_index(tmp_path) -> None:
     index.maybe_append(-1, 111)  # no timestamp: ignored
     index.maybe_append(3_000, 120)
     assert len(index) == 3 and index.last_entry() == (3_000, 120)
+    index.sync()
     assert path.read_bytes() == struct.pack(">qiqiqi", 1_000, 0, 2_000, 10, 3_000, 20)
     assert index.lookup_below(1_000) is None
     assert index.lookup_below(1_001) == 100
@@ -95,5 +101,3 @@ def test_time_index(tmp_path) -> None:
     assert "multiple" in reloaded.load(b"\x00" * 13, 200)
     assert "increase" in reloaded.load(struct.pack(">qiqi", 5, 0, 5, 1), 200)
     assert "beyond" in reloaded.load(struct.pack(">qi", 5, 150), 120)
-    index.close()
-    reloaded.close()
