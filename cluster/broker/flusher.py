@@ -19,6 +19,8 @@ from typing import Any
 
 log = logging.getLogger("cluster.broker.flusher")
 
+MAX_PARTITIONS_PER_ROUND = 1024
+
 
 class GroupCommitFlusher:
     def __init__(self) -> None:
@@ -41,7 +43,7 @@ class GroupCommitFlusher:
             self._wakeup.clear()
             if not self._dirty:
                 continue
-            dirty, self._dirty = list(self._dirty.values()), {}
+            dirty = self._take_dirty_batch()
             work = [(partition, partition.log.prepare_flush()) for partition in dirty if not partition.deleted]
             work = [(partition, ticket) for partition, ticket in work if ticket is not None]
             if not work:
@@ -62,6 +64,20 @@ class GroupCommitFlusher:
             self.flushed_partitions += len(work)
             if self.on_round is not None:
                 self.on_round(time.perf_counter() - started)
+
+    def _take_dirty_batch(self) -> list[Any]:
+        """Up to ``MAX_PARTITIONS_PER_ROUND`` dirty partitions, oldest first; the rest wait for the next round.
+
+        Each flush ticket holds a duplicated descriptor of its log until the round ends, so the bound keeps a
+        broker with tens of thousands of busy partitions under its file-descriptor limit.
+        """
+        if len(self._dirty) <= MAX_PARTITIONS_PER_ROUND:
+            dirty, self._dirty = list(self._dirty.values()), {}
+            return dirty
+        keys = list(self._dirty)[:MAX_PARTITIONS_PER_ROUND]
+        dirty = [self._dirty.pop(key) for key in keys]
+        self._wakeup.set()  # the remainder is flushed in the next round without waiting for new appends
+        return dirty
 
     async def stop(self) -> None:
         """Flushes what is dirty, then ends ``run``."""
