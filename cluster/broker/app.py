@@ -117,9 +117,13 @@ class Broker:
         if address is None:
             log.info("metrics listener disabled (metrics.listener is empty)")
             return
-        self.metrics_server = MetricsHttpServer(self.metrics.exposition, lambda: self.ready)
+        self.metrics_server = MetricsHttpServer(self.metrics.exposition, self.is_ready)
         await self.metrics_server.start(*address)
         log.info("serving metrics on %s (also /healthz, /readyz)", self.metrics_server.url)
+
+    def is_ready(self) -> bool:
+        """/readyz: serving clients and, in a cluster, registered, caught up with metadata and unfenced."""
+        return self.ready and (self.cluster is None or not self.cluster.fenced)
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:

@@ -277,3 +277,4 @@ def test_second_node_with_an_existing_node_id_is_refused_and_the_cluster_keeps_s
         assert name in topics(real.bootstrap)
     finally:
         impostor.stop()
+
