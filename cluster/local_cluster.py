@@ -127,23 +127,22 @@ async def describe_quorum(voters: str, timeout_s: float = 5.0) -> dict:
     """The leader's quorum view: asks each voter; a follower's NOT_CONTROLLER reply names the leader."""
     import grpc
 
-    from cluster.broker.cluster_mode import CONTROLLER_METHOD
+    from cluster.transport.controller_grpc import ControllerClient
     addresses = [item.split("@", 1)[1].strip() for item in voters.split(",") if "@" in item]
     deadline = time.monotonic() + timeout_s
     last_error = "no voter answered"
     while time.monotonic() < deadline:
         for address in addresses:
             async with grpc.aio.insecure_channel(address) as channel:
-                call = channel.unary_unary(CONTROLLER_METHOD)
-                body = json.dumps({"cluster_id": None, "op": "describe_quorum", "args": {}}).encode()
                 try:
-                    reply = json.loads(await call(body, timeout=1.0))
+                    reply = await ControllerClient(channel).call("describe_quorum", {}, cluster_id=None,
+                                                                 source_id=None, timeout_s=1.0)
                 except grpc.aio.AioRpcError as exc:
                     last_error = f"{address}: {exc.code()}"
                     continue
-            if reply["error_code"] == 0:
-                return reply["result"]
-            last_error = f"{address}: {reply.get('message')}"
+            if reply.error_code == 0:
+                return reply.result
+            last_error = f"{address}: {reply.error_message}"
         await asyncio.sleep(0.2)
     raise RuntimeError(last_error)
 

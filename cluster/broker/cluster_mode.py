@@ -18,15 +18,15 @@ lock and each waits for the previous one's commit: simpler than Kafka's pipeline
 metadata writes are rare.  After winning an election the controller decides nothing until everything the log
 held when it became leader is applied.
 
-Broker -> controller calls travel over one generic gRPC method, ``/cluster.v1.ControllerService/Call``, whose
-request and response bodies are JSON (operation name + arguments).  Using a generic handler on the Raft gRPC
-server keeps one port per node and needs no generated code; the cost is no schema for these few calls.
+Broker -> controller calls travel over the typed ``cluster.v1.ControllerService`` (proto/cluster/v1/controller.proto,
+one RPC per operation), registered on the Raft gRPC server so that each node keeps one inter-node port.  Here
+they stay operations (an op name, a dict of arguments, a plain result): cluster/transport/controller_grpc.py
+converts to and from the proto messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -55,12 +55,12 @@ from cluster.raft.config import RaftConfig
 from cluster.raft.log import SnapshotId
 from cluster.raft.state import Role
 from cluster.storage.raft_store import RaftStore
+from cluster.transport.controller_grpc import ControllerClient, controller_rpc_handlers
 from cluster.transport.raft_grpc import FaultFilter
 from cluster.wire.primitives import read_uvarint, write_uvarint
 
 log = logging.getLogger("cluster.broker.cluster")
 
-CONTROLLER_METHOD = "/cluster.v1.ControllerService/Call"
 HEARTBEAT_INTERVAL_MS = 2000
 CONTROLLER_CALL_TIMEOUT_MS = 10_000
 # SIGTERM: how long the broker waits for the controller to move its partition leaderships before it stops anyway
@@ -183,6 +183,7 @@ class ClusterRuntime:
         self._lock = asyncio.Lock()
         self._applied = asyncio.Event()
         self._channels: dict[int, grpc.aio.Channel] = {}
+        self._controller_clients: dict[int, ControllerClient] = {}
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
         self.driver: RaftDriver | None = None
@@ -200,9 +201,7 @@ class ClusterRuntime:
                                  on_leader_change=self._on_leader_change,
                                  listen_host=self.voters[self.node_id].host, fault=self.fault)
         # One port per node: the controller service rides on the Raft gRPC server (see module docstring).
-        handler = grpc.method_handlers_generic_handler("cluster.v1.ControllerService", {
-            "Call": grpc.unary_unary_rpc_method_handler(self._serve_call)})
-        self.driver.add_generic_rpc_handlers((handler,))
+        self.driver.add_generic_rpc_handlers(controller_rpc_handlers(self._serve_call))
         await self.driver.start()
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
@@ -424,21 +423,16 @@ class ClusterRuntime:
                     "observers": [[r.replica_id, r.log_end_offset, r.last_fetch_ms] for r in info.observers]}
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown controller operation {op!r}")
 
-    async def _serve_call(self, request: bytes, context) -> bytes:
-        try:
-            message = json.loads(request)
-            if self.fault.blocks(message.get("source_id")):
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by the test fault hook")
-            if message.get("cluster_id") != self.cluster_id and message.get("op") != "describe_quorum":
-                log.error("controller call %s from a node of cluster %r refused: this is cluster %r",
-                          message.get("op"), message.get("cluster_id"), self.cluster_id)
-                return _error_reply(ErrorCode.INCONSISTENT_CLUSTER_ID, "wrong cluster id")
-            result = await self.execute(message["op"], message.get("args") or {})
-            return json.dumps({"error_code": 0, "result": result}).encode()
-        except NotControllerError as exc:
-            return _error_reply(exc.error_code, exc.message, leader_id=exc.leader_id)
-        except KafkaError as exc:
-            return _error_reply(exc.error_code, exc.message)
+    async def _serve_call(self, op: str, args: dict, cluster_id: str | None, source_id: int | None, context):
+        """One controller call from the network (controller_grpc turns a KafkaError into the reply's status;
+        NotControllerError's ``leader_id`` travels with it)."""
+        if self.fault.blocks(source_id):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by the test fault hook")
+        if cluster_id != self.cluster_id and op != "describe_quorum":
+            log.error("controller call %s from a node of cluster %r refused: this is cluster %r",
+                      op, cluster_id, self.cluster_id)
+            raise KafkaError(ErrorCode.INCONSISTENT_CLUSTER_ID, "wrong cluster id")
+        return await self.execute(op, args)
 
     # -- calling the active controller (from any node) -------------------------------------------------------------
     async def call_controller(self, op: str, args: dict, timeout_ms: int = CONTROLLER_CALL_TIMEOUT_MS):
@@ -475,19 +469,16 @@ class ClusterRuntime:
             await asyncio.sleep(min(timeout_s, 0.1))
             raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
                                        "dropped by the test fault hook")
-        channel = self._channels.get(leader)
-        if channel is None:
+        client = self._controller_clients.get(leader)
+        if client is None:
             channel = self._channels[leader] = grpc.aio.insecure_channel(self.voters[leader].address)
-        call = channel.unary_unary(CONTROLLER_METHOD)
-        body = json.dumps({"cluster_id": self.cluster_id, "source_id": self.node_id, "op": op,
-                           "args": args}).encode()
-        reply = json.loads(await call(body, timeout=max(timeout_s, 0.1)))
-        code = reply["error_code"]
-        if code == ErrorCode.NOT_CONTROLLER:
-            raise NotControllerError(reply.get("leader_id"))
-        if code != 0:
-            raise KafkaError(ErrorCode(code), reply.get("message") or "")
-        return reply["result"]
+            client = self._controller_clients[leader] = ControllerClient(channel)
+        reply = await client.call(op, args, cluster_id=self.cluster_id, source_id=self.node_id, timeout_s=timeout_s)
+        if reply.error_code == ErrorCode.NOT_CONTROLLER:
+            raise NotControllerError(reply.leader_id)
+        if reply.error_code != 0:
+            raise KafkaError(ErrorCode(reply.error_code), reply.error_message)
+        return reply.result
 
     # -- broker lifecycle: register, heartbeat --------------------------------------------------------------------
     def _endpoints(self) -> list[tuple[str, str, int]]:
@@ -582,10 +573,6 @@ class ClusterRuntime:
             next_id, end = start, start + length
         self._producer_ids = (next_id + 1, end)
         return next_id
-
-
-def _error_reply(code: ErrorCode, message: str, **extra) -> bytes:
-    return json.dumps({"error_code": int(code), "message": message, **extra}).encode()
 
 
 def _no_op():

@@ -4,13 +4,12 @@ Shared by the cluster process tests (test_cluster_mode_processes.py, test_cluste
 states only what it checks: ``ProcessCluster`` formats every node's log directory with one cluster id, gives
 each a voter entry and, with ``faults=True``, a test fault file (``kraftpy.test.fault.file``) through which
 ``cut``/``heal`` drop the inter-node traffic of chosen links.  The probes ask the metadata quorum directly over
-the controller gRPC method (``describe_at`` asks one voter, so a partitioned node can be asked alone).
+the controller gRPC service (``describe_at`` asks one voter, so a partitioned node can be asked alone).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -19,8 +18,9 @@ from broker_process import BrokerProcess, free_port
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster.broker.cluster_mode import CONTROLLER_METHOD, write_meta_properties
+from cluster.broker.cluster_mode import write_meta_properties
 from cluster.local_cluster import describe_quorum
+from cluster.transport.controller_grpc import ControllerClient
 
 
 class ProcessCluster:
@@ -104,12 +104,13 @@ class ProcessCluster:
 
 
 def controller_call(address: str, op: str, args: dict, cluster_id: str | None, timeout_s: float = 2.0) -> dict:
-    """One raw call of the broker<->controller gRPC method; returns the JSON reply (``error_code``, ...)."""
+    """One raw call of the typed broker<->controller gRPC service, as a tool (no source node id); returns the
+    reply as a dict: ``error_code`` and ``message`` (the call status), ``leader_id``, ``result`` (None on error)."""
     async def call() -> dict:
         async with grpc.aio.insecure_channel(address) as channel:
-            method = channel.unary_unary(CONTROLLER_METHOD)
-            body = json.dumps({"cluster_id": cluster_id, "op": op, "args": args}).encode()
-            return json.loads(await method(body, timeout=timeout_s))
+            reply = await ControllerClient(channel).call(op, args, cluster_id=cluster_id, source_id=None,
+                                                         timeout_s=timeout_s)
+            return reply.as_dict()
     return asyncio.run(call())
 
 

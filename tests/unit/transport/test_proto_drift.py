@@ -32,3 +32,14 @@ def test_generated_code_matches_the_protos(tmp_path):
         assert committed.read_text() == text, f"{committed} is stale: run make proto"
     committed_files = {p.relative_to(COMMITTED) for p in COMMITTED.rglob("*_pb2*.py")}
     assert committed_files == {p.relative_to(tmp_path) for p in generated}, "stale generated files: run make proto"
+
+
+def test_every_proto_has_its_committed_modules():
+    """Runs without grpcio-tools too: a new .proto (raft, controller, ...) must ship its generated code."""
+    protos = sorted((ROOT / "proto").rglob("*.proto"))
+    assert {p.stem for p in protos} >= {"raft", "controller"}
+    for proto in protos:
+        stem = proto.relative_to(ROOT / "proto").with_suffix("")
+        for suffix in ("_pb2.py", "_pb2_grpc.py"):
+            path = COMMITTED / f"{stem}{suffix}"
+            assert path.exists(), f"{path} missing: run make proto"
