@@ -110,14 +110,19 @@ class ReplicaManager:
     def delete_topic(self, name: str) -> None:
         record = self.store.delete_topic(name)
         for partition_index in range(record.num_partitions):
-            partition = self.partitions.pop((name, partition_index), None)
-            if partition is None:
-                continue
-            partition.deleted = True
-            partition.fail_waiters(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-            partition.log.close()
-            self._remove_directory_later(os.path.join(self.config.log_dir, f"{name}-{partition_index}"))
+            self._remove_replica(name, partition_index)
         log.info("deleted topic %s (id %s)", name, record.topic_id)
+
+    def _remove_replica(self, name: str, partition_index: int) -> bool:
+        """Stops serving a replica and deletes its log; False when this broker did not host it."""
+        partition = self.partitions.pop((name, partition_index), None)
+        if partition is None:
+            return False
+        partition.deleted = True
+        partition.fail_waiters(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        partition.log.close()
+        self._remove_directory_later(os.path.join(self.config.log_dir, f"{name}-{partition_index}"))
+        return True
 
     def _remove_directory_later(self, directory: str) -> None:
         """Renames first (like Kafka's ``-delete`` suffix) so a re-created topic never sees old files."""
@@ -147,14 +152,8 @@ class ReplicaManager:
         ones, and take the leader epoch and role of each changed partition from the image.  Followers do
         not fetch from their leader yet (the replication issue adds that)."""
         for name, _topic_id, partition_index in changes.deletes:
-            partition = self.partitions.pop((name, partition_index), None)
-            if partition is None:
-                continue
-            partition.deleted = True
-            partition.fail_waiters(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-            partition.log.close()
-            self._remove_directory_later(os.path.join(self.config.log_dir, f"{name}-{partition_index}"))
-            log.info("deleted replica %s-%d", name, partition_index)
+            if self._remove_replica(name, partition_index):
+                log.info("deleted replica %s-%d", name, partition_index)
         for is_leader, group in ((True, changes.leaders), (False, changes.followers)):
             for (name, partition_index), local in group.items():
                 partition = self.partitions.get((name, partition_index))

@@ -44,15 +44,9 @@ class AppendOnlyIndexFile:
         """Any thread: writes ``data`` at entry ``start`` of the existing file and fsyncs it.
         Returns False when the file is gone (its segment was deleted meanwhile)."""
         try:
-            fd = self._fs.open_write(self.path)
+            self._write_and_sync(start, data, create=False)
         except FileNotFoundError:
             return False
-        try:
-            if data:
-                self._fs.pwrite(fd, data, start * self.entry_size)
-            self._fs.fdatasync(fd)
-        finally:
-            self._fs.close(fd)
         return True
 
     def mark_written(self, start: int, count: int) -> None:
@@ -63,14 +57,18 @@ class AppendOnlyIndexFile:
     def sync(self) -> None:
         """Loop thread, blocking: writes the pending entries and fsyncs the file."""
         start, count, data = self.pending()
-        fd = self._fs.open_write(self.path, create=True)
+        self._write_and_sync(start, data, create=True)
+        self.written_count = start + count
+
+    def _write_and_sync(self, start: int, data: bytes, *, create: bool) -> None:
+        """Writes ``data`` at entry ``start`` and fdatasyncs; the descriptor is closed again at once."""
+        fd = self._fs.open_write(self.path, create=create)
         try:
             if data:
                 self._fs.pwrite(fd, data, start * self.entry_size)
             self._fs.fdatasync(fd)
         finally:
             self._fs.close(fd)
-        self.written_count = start + count
 
     # -- synchronous whole-file changes --------------------------------------------------------
     def rewrite_file(self) -> None:
