@@ -14,14 +14,13 @@ import sys
 
 from cluster import local_cluster, tools_cli
 from cluster.config import BrokerConfig, ConfigError, parse_overrides, read_properties_file
+from cluster.observability.logs import LOG_FORMATS, configure_logging
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level_spec: str, log_format: str = "text") -> None:
+    """One line per event on stderr (JSON with ``--log-format json``); ``level_spec`` may set levels per
+    module: ``cluster.raft=DEBUG,root=INFO``."""
+    configure_logging(level_spec, log_format, stream=sys.stderr)
 
 
 def _run_event_loop(coroutine) -> None:
@@ -42,7 +41,13 @@ def cmd_broker(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"kraftpy: configuration error: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(args.log_level)
+    try:
+        # The flags win over the config keys logging.level / logging.format (and their KRAFTPY_* variables).
+        _configure_logging(args.log_level or config.get("logging.level"),
+                           args.log_format or config.get("logging.format"))
+    except ValueError as exc:
+        print(f"kraftpy: configuration error: {exc}", file=sys.stderr)
+        return 2
     try:
         _run_event_loop(run_broker(config))
     except OSError as exc:
@@ -58,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     broker = commands.add_parser("broker", help="run one broker")
     broker.add_argument("--config", help="server.properties file (Kafka's keys)")
     broker.add_argument("--override", action="append", metavar="KEY=VALUE", help="override a config key")
-    broker.add_argument("--log-level", default="INFO")
+    broker.add_argument("--log-level", default=None, metavar="SPEC",
+                        help="a level (INFO) or levels per module: cluster.raft=DEBUG,root=INFO "
+                             "(default: config key logging.level, INFO)")
+    broker.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                        help="text, or json: one JSON object per line (default: config key logging.format, text)")
     broker.set_defaults(func=cmd_broker)
 
     tools_cli.add_commands(commands)

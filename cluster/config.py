@@ -107,6 +107,19 @@ def _valid_listeners(value: list[str]) -> bool:
     return all(_LISTENER_RE.match(item) and int(_LISTENER_RE.match(item)["port"]) < 65536 for item in value)
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def _valid_protocol_map(value: list[str]) -> bool:
+    pairs = [item.split(":") for item in value]
+    return all(len(pair) == 2 and pair[0] and pair[1].upper() in SECURITY_PROTOCOLS for pair in pairs)
+
+
+def parse_protocol_map(value: list[str]) -> dict[str, str]:
+    """``listener.security.protocol.map`` as {listener name: security protocol}."""
+    return {name: protocol.upper() for name, protocol in (item.split(":") for item in value)}
+
+
 _METRICS_LISTENER_RE = re.compile(r"^(?P<host>\[[^\]]*\]|[^:\[\]]*):(?P<port>\d{1,5})$")
 
 
@@ -136,10 +149,18 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("process.roles", TYPE_LIST, ["broker", "controller"], _one_of("broker", "controller"),
               "must be a list of broker and/or controller", read_only=True),
     ConfigDef("controller.quorum.voters", TYPE_LIST, [], read_only=True),
+    ConfigDef("controller.quorum.election.timeout.ms", TYPE_INT, 1000, _at_least(1), "must be >= 1",
+              read_only=True),
+    ConfigDef("controller.quorum.fetch.timeout.ms", TYPE_INT, 2000, _at_least(1), "must be >= 1",
+              read_only=True),
     ConfigDef("listeners", TYPE_LIST, ["PLAINTEXT://127.0.0.1:9092"], _valid_listeners,
               "must be a comma-separated list of NAME://host:port", read_only=True),
     ConfigDef("advertised.listeners", TYPE_LIST, None, _valid_listeners,
               "must be a comma-separated list of NAME://host:port", read_only=True),
+    ConfigDef("listener.security.protocol.map", TYPE_LIST,
+              ["PLAINTEXT:PLAINTEXT", "SSL:SSL", "SASL_PLAINTEXT:SASL_PLAINTEXT", "SASL_SSL:SASL_SSL"],
+              _valid_protocol_map, "must be a comma-separated list of LISTENER_NAME:SECURITY_PROTOCOL",
+              read_only=True),
     ConfigDef("log.dirs", TYPE_LIST, ["./data"], lambda value: len(value) == 1,
               "must name exactly one directory (JBOD is not supported)", read_only=True),
     ConfigDef("broker.rack", TYPE_STRING, None, read_only=True),
@@ -183,6 +204,16 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("socket.receive.buffer.bytes", TYPE_INT, 102400),
     ConfigDef("queued.max.requests", TYPE_INT, 500, _at_least(1), "must be >= 1"),
     ConfigDef("replica.lag.time.max.ms", TYPE_LONG, 30000, _at_least(1), "must be >= 1"),
+    ConfigDef("replica.fetch.wait.max.ms", TYPE_INT, 500, _at_least(0), "must be >= 0"),
+    ConfigDef("replica.fetch.max.bytes", TYPE_INT, 1048576, _at_least(0), "must be >= 0"),
+    ConfigDef("replica.fetch.response.max.bytes", TYPE_INT, 10485760, _at_least(0), "must be >= 0"),
+    ConfigDef("replica.fetch.backoff.ms", TYPE_INT, 1000, _at_least(0), "must be >= 0"),
+    ConfigDef("replica.high.watermark.checkpoint.interval.ms", TYPE_LONG, 5000, _at_least(1), "must be >= 1"),
+    ConfigDef("broker.session.timeout.ms", TYPE_INT, 9000, _at_least(1), "must be >= 1"),
+    ConfigDef("broker.heartbeat.interval.ms", TYPE_INT, 2000, _at_least(1), "must be >= 1"),
+    ConfigDef("auto.leader.rebalance.enable", TYPE_BOOLEAN, True),
+    ConfigDef("leader.imbalance.check.interval.seconds", TYPE_LONG, 300, _at_least(1), "must be >= 1"),
+    ConfigDef("leader.imbalance.per.broker.percentage", TYPE_INT, 10, _at_least(0), "must be >= 0"),
     ConfigDef("producer.id.expiration.ms", TYPE_INT, DAY_MS, _at_least(1), "must be >= 1"),
     ConfigDef("transactional.id.expiration.ms", TYPE_INT, 7 * DAY_MS, _at_least(1), "must be >= 1"),
     ConfigDef("transaction.max.timeout.ms", TYPE_INT, 900000, _at_least(1), "must be >= 1"),
@@ -211,6 +242,21 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     # calls) this node drops, to cut links without network namespaces (cluster/transport/raft_grpc.py,
     # FaultFilter).  Empty (the default) switches the hook off.
     ConfigDef("kraftpy.test.fault.file", TYPE_STRING, "", read_only=True),
+    # Not a Kafka key, tests only: model power loss.  The storage seam journals each fsynced length and the next
+    # start cuts every partition-log file back to it, so bytes never fsynced before a kill -9 are gone
+    # (cluster/storage/power_loss.py).  False (the default) leaves storage untouched.
+    ConfigDef("kraftpy.test.lose.unsynced.on.crash", TYPE_BOOLEAN, False, read_only=True),
+    # Not a Kafka key, tests only, and only with the key above: every journaled fsync first sleeps this long (a
+    # slow disk), which widens the window in which acks=1 data is acknowledged but not yet durable.
+    ConfigDef("kraftpy.test.fsync.delay.ms", TYPE_INT, 0, _at_least(0), "must be >= 0", read_only=True),
+    # Not a Kafka key, tests only: a file holding a signed offset in ms that the broker's wall clock adds
+    # (cluster/core/clock.py; re-read at most every 100 ms), for the clock-skew nemesis.  Empty: no offset.
+    ConfigDef("kraftpy.test.clock.offset.file", TYPE_STRING, "", read_only=True),
+    # Not Kafka keys (Kafka logs through log4j): the broker's log line format ("text" or "json", one line per
+    # event) and per-logger levels ("INFO" or "cluster.raft=DEBUG,root=INFO"); --log-format/--log-level win.
+    ConfigDef("logging.format", TYPE_STRING, "text", lambda value: value in ("text", "json"),
+              "must be text or json"),
+    ConfigDef("logging.level", TYPE_STRING, "INFO"),
 )
 
 
@@ -307,6 +353,20 @@ class BrokerConfig:
         ports = [parse_listener(item)[2] for item in self.get("listeners")]
         if len(set(ports)) != len(ports):
             raise ConfigError("listeners must not repeat a port")
+        protocols = parse_protocol_map(self.get("listener.security.protocol.map"))
+        advertised = self._values["advertised.listeners"] or []
+        for name, _host, _port in [*self.listeners, *(parse_listener(item) for item in advertised)]:
+            protocol = protocols.get(name)
+            if protocol is None:
+                raise ConfigError(f"listener.security.protocol.map: no security protocol defined for listener "
+                                  f"{name} (add {name}:PLAINTEXT)")
+            if protocol != "PLAINTEXT":
+                raise ConfigError(f"listener.security.protocol.map: listener {name} uses {protocol}; only "
+                                  "PLAINTEXT is supported")
+        names = {name for name, _host, _port in self.listeners}
+        for name, _host, _port in (parse_listener(item) for item in advertised):
+            if name not in names:
+                raise ConfigError(f"advertised.listeners names {name}, which is not in listeners")
 
     def get(self, key: str) -> Any:
         return self._values[key]

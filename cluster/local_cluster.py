@@ -9,6 +9,11 @@ exits once all have stopped (SIGKILL after ``--stop-timeout-s``).
 
 ``cluster describe-quorum`` asks a broker (DescribeConfigs) for ``controller.quorum.voters`` unless
 ``--bootstrap-controller`` names one, then asks the voters over gRPC for the leader's view of the quorum.
+
+``cluster status`` is the one-glance health check an operator (or a script) runs: the live brokers, the active
+controller (the metadata quorum leader) and every partition that is under-replicated (ISR smaller than its
+replica set) or offline (no leader), all from one Metadata request.  It exits 0 when healthy, 1 when any
+partition is under-replicated or offline, 2 when the cluster cannot be reached.
 """
 
 from __future__ import annotations
@@ -177,6 +182,76 @@ def cmd_describe_quorum(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cluster status -------------------------------------------------------------------------------------------------
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_UNREACHABLE = 0, 1, 2
+
+
+def partition_problems(metadata) -> list[dict]:
+    """Every partition of ``metadata`` (a ``ClusterMetadata``) that is offline or under-replicated."""
+    problems = []
+    for name in sorted(metadata.topics):
+        topic = metadata.topics[name]
+        for index in sorted(topic.partitions):
+            partition = topic.partitions[index]
+            if partition.leader_id < 0:
+                state = "offline"
+            elif len(partition.isr_nodes) < len(partition.replica_nodes):
+                state = "under-replicated"
+            else:
+                continue
+            problems.append({"topic": name, "partition": index, "state": state, "leader": partition.leader_id,
+                             "replicas": list(partition.replica_nodes), "isr": list(partition.isr_nodes)})
+    return problems
+
+
+async def cluster_status(bootstrap: str, timeout_s: float = 10.0) -> dict:
+    """Brokers, active controller and unhealthy partitions, as a JSON-able dict."""
+    from cluster.client import KafkaClient
+    async with KafkaClient(bootstrap, client_id="kraftpy-cluster-status") as client:
+        metadata = await asyncio.wait_for(client.metadata(None), timeout_s)
+    problems = partition_problems(metadata)
+    return {
+        "cluster_id": metadata.cluster_id,
+        "controller_id": metadata.controller_id,
+        "brokers": [{"id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+                    for b in sorted(metadata.brokers.values(), key=lambda b: b.node_id)],
+        "topics": len(metadata.topics),
+        "partitions": sum(len(t.partitions) for t in metadata.topics.values()),
+        "under_replicated": [p for p in problems if p["state"] == "under-replicated"],
+        "offline": [p for p in problems if p["state"] == "offline"],
+    }
+
+
+def format_status(status: dict) -> str:
+    controller = status["controller_id"]
+    lines = [f"ClusterId:   {status['cluster_id']}",
+             f"Controller:  {controller if controller >= 0 else 'none (no metadata quorum leader)'}",
+             "", f"{'BrokerId':<10}{'Address':<32}Rack"]
+    for broker in status["brokers"]:
+        lines.append(f"{broker['id']:<10}{broker['host'] + ':' + str(broker['port']):<32}{broker['rack'] or '-'}")
+    problems = status["offline"] + status["under_replicated"]
+    lines += ["", f"Partitions:  {status['partitions']} in {status['topics']} topics, "
+                  f"{len(status['under_replicated'])} under-replicated, {len(status['offline'])} offline"]
+    if problems:
+        lines.append(f"{'Topic':<32}{'Partition':>10}  {'State':<18}{'Leader':>7}  Replicas  Isr")
+        for p in problems:
+            lines.append(f"{p['topic']:<32}{p['partition']:>10}  {p['state']:<18}{p['leader']:>7}  "
+                         f"{','.join(map(str, p['replicas'])):<9} {','.join(map(str, p['isr']))}")
+    lines.append("")
+    lines.append("Status:      " + ("UNHEALTHY" if problems else "HEALTHY"))
+    return "\n".join(lines)
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    try:
+        status = asyncio.run(cluster_status(args.bootstrap_server, args.timeout_s))
+    except Exception as exc:  # noqa: BLE001 -- one line naming the cause
+        print(f"kraftpy: cluster status failed: {exc or type(exc).__name__}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    print(json.dumps(status) if args.json else format_status(status))
+    return EXIT_UNHEALTHY if status["offline"] or status["under_replicated"] else EXIT_HEALTHY
+
+
 def add_commands(subparsers) -> None:
     local = subparsers.add_parser("local-cluster", help="run an N-node cluster on loopback (Ctrl-C stops it)")
     local.add_argument("--nodes", type=int, default=3)
@@ -197,3 +272,9 @@ def add_commands(subparsers) -> None:
     describe.add_argument("--bootstrap-controller", help="host:port of a voter (skips asking a broker)")
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe_quorum)
+    status = actions.add_parser("status", help="brokers, active controller, under-replicated and offline "
+                                "partitions (exit 1 when any)")
+    status.add_argument("--bootstrap-server", default="127.0.0.1:19092")
+    status.add_argument("--timeout-s", type=float, default=10.0)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_cluster_status)

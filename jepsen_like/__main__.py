@@ -1,4 +1,4 @@
-"""`python -m jepsen_like check HISTORY.jsonl` | `python -m jepsen_like test ...` | `... cleanup`.
+"""`python -m jepsen_like check HISTORY.jsonl` | `test ...` | `table ...` | `unsafe ...` | `cleanup`.
 
 Exit codes are the checker's verdict so CI can gate on them: 0 valid, 1 invalid, 2 unknown,
 3 harness error (bad arguments, unreadable history, broker that would not start).
@@ -56,10 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--rate", type=float, default=20.0, help="client ops per second, all workers together")
     test.add_argument("--concurrency", type=int, default=3, help="client workers")
     test.add_argument("--keys", type=int, default=3, help="keys = partitions of the test topic")
-    test.add_argument("--nemesis", default="kill", help="comma list of: none, kill, pause, partition")
+    test.add_argument("--nemesis", default="kill",
+                      help="comma list of: none, partition, kill, pause, clock, disk, lose-unfsynced, delay, loss")
     test.add_argument("--nemesis-interval", type=float, default=6.0, help="mean seconds between faults")
     test.add_argument("--seed", type=int, default=0)
-    test.add_argument("--profile", choices=("safe", "unsafe"), default="safe")
+    test.add_argument("--profile", choices=("safe", "unsafe"), default="safe",
+                      help="safe: acks=all + idempotence; unsafe: acks=1")
+    test.add_argument("--replication-factor", type=int, default=1, help="of the test topic")
+    test.add_argument("--unclean", action="store_true",
+                      help="unclean.leader.election.enable=true (broker and topic): known unsafe")
+    test.add_argument("--fsync-delay-ms", type=int, default=0,
+                      help="with lose-unfsynced: each broker fsync first sleeps this long (a slow disk)")
+    test.add_argument("--disk-mb", type=int, default=64, help="size of each node's tmpfs data dir (disk nemesis)")
     test.add_argument("--schedule", help="replay this schedule.json instead of drawing one from the seed")
     test.add_argument("--store", default="runs", help="directory that receives runs/<timestamp-seed>/")
     test.add_argument("--final-time-limit", type=float, default=60.0, help="max seconds for final reads")
@@ -71,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--partition-backend", choices=("auto", "nft", "iprule"), default="auto",
                       help="how grudges drop packets: nft sets, or iproute2 blackhole rules (auto: nft if installed)")
     test.set_defaults(func=cmd_test)
+
+    from jepsen_like.campaign import add_parsers
+    add_parsers(commands)
 
     cleanup = commands.add_parser("cleanup", help="delete network namespaces left by dead runs (jl<pid>-*)")
     cleanup.set_defaults(func=cmd_cleanup)

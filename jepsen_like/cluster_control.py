@@ -7,6 +7,9 @@ says so and the partition nemesis is skipped).  With more than one node every no
 metadata quorum (`controller.quorum.voters`), formatted with one shared cluster id (Kafka's
 `meta.properties`, written here as the documented three-line file: the harness imports nothing private).
 Leader discovery goes through the public CLI, `python -m cluster cluster describe-quorum --json`.
+The fault mechanisms a run needs (`features`: clock, disk, lose-unfsynced, delay, loss) are set up here
+too: clock-offset files and the power-loss hook are broker config keys (kraftpy.test.*), the disk is a
+tmpfs mounted over each data dir, packet faults live in the namespaces (faults.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+from jepsen_like.faults import ClockControl, DiskControl, PacketControl
 from jepsen_like.netns import Network, unavailable_reason
 from jepsen_like.node import BrokerNode, free_port
 
@@ -38,7 +42,8 @@ def write_meta_properties(log_dir: Path, cluster_id: str, node_id: int) -> None:
 
 class Cluster:
     def __init__(self, run_dir: Path, nodes: int, *, overrides: dict[str, str], repo_root: Path,
-                 use_netns: bool = True, partition_backend: str = "auto") -> None:
+                 use_netns: bool = True, partition_backend: str = "auto", features: frozenset = frozenset(),
+                 fsync_delay_ms: int = 0, disk_mb: int = 64, seed: int = 0) -> None:
         self.names = [f"n{i}" for i in range(1, nodes + 1)]
         self.network: Network | None = None
         reason = unavailable_reason() if use_netns else "--no-netns"
@@ -57,6 +62,12 @@ class Cluster:
         self.nodes: dict[str, BrokerNode] = {}
         for i, name in enumerate(self.names, 1):
             node_overrides = dict(overrides)
+            if "clock" in features:
+                node_overrides["kraftpy.test.clock.offset.file"] = str(run_dir / name / "clock-offset-ms")
+            if "lose-unfsynced" in features:
+                node_overrides["kraftpy.test.lose.unsynced.on.crash"] = "true"
+                if fsync_delay_ms:
+                    node_overrides["kraftpy.test.fsync.delay.ms"] = str(fsync_delay_ms)
             if nodes > 1:
                 node_overrides.update({"controller.quorum.voters": self.voters,
                                        "process.roles": "broker,controller"})
@@ -66,6 +77,11 @@ class Cluster:
             if nodes > 1:
                 write_meta_properties(node.data_dir, self.cluster_id, i)
             self.nodes[name] = node
+        self.clock = ClockControl({n: node.node_dir for n, node in self.nodes.items()}) if "clock" in features \
+            else None
+        self.disk = DiskControl({n: node.data_dir for n, node in self.nodes.items()}, disk_mb) \
+            if "disk" in features else None
+        self.packets = PacketControl(self.network, run_dir, seed) if self.network is not None else None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -88,6 +104,11 @@ class Cluster:
         if self.network is not None:
             self.network.setup()
             self.network.enter_client_ns()
+        if self.disk is not None:
+            self.disk.mount_all()
+            if len(self.nodes) > 1:    # the mount hides what __init__ wrote
+                for i, node in enumerate(self.nodes.values(), 1):
+                    write_meta_properties(node.data_dir, self.cluster_id, i)
         for node in self.nodes.values():
             node.start()
         if len(self.nodes) > 1:
@@ -115,14 +136,33 @@ class Cluster:
     def stop(self) -> None:
         """Stops every broker (by PID), then removes the namespaces; safe to call twice."""
         try:
+            self.heal_extra_faults()
             for node in self.nodes.values():
                 try:
                     node.stop()
                 except Exception:  # noqa: BLE001 -- keep stopping the others, then remove the network
                     node.kill9()
         finally:
-            if self.network is not None:
-                self.network.teardown()
+            try:
+                if self.disk is not None:
+                    self.disk.unmount_all()
+            finally:
+                if self.network is not None:
+                    self.network.teardown()
+
+    def heal_extra_faults(self) -> list[str]:
+        """Resets clocks, frees disks, stops packet delay and loss; returns what was healed."""
+        healed = []
+        if self.clock is not None:
+            self.clock.heal_all()
+            healed.append("clock")
+        if self.disk is not None:
+            self.disk.heal_all()
+            healed.append("disk")
+        if self.packets is not None and (self.packets.lossy or self.packets.delayers):
+            self.packets.heal_all()
+            healed.append("packets")
+        return healed
 
     # -- faults ------------------------------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from jepsen_like.checker import EXIT_HARNESS_ERROR, check, exit_code, summary
 from jepsen_like.cluster_control import Cluster
+from jepsen_like.faults import PacketControl
 from jepsen_like.history import HistoryRecorder
-from jepsen_like.nemesis import FAULTS, NemesisThread, build_schedule, load_schedule
+from jepsen_like.nemesis import FAULTS, NETWORK_KINDS, OPENERS, NemesisThread, build_schedule, load_schedule
 from jepsen_like.report import plot
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +57,16 @@ def parse_nemeses(spec: str) -> list[str]:
     return names
 
 
-def create_topic(bootstrap: str, partitions: int) -> None:
+def create_topic(bootstrap: str, partitions: int, replication_factor: int = 1, unclean: bool = False) -> None:
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from jepsen_like.workload import TOPIC
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    future = admin.create_topics([NewTopic(TOPIC, num_partitions=partitions, replication_factor=1)])[TOPIC]
+    configs = {"unclean.leader.election.enable": "true"} if unclean else {}
+    topic = NewTopic(TOPIC, num_partitions=partitions, replication_factor=replication_factor, config=configs)
+    future = admin.create_topics([topic])[TOPIC]
     try:
         future.result(timeout=30)
     except KafkaException as exc:
@@ -114,21 +117,36 @@ def run_test(args: argparse.Namespace) -> int:
 def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
     overrides = dict(kv.split("=", 1) for kv in args.override)
     overrides.setdefault("num.partitions", str(args.keys))
+    if args.unclean:
+        overrides["unclean.leader.election.enable"] = "true"
     cluster = Cluster(run_dir, args.nodes, overrides=overrides, repo_root=REPO_ROOT,
-                      use_netns=not args.no_netns, partition_backend=args.partition_backend)
+                      use_netns=not args.no_netns, partition_backend=args.partition_backend,
+                      features=frozenset(nemeses), fsync_delay_ms=args.fsync_delay_ms, disk_mb=args.disk_mb,
+                      seed=args.seed)
     skipped: list[str] = []
     if "partition" in nemeses and not cluster.partitions_available:
         why = "one node" if args.nodes == 1 else f"no network namespaces ({cluster.netns_skipped_reason})"
         skipped.append(f"partition: {why}")
         nemeses = [n for n in nemeses if n != "partition"]
+    for kind in ("delay", "loss"):
+        if kind in nemeses:
+            why = (f"no network namespaces ({cluster.netns_skipped_reason})" if cluster.network is None
+                   else PacketControl.unavailable_reason(kind))
+            if why:
+                skipped.append(f"{kind}: {why}")
+                nemeses = [n for n in nemeses if n != kind]
+    if "disk" in nemeses and (why := disk_unavailable_reason()):
+        skipped.append(f"disk: {why}")
+        nemeses = [n for n in nemeses if n != "disk"]
+        cluster.disk = None
     if args.schedule:
         schedule = load_schedule(args.schedule)
         unknown = {e.get("node") for e in schedule["events"]} - {None, *cluster.nodes}
         if unknown:
             raise ValueError(f"--schedule names nodes this run does not have: {sorted(unknown)}")
-        if not cluster.partitions_available and any("partition" in e["f"] for e in schedule["events"]):
-            skipped.append("partition: events dropped from the replayed schedule (no network namespaces)")
-            schedule = {**schedule, "events": [e for e in schedule["events"] if "partition" not in e["f"]]}
+        if cluster.network is None and any(kind_of(e) in NETWORK_KINDS for e in schedule["events"]):
+            skipped.append("partition/delay/loss: events dropped from the replayed schedule (no network namespaces)")
+            schedule = {**schedule, "events": [e for e in schedule["events"] if kind_of(e) not in NETWORK_KINDS]}
     else:
         schedule = build_schedule(args.seed, nemeses, args.time_limit, args.nemesis_interval, list(cluster.nodes))
     (run_dir / "schedule.json").write_text(json.dumps(schedule, indent=2) + "\n")
@@ -154,12 +172,16 @@ def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
     results["unexpected-node-exits"] = crashes
     if crashes:
         say(f"WARNING: brokers exited without being killed: {crashes} (see nodes' broker.log)", log)
-    applied = [op.value for op in history if op.process == "nemesis" and isinstance(op.value, dict)
-               and op.value.get("done") and op.f in ("kill", "pause", "start-partition")]
+    excused = {name: node.excused_exits for name, node in cluster.nodes.items() if node.excused_exits}
+    results["excused-node-exits"] = excused
+    if excused:
+        say(f"note: brokers stopped during a disk-full fault (excused, restarted at healing): {excused}", log)
+    applied = [op for op in history if op.process == "nemesis" and isinstance(op.value, dict)
+               and op.value.get("done") and op.f in OPENERS and not op.value.get("final")]
     results["faults_applied"] = len(applied)
-    results["faults"] = {f: sum(1 for op in history if op.process == "nemesis" and op.f == f
-                                and isinstance(op.value, dict) and op.value.get("done"))
-                         for f in ("kill", "pause", "start-partition")}
+    results["faults"] = {f: sum(1 for op in applied if op.f == f)
+                         for f in ("kill", "pause", "start-partition", *[o for o in OPENERS if o not in
+                                                                        ("kill", "pause", "start-partition")])}
     results["plots"] = plot(history, run_dir)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     say(summary(results), log)
@@ -175,7 +197,7 @@ def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> l
     workers: list[Worker] = []
     try:
         cluster.start()
-        create_topic(cluster.bootstrap, args.keys)
+        create_topic(cluster.bootstrap, args.keys, args.replication_factor, args.unclean)
         say(f"cluster up ({cluster.bootstrap}); schedule: {len(schedule['events']) // 2} faults (schedule.json)",
             log)
         with open(run_dir / "history.jsonl", "w") as sink:
@@ -230,11 +252,32 @@ def heal_all(cluster: Cluster, recorder: HistoryRecorder) -> None:
         recorder.record("nemesis", "info", "stop-partition", {"final": True})
         cluster.heal_network()
         recorder.record("nemesis", "info", "stop-partition", {"final": True, "done": True})
+    recorder.record("nemesis", "info", "heal-extra", {"final": True})
+    healed = cluster.heal_extra_faults()
+    recorder.record("nemesis", "info", "heal-extra", {"final": True, "done": True, "healed": healed})
     for name, node in cluster.nodes.items():
+        node.exit_excused = False
         if node.crashed():
             recorder.record("nemesis", "info", "crashed", {"node": name})
         recorder.record("nemesis", "info", "heal", {"node": name})
         node.heal()
+
+
+def kind_of(event: dict) -> str | None:
+    """The nemesis kind an event of a schedule belongs to (None for healing ops shared by kinds)."""
+    if event["f"] in OPENERS:
+        return OPENERS[event["f"]]
+    return {"stop-partition": "partition", "stop-delay": "delay", "stop-loss": "loss"}.get(event["f"])
+
+
+def disk_unavailable_reason() -> str | None:
+    import os
+    import shutil
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root"
+    if shutil.which("mount") is None:
+        return "mount(8) not installed"
+    return None
 
 
 def acknowledged_tails(ops) -> dict[int, int]:

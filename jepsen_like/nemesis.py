@@ -8,6 +8,13 @@ Faults: kill (-9, then restart), pause (SIGSTOP, then SIGCONT) and partition (a 
 nodes' network namespaces, then healed).  Partition specs, as in Jepsen's nemesis/combined.clj: `one`
 (isolate one node), `halves` (two random halves), `leader` (isolate the metadata quorum leader: the only
 target resolved at run time, and recorded in the history), `one-way` (one node drops another's packets).
+`majorities-ring` (every node sees a majority, no two the same majority; needs 3 nodes).
+Further kinds (faults.py does the work): `clock` (bump-clock: a fixed offset of +-11 ms..290 s as Jepsen
+draws it, or strobe-clock: flipping between an offset and 0 every 100 ms..1 s; healed by reset-clock),
+`disk` (disk-full: the node's tmpfs data dir filled to the last byte; disk-heal), `lose-unfsynced`
+(kill -9 with the broker's power-loss hook on, so the restart drops every unfsynced byte; then start),
+`delay` (inbound packets of a node held 50 +- 10 ms; stop-delay) and `loss` (20 % of a node's inbound
+packets dropped; stop-loss).
 The first faults of a schedule cycle through the enabled kinds, so even a short smoke run sees each one.
 """
 
@@ -20,8 +27,36 @@ import time
 from pathlib import Path
 
 FAULTS = {"kill": ("kill", "start"), "pause": ("pause", "resume"),
-          "partition": ("start-partition", "stop-partition")}
-PARTITION_SPECS = ("one", "halves", "leader", "one-way")
+          "partition": ("start-partition", "stop-partition"),
+          "clock": ("bump-clock", "reset-clock"),     # or strobe-clock, drawn per event
+          "disk": ("disk-full", "disk-heal"),
+          "lose-unfsynced": ("kill-lose-unfsynced", "start"),
+          "delay": ("start-delay", "stop-delay"),
+          "loss": ("start-loss", "stop-loss")}
+PARTITION_SPECS = ("one", "halves", "leader", "one-way", "majorities-ring")
+NETWORK_KINDS = ("partition", "delay", "loss")    # need network namespaces
+# start op -> (kind, its healing op), for the plots and the fault counts
+OPENERS = {"kill": "kill", "pause": "pause", "start-partition": "partition", "bump-clock": "clock",
+           "strobe-clock": "clock", "disk-full": "disk", "kill-lose-unfsynced": "lose-unfsynced",
+           "start-delay": "delay", "start-loss": "loss"}
+CLOSERS = {"start": ("kill", "lose-unfsynced"), "resume": ("pause",), "stop-partition": ("partition",),
+           "reset-clock": ("clock",), "disk-heal": ("disk",), "stop-delay": ("delay",), "stop-loss": ("loss",)}
+
+
+def majorities_ring(nodes: list[str], rng: random.Random) -> dict:
+    """Jepsen's majorities-ring: nodes on a shuffled ring, each hears the ring neighbours that make up a
+    bare majority with itself (both sides alternately) and drops the rest, so every node sees a majority
+    and no two see the same one."""
+    ring = nodes[:]
+    rng.shuffle(ring)
+    n = len(ring)
+    others = n // 2    # a majority is others + itself
+    grudge = {}
+    for i, node in enumerate(ring):
+        heard = {ring[(i + d) % n] for d in range(1, (others + 1) // 2 + 1)}
+        heard |= {ring[(i - d) % n] for d in range(1, others // 2 + 1)}
+        grudge[node] = sorted(set(ring) - heard - {node})
+    return grudge
 
 
 def grudge_for(spec: str, nodes: list[str], rng: random.Random, target: str | None = None) -> dict:
@@ -39,6 +74,8 @@ def grudge_for(spec: str, nodes: list[str], rng: random.Random, target: str | No
     if spec == "one-way":
         src, dst = rng.sample(nodes, 2)
         return {dst: [src]}
+    if spec == "majorities-ring":
+        return majorities_ring(nodes, rng)
     raise ValueError(f"unknown partition spec {spec!r}")
 
 
@@ -50,7 +87,7 @@ def build_schedule(seed: int, nemeses: list[str], time_limit_s: float, interval_
     if "partition" in kinds and len(nodes) < 2:
         kinds.remove("partition")
     first_round = rng.sample(kinds, len(kinds))
-    specs = list(PARTITION_SPECS)
+    specs = [s for s in PARTITION_SPECS if s != "majorities-ring" or len(nodes) >= 3]
     rng.shuffle(specs)
     if kinds:
         # The first fault comes early so that even a short smoke run sees one.
@@ -60,10 +97,16 @@ def build_schedule(seed: int, nemeses: list[str], time_limit_s: float, interval_
             duration = rng.uniform(1.0, 4.0)
             start_f, stop_f = FAULTS[kind]
             if kind == "partition":
-                spec = specs.pop(0) if specs else rng.choice(PARTITION_SPECS)
+                spec = specs.pop(0) if specs else rng.choice([s for s in PARTITION_SPECS
+                                                              if s != "majorities-ring" or len(nodes) >= 3])
                 start = {"at_s": round(t, 3), "f": start_f, "spec": spec,
                          "grudge": None if spec == "leader" else grudge_for(spec, nodes, rng)}
                 stop = {"f": stop_f}
+            elif kind in ("clock", "delay", "loss"):
+                node = rng.choice(nodes)
+                start = {"at_s": round(t, 3), "f": start_f, "node": node, **fault_params(kind, rng)}
+                start["f"] = start.pop("op", start_f)
+                stop = {"f": stop_f, "node": node}
             else:
                 node = rng.choice(nodes)
                 start, stop = {"at_s": round(t, 3), "f": start_f, "node": node}, {"f": stop_f, "node": node}
@@ -73,14 +116,24 @@ def build_schedule(seed: int, nemeses: list[str], time_limit_s: float, interval_
     return {"seed": seed, "nemeses": nemeses, "nodes": nodes, "time_limit_s": time_limit_s, "events": events}
 
 
+def fault_params(kind: str, rng: random.Random) -> dict:
+    """The drawn magnitude of a clock, delay or loss fault (Jepsen's nemesis/time.clj and packet ranges)."""
+    if kind == "clock":
+        delta_ms = int(1.5 ** (6 + 25 * rng.random())) * rng.choice((-1, 1))   # ~11 ms .. ~290 s
+        if rng.random() < 0.5:
+            return {"op": "bump-clock", "delta_ms": delta_ms}
+        return {"op": "strobe-clock", "delta_ms": delta_ms, "period_ms": rng.randint(100, 1000)}
+    if kind == "delay":
+        return {"delay_ms": 50, "jitter_ms": 10}
+    return {"percent": 20}
+
+
 def load_schedule(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
 def fault_windows(history) -> list[dict]:
     """[{kind, label, start_s, end_s}] from the nemesis ops of a history (for the plots)."""
-    openers = {"kill": "kill", "pause": "pause", "start-partition": "partition"}
-    closers = {"start": "kill", "resume": "pause", "stop-partition": "partition"}
     open_: dict[tuple, tuple] = {}
     windows = []
     end_s = max((op.time_ns for op in history), default=0) / 1e9
@@ -88,15 +141,16 @@ def fault_windows(history) -> list[dict]:
         if op.process != "nemesis" or not isinstance(op.value, dict) or not op.value.get("done"):
             continue
         key_node = op.value.get("node")
-        if op.f in openers:
-            kind = openers[op.f]
+        if op.f in OPENERS:
+            kind = OPENERS[op.f]
             label = f"{kind} {key_node or op.value.get('spec', '')}".strip()
             open_[(kind, key_node if kind != "partition" else None)] = (op.time_ns / 1e9, label)
-        elif op.f in closers:
-            kind = closers[op.f]
-            start = open_.pop((kind, key_node if kind != "partition" else None), None)
-            if start:
-                windows.append({"kind": kind, "label": start[1], "start_s": start[0], "end_s": op.time_ns / 1e9})
+        elif op.f in CLOSERS:
+            for kind in CLOSERS[op.f]:
+                start = open_.pop((kind, key_node if kind != "partition" else None), None)
+                if start:
+                    windows.append({"kind": kind, "label": start[1], "start_s": start[0],
+                                    "end_s": op.time_ns / 1e9})
     for (kind, _), (start_s, label) in open_.items():
         windows.append({"kind": kind, "label": label, "start_s": start_s, "end_s": end_s})
     return windows
@@ -128,12 +182,41 @@ class NemesisThread(threading.Thread):
         if event["f"] in ("start-partition", "stop-partition"):
             self.apply_partition(event)
             return
-        node = self.cluster.nodes[event["node"]]
-        value = {"node": event["node"]}
-        self.recorder.record("nemesis", "info", event["f"], value)
-        getattr(node, {"kill": "kill9", "start": "start", "pause": "pause", "resume": "resume"}[event["f"]])()
-        self.recorder.record("nemesis", "info", event["f"], {**value, "done": True})
+        f, name = event["f"], event["node"]
+        node = self.cluster.nodes[name]
+        value = {k: v for k, v in event.items() if k not in ("at_s", "f")}
+        self.recorder.record("nemesis", "info", f, value)
+        result = self.ACTIONS[f](self, node, event)
+        self.recorder.record("nemesis", "info", f, {**value, "done": True, **(result or {})})
         self.applied.append(event)
+
+    def _disk_full(self, node, event):
+        node.exit_excused = True          # a broker may rightly stop on ENOSPC; healing restarts it
+        return {"ballast_bytes": self.cluster.disk.fill(event["node"])}
+
+    def _disk_heal(self, node, event):
+        self.cluster.disk.heal(event["node"])
+        node.heal()
+        node.exit_excused = False
+        return None
+
+    ACTIONS = {
+        "kill": lambda self, node, e: node.kill9(),
+        "kill-lose-unfsynced": lambda self, node, e: node.kill9(),   # the hook is on: restart drops unsynced
+        "start": lambda self, node, e: node.start(),
+        "pause": lambda self, node, e: node.pause(),
+        "resume": lambda self, node, e: node.resume(),
+        "bump-clock": lambda self, node, e: self.cluster.clock.bump(e["node"], e["delta_ms"]),
+        "strobe-clock": lambda self, node, e: self.cluster.clock.strobe(e["node"], e["delta_ms"], e["period_ms"]),
+        "reset-clock": lambda self, node, e: self.cluster.clock.reset(e["node"]),
+        "disk-full": _disk_full,
+        "disk-heal": _disk_heal,
+        "start-delay": lambda self, node, e: self.cluster.packets.start_delay(e["node"], e["delay_ms"],
+                                                                              e["jitter_ms"]),
+        "stop-delay": lambda self, node, e: self.cluster.packets.stop_delay(e["node"]),
+        "start-loss": lambda self, node, e: self.cluster.packets.start_loss(e["node"], e["percent"]),
+        "stop-loss": lambda self, node, e: self.cluster.packets.stop_loss(e["node"]),
+    }
 
     def apply_partition(self, event: dict) -> None:
         if event["f"] == "stop-partition":

@@ -91,6 +91,10 @@ class BrokerNode:
         self.paused = False
         self.starts = 0
         self.unexpected_exits: list[int] = []   # exit codes of incarnations nobody killed
+        # A broker may rightly stop on a full disk (as Kafka halts on a failed log dir): while a disk fault is
+        # active an exit is excused, recorded apart, and the node restarted at healing.
+        self.exit_excused = False
+        self.excused_exits: list[int] = []
         self._killed = False
         self._control = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"control-{name}")
 
@@ -106,7 +110,8 @@ class BrokerNode:
 
     def crashed(self) -> bool:
         """The current incarnation exited and nobody killed it."""
-        return self.process is not None and self.process.poll() is not None and not self._killed
+        return (self.process is not None and self.process.poll() is not None and not self._killed
+                and not self.exit_excused)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -118,8 +123,9 @@ class BrokerNode:
         if self.alive():
             return
         if self.process is not None and not self._killed:
-            self.unexpected_exits.append(self.process.returncode)
+            (self.excused_exits if self.exit_excused else self.unexpected_exits).append(self.process.returncode)
         self._killed = False
+        self.exit_excused = False
         self.node_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -178,7 +184,7 @@ class BrokerNode:
         if self.process is None:
             return
         if self.process.poll() is not None and not self._killed:
-            self.unexpected_exits.append(self.process.returncode)
+            (self.excused_exits if self.exit_excused else self.unexpected_exits).append(self.process.returncode)
         self.resume()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)

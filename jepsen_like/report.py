@@ -13,7 +13,8 @@ from pathlib import Path
 
 from jepsen_like.nemesis import fault_windows
 
-FAULT_COLOURS = {"kill": "#E9A4A0", "pause": "#A0B1E9", "partition": "#E9DCA0"}
+FAULT_COLOURS = {"kill": "#E9A4A0", "pause": "#A0B1E9", "partition": "#E9DCA0", "clock": "#A0E9E3",
+                 "disk": "#B0B0B0", "lose-unfsynced": "#D86A6A", "delay": "#C6E9A0", "loss": "#E9A0D8"}
 TYPE_COLOURS = {"ok": "#2E7D32", "info": "#F9A825", "fail": "#C62828"}
 MARKERS = {"send": "o", "poll": "^", "assign": "s", "subscribe": "D", "txn": "x"}
 QUANTILES = (0.5, 0.95, 0.99, 1.0)

@@ -20,6 +20,8 @@ from cluster.broker.replica_manager import ReplicaManager, now_ms
 from cluster.broker.router import RequestRouter
 from cluster.config import BrokerConfig, parse_metrics_listener
 from cluster.observability import BrokerMetrics, ClusterSnapshot, MetricsHttpServer, PartitionState
+from cluster.observability.metrics import raft_snapshot_of
+from cluster.storage.power_loss import start_test_hooks
 from cluster.transport.kafka_server import start_kafka_server
 
 log = logging.getLogger("cluster.broker")
@@ -39,7 +41,7 @@ class Broker:
         self.bytes_in = 0
         self.bytes_out = 0
         self.requests_by_api: dict[str, int] = {}
-        self.metrics = BrokerMetrics(self._metrics_snapshot)
+        self.metrics = BrokerMetrics(self._metrics_snapshot, lambda: raft_snapshot_of(self.cluster))
         # Every job of the flusher's thread is one fsync round (a hook in flusher.py would be cleaner).
         self.flusher.on_round = self.metrics.on_flush
         self.metrics_server: MetricsHttpServer | None = None
@@ -55,14 +57,32 @@ class Broker:
         return now_ms()
 
     # what handlers ask of the broker ----------------------------------------------------------------
-    def live_brokers(self) -> list[tuple[int, str, int, str | None]]:
-        """(node_id, host, port, rack) of every live broker; a single node lists itself."""
+    def live_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:
+        """(node_id, host, port, rack) of every live broker, each at its endpoint for ``listener_name``
+        (the listener the asking client connected to; None: the first advertised listener).
+
+        A single node lists itself.  As in Kafka, a broker that does not advertise that listener is left out.
+        """
         if self.cluster is not None:
-            return self.cluster.live_brokers()
-        _name, host, port = self.config.advertised_listeners[0]
-        if port == 0 and self.bound_ports:
-            port = self.bound_ports[0]
+            return self.cluster.live_brokers(listener_name)
+        advertised = self.config.advertised_listeners
+        index = 0
+        if listener_name is not None:
+            names = [name for name, _host, _port in advertised]
+            if listener_name not in names:
+                return []
+            index = names.index(listener_name)
+        _name, host, port = advertised[index]
+        if port == 0:
+            port = self._bound_port_of(advertised[index][0], index)
         return [(self.config.node_id, host or "localhost", port, self.config.get("broker.rack"))]
+
+    def _bound_port_of(self, listener_name: str, fallback_index: int) -> int:
+        """The port the listener named ``listener_name`` bound (an advertised port 0 means "the bound one")."""
+        for (name, _host, _port), bound in zip(self.config.listeners, self.bound_ports, strict=False):
+            if name == listener_name:
+                return bound
+        return self.bound_ports[fallback_index] if fallback_index < len(self.bound_ports) else 0
 
     def auto_create_topic(self, name: str) -> TopicRecord:
         if name == OFFSETS_TOPIC:  # created with the group coordinator's partition count and configs
@@ -127,25 +147,30 @@ class Broker:
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
+        start_test_hooks(self.config)   # off unless a kraftpy.test.* key is set: power loss, clock offset
         await self._start_metrics_listener()  # first, so /healthz answers (and /readyz says 503) during recovery
         if self.cluster is not None:
             store = self.cluster.store   # partitions open as committed metadata names them
             self.replica_manager = ReplicaManager(self.config, store, self.flusher)
             await self.cluster.start()
             await self.cluster.wait_caught_up()   # no Metadata answers from an empty image
+            if self.cluster.applied_leaders_metadata():
+                self.replica_manager.remove_stray_logs()
         else:
             store = MetadataStore.open(self.config.log_dir, self.config.node_id)
             self.replica_manager = ReplicaManager(self.config, store, self.flusher)
             self.replica_manager.open_all()
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="group-commit"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
+        self._tasks.append(asyncio.create_task(self.replica_manager.run_high_watermark_checkpoints(),
+                                               name="high-watermark-checkpoints"))
         self.group_coordinator = GroupCoordinatorRuntime(self)
         self.group_coordinator.start()
         router = RequestRouter(self)
         max_request_bytes = self.config.get("socket.request.max.bytes")
         for name, host, port in self.config.listeners:
             server, connections = await start_kafka_server(router, host, port, max_request_bytes,
-                                                           self.config.get("queued.max.requests"))
+                                                           self.config.get("queued.max.requests"), name)
             self._servers.append(server)
             self._connections.append(connections)
             bound = server.sockets[0].getsockname()[1]

@@ -9,7 +9,7 @@ entry is the address of its inter-node gRPC server (Raft and the controller serv
 * snapshots the image every ``metadata.log.max.snapshot.interval.entries`` entries (then Raft drops the log below
   it), and loads a snapshot -- its own on restart, the leader's when it fell behind the leader's log start --
   through the same delta path (``snapshot_delta`` from the current image, so local changes are exact);
-* registers with the active controller and heartbeats every ``HEARTBEAT_INTERVAL_MS`` with the metadata
+* registers with the active controller and heartbeats every ``broker.heartbeat.interval.ms`` with the metadata
   offset it has applied (the controller unfences it once it has caught up with its own registration).
 
 The Raft leader is the active controller.  It decides from its committed image (``QuorumController``), proposes
@@ -37,6 +37,8 @@ import grpc
 from cluster.broker.group_coordinator import OFFSETS_TOPIC
 from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
 from cluster.broker.raft_driver import NotLeaderError, RaftDriver, parse_voters
+from cluster.broker.replica_fetcher import ReplicaFetcherManager
+from cluster.core.clock import wall_clock_ms
 from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.metadata import (
     BrokerEndpoint,
@@ -54,14 +56,15 @@ from cluster.metadata import (
 from cluster.raft.config import RaftConfig
 from cluster.raft.log import SnapshotId
 from cluster.raft.state import Role
+from cluster.replication import AlterPartitionOutcome, IsrChangeKind, PendingIsrChange
 from cluster.storage.raft_store import RaftStore
 from cluster.transport.controller_grpc import ControllerClient, controller_rpc_handlers
 from cluster.transport.raft_grpc import FaultFilter
+from cluster.transport.replica_fetch_grpc import FetchRequest, FetchResponse, replica_fetch_rpc_handlers
 from cluster.wire.primitives import read_uvarint, write_uvarint
 
 log = logging.getLogger("cluster.broker.cluster")
 
-HEARTBEAT_INTERVAL_MS = 2000
 CONTROLLER_CALL_TIMEOUT_MS = 10_000
 # SIGTERM: how long the broker waits for the controller to move its partition leaderships before it stops anyway
 # (its session timeout fences it later).  Bounded so that a node without a quorum still stops promptly.
@@ -76,11 +79,15 @@ def metadata_raft_config(config) -> RaftConfig:
     """The Raft config of the metadata quorum: Kafka's timeouts, and a snapshot of the image (records written by
     cluster/metadata/snapshot.py) every ``metadata.log.max.snapshot.interval.entries`` committed entries, after
     which the log below it is dropped."""
-    return RaftConfig(snapshot_interval_entries=config.get("metadata.log.max.snapshot.interval.entries"))
+    return RaftConfig(snapshot_interval_entries=config.get("metadata.log.max.snapshot.interval.entries"),
+                      election_timeout_ms=config.get("controller.quorum.election.timeout.ms"),
+                      fetch_timeout_ms=config.get("controller.quorum.fetch.timeout.ms"),
+                      # The long-poll must fit in the fetch timeout twice over (RaftConfig's rule).
+                      fetch_max_wait_ms=min(500, config.get("controller.quorum.fetch.timeout.ms") // 4))
 
 
 def wall_ms() -> int:
-    return int(time.time() * 1000)
+    return wall_clock_ms()
 
 
 # == entry framing ====================================================================================================
@@ -171,6 +178,7 @@ class ClusterRuntime:
         self.store = ImageTopicStore(self.cluster_id)
         self.image: MetadataImage = MetadataImage.EMPTY  # type: ignore[attr-defined]
         self.controller = QuorumController(ControllerConfig(
+            broker_session_timeout_ms=config.get("broker.session.timeout.ms"),
             num_partitions=config.get("num.partitions"),
             default_replication_factor=config.get("default.replication.factor"),
             unclean_leader_election_enable=bool(config.get("unclean.leader.election.enable")),
@@ -190,9 +198,18 @@ class ClusterRuntime:
         # Test-only link cutter (kraftpy.test.fault.file); drops nothing unless the key names a file.
         self.fault = FaultFilter(config.get("kraftpy.test.fault.file"))
         self._refused_with: ErrorCode | None = None   # last registration refusal, logged once
+        self.heartbeat_interval_ms = config.get("broker.heartbeat.interval.ms")
+        # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
+        self.fetchers = ReplicaFetcherManager(
+            self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
+            wall_ms, self.fault)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     async def start(self) -> None:
+        replica_manager = self.broker.replica_manager
+        replica_manager.fetchers = self.fetchers
+        replica_manager.registered_broker_epoch = self._registered_broker_epoch
+        replica_manager.send_isr_change = self._send_isr_change
         raft_dir = os.path.join(self.broker.config.log_dir, METADATA_DIR)
         raft_store = await asyncio.to_thread(RaftStore, raft_dir, cluster_id=self.cluster_id, node_id=self.node_id)
         self.driver = RaftDriver(self.node_id, self.voters, raft_store, cluster_id=self.cluster_id,
@@ -202,6 +219,7 @@ class ClusterRuntime:
                                  listen_host=self.voters[self.node_id].host, fault=self.fault)
         # One port per node: the controller service rides on the Raft gRPC server (see module docstring).
         self.driver.add_generic_rpc_handlers(controller_rpc_handlers(self._serve_call))
+        self.driver.add_generic_rpc_handlers(replica_fetch_rpc_handlers(self._serve_replica_fetch))
         await self.driver.start()
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
@@ -230,10 +248,19 @@ class ClusterRuntime:
                     time.monotonic() - started)
         return False
 
+    def applied_leaders_metadata(self) -> bool:
+        """True when a quorum leader is known and every entry it committed (as far as we know) is applied here;
+        an empty or unreachable quorum never counts (what we do not know must not delete data)."""
+        driver = self.driver
+        return (driver is not None and driver.leader_id is not None and driver.high_watermark > 0
+                and self.applied_hw >= driver.high_watermark)
+
     def start_broker_lifecycle(self) -> None:
         """After the Kafka listener is bound (the registration carries its port)."""
         self._tasks.append(asyncio.create_task(self._lifecycle(), name="broker-lifecycle"))
         self._tasks.append(asyncio.create_task(self._controller_ticks(), name="controller-ticks"))
+        self._tasks.append(asyncio.create_task(self.broker.replica_manager.run_isr_expiration(),
+                                               name="isr-expiration"))
 
     async def controlled_shutdown(self, timeout_ms: int = CONTROLLED_SHUTDOWN_TIMEOUT_MS) -> bool:
         """First step of a SIGTERM, while the Kafka listeners still serve: hands over quorum leadership at once
@@ -274,6 +301,7 @@ class ClusterRuntime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self.fetchers.stop()
         if self.driver is not None:
             await self.driver.stop()
         for channel in self._channels.values():
@@ -331,16 +359,21 @@ class ClusterRuntime:
                  snapshot_id.epoch, len(self.image.topics.by_id))
 
     def _load_offsets_partitions(self, changes) -> None:
-        """The group coordinator serves the ``__consumer_offsets`` partitions this broker leads.
+        """The group coordinator serves exactly the ``__consumer_offsets`` partitions this broker leads: tells it
+        which of them this delta made us lead (with the leader epoch) and which we no longer lead.
 
-        Loaded once, when the topic first appears here (RF=1 placement does not move); leadership moving
-        later (failover, RF>1) is not followed yet: those groups answer NOT_COORDINATOR/COORDINATOR_NOT_AVAILABLE.
+        Before the coordinator exists (start-up catch-up) there is nothing to tell: its ``start`` loads what
+        the replica manager then says we lead.
         """
         runtime = self.broker.group_coordinator
-        topic = self.image.topics.get_topic(OFFSETS_TOPIC)
-        if runtime is None or topic is None or runtime.coordinator.num_partitions is not None:
+        if runtime is None:
             return
-        runtime._load_topic(len(topic.partitions))
+        led = {index: local.registration.leader_epoch
+               for (name, index), local in changes.leaders.items() if name == OFFSETS_TOPIC}
+        not_led = {index for name, index in changes.followers if name == OFFSETS_TOPIC}
+        not_led |= {index for name, _topic_id, index in changes.deletes if name == OFFSETS_TOPIC}
+        if led or not_led:
+            runtime.on_offsets_partitions_changed(led, not_led)
 
     def _on_leader_change(self, leader_id: int | None, epoch: int) -> None:
         log.info("metadata quorum leader is now %s (epoch %d)", leader_id, epoch)
@@ -413,6 +446,14 @@ class ClusterRuntime:
             code, start, length = await self._decide(lambda c: c.allocate_producer_ids(
                 args["broker_id"], args["broker_epoch"]))
             return [int(code), start, length]
+        if op == "alter_partition":
+            result = await self._decide(lambda c: c.alter_partition(
+                args["broker_id"], args["broker_epoch"], uuid.UUID(args["topic_id"]), args["partition"],
+                args["leader_epoch"], args["partition_epoch"], [b for b, _e in args["new_isr"]],
+                {b: e for b, e in args["new_isr"]}))
+            return {"error_code": int(result.error_code), "leader_id": result.leader,
+                    "leader_epoch": result.leader_epoch, "partition_epoch": result.partition_epoch,
+                    "isr": list(result.isr)}
         if op == "describe_quorum":
             if not self.is_active_controller():
                 raise NotControllerError(self.driver.leader_id)
@@ -421,6 +462,22 @@ class ClusterRuntime:
                     "high_watermark": info.high_watermark,
                     "voters": [[r.replica_id, r.log_end_offset, r.last_fetch_ms] for r in info.voters],
                     "observers": [[r.replica_id, r.log_end_offset, r.last_fetch_ms] for r in info.observers]}
+        if op == "alter_reassignments":
+            requests = [(t, p, None if r is None else list(r)) for t, p, r in args["partitions"]]
+            results = await self._decide(lambda c: c.alter_partition_reassignments(requests))
+            return [[t, p, int(code), message] for (t, p), (code, message) in results.items()]
+        if op == "list_reassignments":
+            wanted = args.get("partitions")
+            wanted = None if wanted is None else [(t, p) for t, p in wanted]
+            from cluster.metadata import ControllerResult  # a read: run under the lock, commit nothing
+            found = await self._decide(lambda c: ControllerResult((), c.list_partition_reassignments(wanted)))
+            return [[t, p, list(r.replicas), list(r.adding_replicas), list(r.removing_replicas)]
+                    for (t, p), r in sorted(found.items())]
+        if op == "elect_leaders":
+            wanted = args.get("partitions")
+            wanted = None if wanted is None else [(t, p) for t, p in wanted]
+            results = await self._decide(lambda c: c.elect_leaders(args["election_type"], wanted))
+            return [[t, p, int(code), message] for (t, p), (code, message) in results.items()]
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown controller operation {op!r}")
 
     async def _serve_call(self, op: str, args: dict, cluster_id: str | None, source_id: int | None, context):
@@ -502,7 +559,7 @@ class ClusterRuntime:
                 log.warning("broker lifecycle: %s", exc)
             except Exception:  # noqa: BLE001 -- the lifecycle loop must outlive any one failure
                 log.exception("broker lifecycle call failed")
-            await asyncio.sleep((HEARTBEAT_INTERVAL_MS if not self.fenced else 200) / 1000)
+            await asyncio.sleep((self.heartbeat_interval_ms if not self.fenced else 200) / 1000)
 
     async def _register(self) -> None:
         reply = await self.call_controller("register", {
@@ -535,33 +592,113 @@ class ClusterRuntime:
         self.fenced = reply["fenced"]
 
     async def _controller_ticks(self) -> None:
-        """On the active controller: fence brokers whose session expired."""
+        """On the active controller: fence brokers whose session expired; every
+        ``leader.imbalance.check.interval.seconds`` (with ``auto.leader.rebalance.enable``) move leadership
+        back to preferred replicas on brokers above ``leader.imbalance.per.broker.percentage``."""
+        config = self.broker.config
+        rebalance = bool(config.get("auto.leader.rebalance.enable"))
+        interval_s = config.get("leader.imbalance.check.interval.seconds")
+        percentage = config.get("leader.imbalance.per.broker.percentage")
+        next_rebalance = time.monotonic() + interval_s
+        # A dead broker is fenced (and its leaderships move) at most a tenth of its session late.
+        tick_s = min(0.5, config.get("broker.session.timeout.ms") / 10_000)
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(tick_s)
             if not self.is_active_controller():
                 continue
             try:
                 fenced = await self._decide(lambda c: c.tick(wall_ms()))
                 if fenced:
                     log.warning("fenced brokers %s: session expired", list(fenced))
+                if rebalance and time.monotonic() >= next_rebalance:
+                    next_rebalance = time.monotonic() + interval_s
+                    moved = await self._decide(lambda c: c.rebalance_leaders(percentage))
+                    if moved:
+                        log.info("preferred leader election moved %d partition(s): %s", len(moved), list(moved))
             except KafkaError as exc:
                 log.debug("controller tick: %s", exc)
 
+    # -- partition replication ----------------------------------------------------------------------------------
+    def _inter_node_address(self, node_id: int) -> str | None:
+        voter = self.voters.get(node_id)
+        return voter.address if voter is not None else None
+
+    def _registered_broker_epoch(self, broker_id: int) -> int:
+        registration = self.image.cluster.brokers.get(broker_id)
+        return registration.broker_epoch if registration is not None else -1
+
+    async def _serve_replica_fetch(self, request: FetchRequest, context) -> FetchResponse:
+        """A follower's fetch (replication.proto), served by the partitions this broker leads."""
+        if self.fault.blocks(request.replica_id):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by the test fault hook")
+        if request.cluster_id != self.cluster_id:
+            log.error("replica fetch from broker %d of cluster %r refused: this is cluster %r",
+                      request.replica_id, request.cluster_id, self.cluster_id)
+            return FetchResponse(error_code=int(ErrorCode.INCONSISTENT_CLUSTER_ID))
+        return await self.broker.replica_manager.serve_replica_fetch(request)
+
+    def _send_isr_change(self, partition, change: PendingIsrChange) -> None:
+        task = asyncio.create_task(self._alter_partition(partition, change), name=f"alter-partition-{partition}")
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _alter_partition(self, partition, change: PendingIsrChange) -> None:
+        """Sends one ISR proposal (AlterPartition) until the controller answers it or it no longer matters."""
+        state = partition.leader_state
+        args = {"broker_id": self.node_id, "broker_epoch": self.broker_epoch, "topic_id": str(partition.topic_id),
+                "partition": partition.partition_index, "leader_epoch": change.leader_epoch,
+                "partition_epoch": change.partition_epoch, "new_isr": [list(m) for m in change.new_isr_with_epochs]}
+        while state is not None and partition.leader_state is state and state.pending_isr_change is change:
+            try:
+                reply = await self.call_controller("alter_partition", args)
+            except KafkaError as exc:
+                log.warning("%s: AlterPartition not answered (%s); retrying", partition, exc.message)
+                await asyncio.sleep(0.1)
+                continue
+            error = ErrorCode(reply["error_code"])
+            outcome = state.on_alter_partition_response(change, error, leader_epoch=reply["leader_epoch"],
+                                                        partition_epoch=reply["partition_epoch"], isr=reply["isr"])
+            if outcome is AlterPartitionOutcome.RETRY:
+                await asyncio.sleep(0.1)
+                continue
+            if outcome is AlterPartitionOutcome.APPLIED:
+                partition.isr = tuple(state.isr)
+            if error != ErrorCode.NONE:
+                log.info("%s: ISR change to %s refused: %s (%s)", partition, list(change.new_isr), error.name,
+                         outcome.value)
+            partition.on_high_watermark_maybe_changed()
+            break
+        if partition.leader_state is state and state is not None and tuple(state.isr) == change.new_isr:
+            self._count_isr_change(change.kind)
+
+    def _count_isr_change(self, kind: IsrChangeKind) -> None:
+        metrics = self.broker.metrics
+        hook = getattr(metrics, "on_isr_shrink" if kind is IsrChangeKind.SHRINK else "on_isr_expand", None)
+        if hook is not None:
+            hook()
+
     # -- what handlers ask ---------------------------------------------------------------------------------------
-    def live_brokers(self) -> list[tuple[int, str, int, str | None]]:
+    def live_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:
+        """Unfenced brokers at their endpoint for ``listener_name`` (None: each one's first endpoint).
+
+        As in Kafka, a broker that registered no endpoint for that listener is left out of the answer.
+        """
         brokers = []
         for broker_id in self.image.cluster.unfenced_broker_ids():
             registration = self.image.cluster.brokers[broker_id]
-            if registration.endpoints:
-                endpoint = registration.endpoints[0]
+            endpoint = next((e for e in registration.endpoints if listener_name in (None, e.name)), None)
+            if endpoint is not None:
                 brokers.append((broker_id, endpoint.host, endpoint.port, registration.rack))
         return brokers
 
-    def broker_address(self, broker_id: int) -> tuple[str, int] | None:
+    def broker_address(self, broker_id: int, listener_name: str | None = None) -> tuple[str, int] | None:
+        """(host, port) of ``broker_id`` for ``listener_name`` (None: its first endpoint), or None."""
         registration = self.image.cluster.brokers.get(broker_id)
-        if registration is None or not registration.endpoints:
+        endpoints = registration.endpoints if registration is not None else ()
+        endpoint = next((e for e in endpoints if listener_name in (None, e.name)), None)
+        if endpoint is None:
             return None
-        return registration.endpoints[0].host, registration.endpoints[0].port
+        return endpoint.host, endpoint.port
 
     async def next_producer_id(self) -> int:
         next_id, end = self._producer_ids

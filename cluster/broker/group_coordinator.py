@@ -9,15 +9,21 @@
 * the log: ``AppendRecords`` effects become RecordBatches appended to ``__consumer_offsets``; the coordinator
   hears back only once the high watermark covers them (fsynced, DESIGN.md §7), or after
   ``offsets.commit.timeout.ms`` with REQUEST_TIMED_OUT.  So an OffsetCommit is acknowledged only when durable;
-* loading: on start every existing ``__consumer_offsets`` partition is replayed (it is the coordinator's
-  state).  The topic itself is created on first use (FindCoordinator, or a Metadata request naming it) with
+* loading: the coordinator serves exactly the ``__consumer_offsets`` partitions this broker leads.  When it
+  becomes a partition's leader (a new leader epoch: ``on_offsets_partitions_changed``, called by cluster mode on
+  every metadata delta) it replays the partition from its log start to its log end (Kafka's
+  GroupMetadataManager.loadGroupsForPartition), in chunks with a yield to the event loop between them; requests
+  for those groups get COORDINATOR_LOAD_IN_PROGRESS meanwhile.  When it stops leading, the groups are dropped
+  (NOT_COORDINATOR: clients look the coordinator up again).  A single node leads every partition: it loads them
+  all at start, before it listens, and a topic it creates on first use.
+* stale writes: a write is appended only while the partition's leader epoch is the one its groups were loaded
+  in, and answered only once the high watermark covers it; if leadership moves first, the high-watermark wait
+  fails (NOT_LEADER_OR_FOLLOWER) or the coordinator sees the epoch changed, and the client gets NOT_COORDINATOR.
+* the topic: created on first use (FindCoordinator, or a Metadata request naming it) with
   ``offsets.topic.num.partitions`` partitions, replication factor min(``offsets.topic.replication.factor``,
-  live brokers), ``cleanup.policy=compact``; an existing topic's partition count always wins.
+  live brokers), ``cleanup.policy=compact``; an existing topic's partition count always wins.  In cluster mode
+  the controller creates it (handlers/cluster_handlers.py) and loading follows the metadata.
 * retention: ``expire_offsets`` every ``offsets.retention.check.interval.ms``.
-
-Single node: this broker leads every partition of the topic, so it coordinates every group.  When partition
-leadership moves (the replication issue), ``begin_loading``/``finish_loading``/``unload_partition`` are the
-hooks to call on becoming or ceasing to be a partition's leader.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ OFFSETS_TOPIC = "__consumer_offsets"
 # Kafka's settings for the offsets topic (offsets.topic.segment.bytes, compaction).  A compact-only topic is
 # never trimmed by time or size retention, so committed offsets live until a newer commit or a tombstone.
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
-_LOAD_READ_BYTES = 4 * 1024 * 1024
+# Loading reads and replays this much of the log between two yields to the event loop (~10 ms of decoding).
+_LOAD_CHUNK_BYTES = 256 * 1024
+_LOAD_RETRY_S = 1.0
 _PRODUCE_VERSION = 9  # any version >= 7: our own batches are never compressed anyway
 
 def _setting(config, key: str) -> int:
@@ -82,13 +90,15 @@ class GroupCoordinatorRuntime:
         self._timer_deadline_ms: int | None = None
         self._expiry_task: asyncio.Task | None = None
         self._stopped = False
+        # Offsets partitions served or being loaded -> the leader epoch they were (are being) loaded in.
+        self._epochs: dict[int, int] = {}
+        self._loads: dict[int, asyncio.Task] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Loads the groups and offsets of an existing ``__consumer_offsets`` topic (before we listen)."""
-        record = self._broker.replica_manager.store.topics.get(OFFSETS_TOPIC)
-        if record is not None:
-            self._load_topic(record.num_partitions)
+        """Loads the ``__consumer_offsets`` partitions this broker leads now (a single node: all, before it
+        listens; cluster mode: in the background, as the Raft driver shares this event loop)."""
+        self._follow_local_leadership(synchronous=self._broker.cluster is None)
         self._expiry_task = asyncio.create_task(self._expire_offsets_periodically(), name="offset-expiry")
 
     def stop(self) -> None:
@@ -99,44 +109,141 @@ class GroupCoordinatorRuntime:
             self._timer = None
         if self._expiry_task is not None:
             self._expiry_task.cancel()
-        if self.coordinator.num_partitions is not None:
-            for partition in range(self.coordinator.num_partitions):
-                self._apply(self.coordinator.unload_partition(partition, now_ms()))
+        for index in list(self._epochs):
+            self._unload(index)
         for future in self._waiters.values():
             if not future.done():
                 future.set_exception(KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "broker shutting down"))
         self._waiters.clear()
 
     def ensure_offsets_topic(self) -> None:
-        """Creates ``__consumer_offsets`` on first use, as Kafka does on the first FindCoordinator."""
-        if self.coordinator.num_partitions is not None or self._stopped:
+        """Single node: creates ``__consumer_offsets`` on first use, as Kafka does on the first FindCoordinator.
+        (Cluster mode creates it through the controller; its partitions load as this broker is elected.)"""
+        if self._stopped or self._broker.cluster is not None:
             return
         broker = self._broker
         store = broker.replica_manager.store
+        if OFFSETS_TOPIC in store.topics and self.coordinator.num_partitions is not None:
+            return
         if OFFSETS_TOPIC not in store.topics:
             partitions = broker.config.get("offsets.topic.num.partitions")
             replication = min(broker.config.get("offsets.topic.replication.factor"), len(broker.live_brokers()))
             broker.replica_manager.create_topic(OFFSETS_TOPIC, partitions, replication, dict(OFFSETS_TOPIC_CONFIGS))
-        self._load_topic(store.topics[OFFSETS_TOPIC].num_partitions)
+        self._follow_local_leadership(synchronous=True)
 
-    def _load_topic(self, num_partitions: int) -> None:
+    def _follow_local_leadership(self, synchronous: bool) -> None:
+        """Loads every offsets partition the replica manager says this broker leads."""
+        led = {index: partition.leader_epoch
+               for (topic, index), partition in list(self._broker.replica_manager.partitions.items())
+               if topic == OFFSETS_TOPIC and partition.is_leader}
+        self._change_partitions(led, set(), synchronous)
+
+    # -- following partition leadership -------------------------------------------------------------------
+    def on_offsets_partitions_changed(self, led: dict[int, int], not_led: set[int]) -> None:
+        """Leadership of ``__consumer_offsets`` partitions changed: ``led`` maps each partition this broker
+        now leads to its leader epoch, ``not_led`` names those it no longer leads (follows, or lost).
+
+        A partition led in a new epoch is (re)loaded from its log, even if we led it before: another leader
+        may have written and our log been truncated meanwhile.  Called on every metadata delta; a partition
+        still led in the epoch we loaded is left alone.
+        """
+        self._change_partitions(led, not_led, synchronous=False)
+
+    def _change_partitions(self, led: dict[int, int], not_led: set[int], synchronous: bool) -> None:
+        if self._stopped:
+            return
+        for index in not_led:
+            if index in self._epochs:
+                log.info("%s-%d: no longer leader; unloading its groups", OFFSETS_TOPIC, index)
+                self._unload(index)
+        wanted = {index: epoch for index, epoch in led.items() if self._epochs.get(index) != epoch}
+        if not wanted or not self._know_partition_count():
+            return
+        for index, leader_epoch in sorted(wanted.items()):
+            self._unload(index)
+            self._epochs[index] = leader_epoch
+            self.coordinator.begin_loading(index)  # from now on: COORDINATOR_LOAD_IN_PROGRESS
+            if synchronous:
+                self._load_now(index, leader_epoch)
+            else:
+                self._loads[index] = asyncio.create_task(self._load_in_background(index, leader_epoch),
+                                                         name=f"load-{OFFSETS_TOPIC}-{index}")
+
+    def _know_partition_count(self) -> bool:
+        """Takes the partition count from the topic (fixed once groups are loaded: group -> partition)."""
+        record = self._broker.replica_manager.store.topics.get(OFFSETS_TOPIC)
+        if record is None:
+            return False
+        if self.coordinator.num_partitions != record.num_partitions:
+            if self._epochs:
+                log.error("%s has %d partitions, the coordinator %d: not following the change", OFFSETS_TOPIC,
+                          record.num_partitions, self.coordinator.num_partitions)
+                return self.coordinator.num_partitions is not None
+            self.coordinator.set_partition_count(record.num_partitions)
+        return True
+
+    def _unload(self, index: int) -> None:
+        """Stops serving partition ``index``: a load in progress is abandoned, its groups are dropped."""
+        task = self._loads.pop(index, None)
+        if task is not None:
+            task.cancel()
+        self._epochs.pop(index, None)
+        self._apply(self.coordinator.unload_partition(index, now_ms()))
+
+    def loading_partitions(self) -> set[int]:
+        """Partitions whose load has not finished (tests, diagnostics)."""
+        return {index for index in self._epochs if not self.coordinator.owns_partition(index)}
+
+    # -- loading ---------------------------------------------------------------------------------------
+    def _load_now(self, index: int, leader_epoch: int) -> None:
+        """Single node, before listening: the whole partition at once."""
         started = time.monotonic()
-        self.coordinator.set_partition_count(num_partitions)
-        loaded = 0
-        for index in range(num_partitions):
-            partition = self._broker.replica_manager.get(OFFSETS_TOPIC, index)
-            if partition is not None:
-                loaded += self._load_partition(index, partition)
-        log.info("loaded %d __consumer_offsets records of %d partitions (%d groups) in %.3f s", loaded,
-                 num_partitions, len(self.coordinator.group_ids()), time.monotonic() - started)
+        partition = self._broker.replica_manager.get(OFFSETS_TOPIC, index)
+        count = sum(self._replay_chunks(index, partition)) if partition is not None else 0
+        self._finish_load(index, leader_epoch, count, started)
 
-    def _load_partition(self, index: int, partition: Partition) -> int:
-        """Replays one partition up to its high watermark (only durable records are state)."""
-        self.coordinator.begin_loading(index)
+    async def _load_in_background(self, index: int, leader_epoch: int) -> None:
+        """Replays the partition one chunk at a time, yielding to the event loop in between.  A failed load
+        (the log changed under us, a storage error) is retried while we still lead in this epoch; clients
+        meanwhile keep getting COORDINATOR_LOAD_IN_PROGRESS and retry."""
+        started = time.monotonic()
+        while True:
+            partition = self._broker.replica_manager.get(OFFSETS_TOPIC, index)
+            if partition is None or partition.leader_epoch != leader_epoch:
+                # The metadata delta that moves leadership on is being applied; it unloads us.
+                await asyncio.sleep(_LOAD_RETRY_S)
+                continue
+            count = 0
+            try:
+                for replayed in self._replay_chunks(index, partition):
+                    count += replayed
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - retried below; the partition must not stay unserved for good
+                log.exception("%s-%d: loading groups failed; retrying", OFFSETS_TOPIC, index)
+                self._apply(self.coordinator.unload_partition(index, now_ms()))  # drops what was replayed
+                self.coordinator.begin_loading(index)
+                await asyncio.sleep(_LOAD_RETRY_S)
+                continue
+            break
+        self._loads.pop(index, None)
+        self._finish_load(index, leader_epoch, count, started)
+
+    def _finish_load(self, index: int, leader_epoch: int, count: int, started: float) -> None:
+        self._apply(self.coordinator.finish_loading(index, leader_epoch, now_ms()))
+        log.info("%s-%d: loaded %d records in leader epoch %d in %.3f s; serving its groups", OFFSETS_TOPIC, index,
+                 count, leader_epoch, time.monotonic() - started)
+
+    def _replay_chunks(self, index: int, partition: Partition):
+        """Replays the partition from its log start to its log end (the leader's log is the truth: what lies
+        above the high watermark becomes committed as followers catch up), yielding the number of records
+        replayed after each chunk of at most ``_LOAD_CHUNK_BYTES``."""
         current_ms = now_ms()
-        offset, high_watermark, count = partition.log_start_offset, partition.high_watermark, 0
-        while offset < high_watermark:
-            data = partition.log.read(offset, _LOAD_READ_BYTES, high_watermark)
+        offset, log_end_offset = partition.log_start_offset, partition.log_end_offset
+        while offset < log_end_offset:
+            count = 0
+            data = partition.log.read(offset, _LOAD_CHUNK_BYTES, log_end_offset)
             if not data:
                 break
             for position, header in wire_records.iter_batch_headers(data):
@@ -144,12 +251,11 @@ class GroupCoordinatorRuntime:
                     batch = memoryview(data)[position:position + header.size_in_bytes]
                     count += self._replay_batch(index, batch, header.base_offset, current_ms)
                 offset = header.next_offset
-        self._apply(self.coordinator.finish_loading(index, partition.leader_epoch, now_ms()))
-        return count
+            yield count
 
     def _replay_batch(self, index: int, batch, base_offset: int, current_ms: int) -> int:
-        """Replays one batch; a record we cannot read is logged and skipped rather than keeping the broker
-        down (Kafka fails the load; losing one group's state is the lesser harm on a single node)."""
+        """Replays one batch; a record we cannot read is logged and skipped rather than leaving the partition
+        unserved (Kafka fails the load; losing one group's state is the lesser harm)."""
         try:
             decoded = wire_records.decode_records(batch)
         except CorruptRecordError as exc:
@@ -217,10 +323,15 @@ class GroupCoordinatorRuntime:
         self._arm_timer()
 
     def _start_append(self, effect: AppendRecords) -> None:
-        partition = self._broker.replica_manager.get(OFFSETS_TOPIC, effect.partition)
+        replica_manager = self._broker.replica_manager
+        partition = replica_manager.get(OFFSETS_TOPIC, effect.partition)
         current_ms = now_ms()
         if partition is None:
-            self._finish_append(effect.append_id, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            self._finish_append(effect.append_id, replica_manager.missing_error(OFFSETS_TOPIC, effect.partition))
+            return
+        if partition.leader_epoch != self._epochs.get(effect.partition):
+            # Led again in another epoch, not yet reloaded: our groups' state may be stale; write nothing.
+            self._finish_append(effect.append_id, ErrorCode.NOT_LEADER_OR_FOLLOWER)
             return
         batch = wire_records.build_batch([(key, value, (), current_ms) for key, value in effect.records])
         try:

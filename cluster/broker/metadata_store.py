@@ -15,6 +15,8 @@ import os
 import uuid
 from typing import Any
 
+from cluster.storage.fs import LOCAL_FS
+
 METADATA_FILE = "__kraftpy_metadata.json"
 META_PROPERTIES = "meta.properties"
 PRODUCER_ID_BLOCK_SIZE = 1000
@@ -140,14 +142,4 @@ def _new_cluster_id() -> str:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp_path = path + ".tmp"
-    with open(tmp_path, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp_path, path)
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    LOCAL_FS.write_file_atomically(path, text.encode("utf-8"))

@@ -1,12 +1,15 @@
-"""One partition replica hosted by this broker: its log, producer state, high watermark and waiters.
+"""One partition replica hosted by this broker: its log, producer state, role (leader or follower) and waiters.
 
-This is the shell around ``PartitionLog`` that the request handlers use.  On a single node the partition is
-always leader; the replication issue adds followers and an ISR, and the high watermark then becomes the minimum
-fsynced log end offset over the ISR.  Already now the high watermark counts only fsynced offsets: an offset is
-visible to consumers, and an ``acks=all`` write is acknowledged, only once it is durable (DESIGN.md §7).
+This is the shell around ``PartitionLog`` that request handlers, the replica fetcher and the leader's fetch
+service use.  The replication decisions live in the pure state machines of cluster/replication: as leader a
+``PartitionLeaderState`` (follower progress, ISR changes, high watermark over fsynced offsets, acks=all), as
+follower a ``FollowerFetchState`` (what to fetch, when to truncate).  A single node is a leader whose ISR is
+itself, so the same code path runs everywhere and the high watermark is always the minimum *fsynced* log end
+offset over the ISR (DESIGN.md section 7).
 
-Waiters: ``acks=all`` produces wait for the high watermark to pass their last offset; long-polling fetches
-wait for any advance.  Both are woken by ``on_flushed`` (called by the group-commit flusher after fsync).
+Waiters: ``acks=all`` produces wait until the leader state says their last offset is committed; long-polling
+consumer fetches wait for the high watermark to move; follower fetches served here wait for the log end offset
+to move (they copy data before it is durable on the leader, so both fsyncs overlap).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cluster.core.errors import ErrorCode, KafkaError, invariant
+from cluster.replication import FollowerFetchState, PartitionLeaderState
 from cluster.replication.producer_state import ProducerStateTable
 from cluster.storage.partition_log import LogConfig, PartitionLog
 from cluster.wire import records
@@ -24,34 +28,54 @@ from cluster.wire import records
 log = logging.getLogger("cluster.broker.partition")
 
 COMPRESSION_ZSTD = 4
+NO_LEADER = -1
 
 
 class Partition:
-    """A partition this broker leads (single node: all of them)."""
+    """A partition replica: leader (``leader_state``) or follower (``follower_state``) of one leader epoch."""
 
     def __init__(self, topic: str, partition_index: int, topic_id: uuid.UUID, partition_log: PartitionLog,
-                 log_config: LogConfig, leader_epoch: int, on_dirty: Callable[[Partition], None]) -> None:
+                 log_config: LogConfig, local_broker_id: int, on_dirty: Callable[[Partition], None],
+                 high_watermark: int = 0) -> None:
         self.topic = topic
         self.partition_index = partition_index
         self.topic_id = topic_id
         self.log = partition_log
         self.log_config = log_config
-        self.leader_epoch = leader_epoch
-        self.is_leader = True  # cluster mode: False for a follower replica (ReplicaManager.apply_local_changes)
+        self.local_broker_id = local_broker_id
+        self.leader_epoch = -1
+        self.leader_id = NO_LEADER
+        self.replicas: tuple[int, ...] = ()
+        self.isr: tuple[int, ...] = ()
+        self.leader_state: PartitionLeaderState | None = None
+        self.follower_state: FollowerFetchState | None = None
         self.producer_state = ProducerStateTable()
         self._on_dirty = on_dirty
+        # Before any role: the checkpointed high watermark, never above what the log holds.
+        self._high_watermark = min(max(high_watermark, 0), partition_log.log_end_offset)
         self._ack_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._hw_watchers: set[asyncio.Event] = set()
+        self._append_watchers: set[asyncio.Event] = set()
+        self.fetcher_wakeup: asyncio.Event | None = None   # set by the replica fetcher that follows for us
         self.deleted = False
         self._rebuild_producer_state()
 
     def __repr__(self) -> str:
         return f"Partition({self.topic}-{self.partition_index})"
 
+    # -- views ------------------------------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_state is not None
+
     @property
     def high_watermark(self) -> int:
-        """Offsets below this are durable (fsynced) and visible to consumers; never above log_end_offset."""
-        return self.log.recovery_point
+        """Offsets below are committed: durable on every ISR member and visible to consumers."""
+        if self.leader_state is not None:
+            return self.leader_state.high_watermark
+        if self.follower_state is not None:
+            return min(self.follower_state.high_watermark, self.log.log_end_offset)
+        return self._high_watermark
 
     @property
     def log_start_offset(self) -> int:
@@ -61,12 +85,81 @@ class Partition:
     def log_end_offset(self) -> int:
         return self.log.log_end_offset
 
+    @property
+    def durable_log_end_offset(self) -> int:
+        """Everything below is fsynced (the log's recovery point)."""
+        return self.log.recovery_point
+
+    @property
+    def latest_epoch(self) -> int:
+        latest = self.log.latest_epoch
+        return -1 if latest is None else latest
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        return self.log.end_offset_for_epoch(leader_epoch)
+
+    # -- roles ------------------------------------------------------------------------------------------------
+    def become_leader(self, leader_epoch: int, partition_epoch: int, replicas: Sequence[int], isr: Sequence[int],
+                      now_ms: int, replica_lag_time_max_ms: int, min_insync_replicas: int) -> bool:
+        """Committed metadata names this broker leader.  Returns True when a new leader epoch began here.
+
+        A new epoch first records (epoch, log end offset) in the epoch cache, before any write (KAFKA-7415); the
+        high watermark carries over from what this replica knew as a follower (never above its log end).
+        """
+        self.replicas, self.isr, self.leader_id = tuple(replicas), tuple(isr), self.local_broker_id
+        state = self.leader_state
+        if state is not None and state.leader_epoch == leader_epoch:
+            state.on_partition_metadata(leader_epoch, partition_epoch, replicas, isr, now_ms)
+            self.on_high_watermark_maybe_changed()
+            return False
+        high_watermark = min(self.high_watermark, self.log.log_end_offset)
+        latest = self.log.latest_epoch
+        if latest is None or leader_epoch > latest:
+            self.log.assign_epoch_start(leader_epoch)
+        self.follower_state = None
+        self.leader_epoch = leader_epoch
+        self.leader_state = PartitionLeaderState(
+            self.topic_id, self.partition_index, self.local_broker_id, leader_epoch, partition_epoch, replicas, isr,
+            self.log.log_end_offset, replica_lag_time_max_ms, min_insync_replicas, now_ms=now_ms,
+            high_watermark=high_watermark, durable_log_end_offset=self.log.recovery_point)
+        self.on_high_watermark_maybe_changed()
+        log.info("%s: leader in epoch %d (replicas %s, isr %s, log end offset %d, high watermark %d)", self,
+                 leader_epoch, list(replicas), list(isr), self.log.log_end_offset, self.high_watermark)
+        return True
+
+    def become_follower(self, leader_id: int, leader_epoch: int, replicas: Sequence[int], isr: Sequence[int],
+                        now_ms: int, fetch_backoff_ms: int) -> bool:
+        """Committed metadata names another leader (or none).  Returns True when the fetch state was (re)made."""
+        self.replicas, self.isr = tuple(replicas), tuple(isr)
+        high_watermark = self.high_watermark
+        if self.leader_state is not None:
+            self.leader_state = None
+            self.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        state = self.follower_state
+        self.leader_id, self.leader_epoch = leader_id, max(leader_epoch, self.leader_epoch)
+        if state is not None and leader_epoch <= state.leader_epoch:
+            return False
+        if state is not None and leader_id != NO_LEADER:
+            state.on_leader_change(leader_id, leader_epoch, now_ms)
+        else:
+            self.follower_state = FollowerFetchState(
+                self.topic_id, self.partition_index, self.local_broker_id, leader_id, leader_epoch,
+                high_watermark=high_watermark, fetch_backoff_ms=fetch_backoff_ms)
+        log.info("%s: follower of broker %d in epoch %d (log end offset %d, high watermark %d)", self, leader_id,
+                 leader_epoch, self.log.log_end_offset, self.high_watermark)
+        return True
+
     def _rebuild_producer_state(self) -> None:
-        """Replays every idempotent batch header in the log so retries across a restart stay deduplicated."""
+        """Replays every idempotent batch header in the log so retries stay deduplicated across restarts and
+        leadership changes (a follower that becomes leader knows every producer the old leader knew)."""
+        self.producer_state = ProducerStateTable()
         for header in self.log.iter_batch_headers(self.log.log_start_offset):
-            if header.producer_id >= 0 and not header.is_control:
-                self.producer_state.replay(header.producer_id, header.producer_epoch, header.base_sequence,
-                                           header.last_offset_delta, header.base_offset, header.max_timestamp)
+            self._replay_producer(header)
+
+    def _replay_producer(self, header) -> None:
+        if header.producer_id >= 0 and not header.is_control:
+            self.producer_state.replay(header.producer_id, header.producer_epoch, header.base_sequence,
+                                       header.last_offset_delta, header.base_offset, header.max_timestamp)
 
     def check_leader_epoch(self, current_leader_epoch: int) -> None:
         """KIP-320 fencing: a client that knows a newer epoch is ahead of us, an older one is stale."""
@@ -76,13 +169,18 @@ class Partition:
             raise KafkaError(ErrorCode.UNKNOWN_LEADER_EPOCH, f"{self}: epoch {current_leader_epoch} unknown")
         raise KafkaError(ErrorCode.FENCED_LEADER_EPOCH, f"{self}: epoch {current_leader_epoch} is fenced")
 
-    def append_records(self, batch_bytes: bytes | memoryview, now_ms: int, produce_version: int) -> tuple[int, int, int]:
+    # -- leader: appends ------------------------------------------------------------------------------------------
+    def append_records(self, batch_bytes: bytes | memoryview, now_ms: int, produce_version: int,
+                       required_acks: int = -1) -> tuple[int, int, int]:
         """Validates and appends one producer batch; returns (base_offset, last_offset, log_append_time_ms).
 
         A duplicate of a recently appended idempotent batch is not appended again: its original offsets are
-        returned.  Raises KafkaError with the Kafka error code for every rejected batch; the log is untouched
-        in that case.
+        returned.  Raises KafkaError with the Kafka error code for every rejected batch (NOT_ENOUGH_REPLICAS
+        when acks=all and the ISR is below min.insync.replicas); the log is untouched in that case.
         """
+        state = self.leader_state
+        if state is None:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self}: not the leader")
         if len(batch_bytes) > self.log_config.max_message_bytes:
             raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE,
                              f"batch of {len(batch_bytes)} bytes exceeds max.message.bytes "
@@ -98,6 +196,7 @@ class Partition:
                                                      header.base_sequence, header.last_offset_delta)
         if duplicate is not None:
             return duplicate.base_offset, duplicate.last_offset, -1
+        state.check_append_allowed(required_acks)
         batch = bytearray(batch_bytes)
         log_append_time_ms = -1
         if self.log_config.message_timestamp_type == "LogAppendTime":
@@ -112,7 +211,9 @@ class Partition:
         invariant(last_offset - base_offset == header.last_offset_delta, "offsets assigned to the whole batch")
         self.producer_state.replay(header.producer_id, header.producer_epoch, header.base_sequence,
                                    header.last_offset_delta, base_offset, header.max_timestamp)
+        state.on_local_append(self.log.log_end_offset, now_ms)
         self._on_dirty(self)
+        self._wake(self._append_watchers)
         return base_offset, last_offset, log_append_time_ms
 
     def _check_keys(self, batch_bytes) -> None:
@@ -128,13 +229,47 @@ class Partition:
             raise KafkaError(ErrorCode.INVALID_RECORD,
                              f"compacted topic cannot accept message without key in topic partition {self}")
 
+    # -- follower: appends and truncation ----------------------------------------------------------------------
+    def append_as_follower(self, batches: bytes, now_ms: int) -> None:
+        """Appends batches fetched from the leader (offsets and epochs as the leader wrote them)."""
+        if not batches:
+            return
+        appended = self.log.append_as_follower(batches, now_ms)
+        if appended is None:
+            return
+        first_offset, _last = appended
+        for _position, header in records.iter_batch_headers(memoryview(batches)):
+            if header.base_offset >= first_offset and header.last_offset < self.log.log_end_offset:
+                self._replay_producer(header)
+        self._on_dirty(self)
+
+    def truncate_to(self, offset: int) -> None:
+        """Follower truncation to where our log agrees with the leader's; producer state is rebuilt."""
+        before = self.log.log_end_offset
+        self.log.truncate_to(offset)
+        if self.log.log_end_offset < before:
+            log.warning("%s: truncated from log end offset %d to %d (diverged from leader %d, epoch %d)", self,
+                        before, self.log.log_end_offset, self.leader_id, self.leader_epoch)
+            self._rebuild_producer_state()
+
+    def reset_to(self, offset: int) -> None:
+        """The leader's log starts beyond ours: empty the log and restart it at ``offset``."""
+        log.warning("%s: leader's log start offset %d is beyond our log end offset %d: restarting the log there",
+                    self, offset, self.log.log_end_offset)
+        self.log.reset_to(offset)
+        self._rebuild_producer_state()
+        self._on_dirty(self)
+
+    # -- waiters --------------------------------------------------------------------------------------------------
     def wait_for_high_watermark(self, offset: int) -> asyncio.Future[None]:
-        """A future resolved once ``high_watermark >= offset`` (acks=all)."""
+        """A future resolved once the write ending before ``offset`` is committed (acks=all).
+
+        Fails with NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR fell below min.insync.replicas, and with
+        NOT_LEADER_OR_FOLLOWER when this broker stops leading (the write's fate is then unknown to the client).
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.high_watermark >= offset:
-            future.set_result(None)
-        else:
-            self._ack_waiters.append((offset, future))
+        self._ack_waiters.append((offset, future))
+        self._release_ack_waiters()
         return future
 
     def add_watcher(self, event: asyncio.Event) -> None:
@@ -144,27 +279,55 @@ class Partition:
     def remove_watcher(self, event: asyncio.Event) -> None:
         self._hw_watchers.discard(event)
 
+    def add_append_watcher(self, event: asyncio.Event) -> None:
+        """Sets ``event`` whenever the log end offset advances (follower fetches served by this leader)."""
+        self._append_watchers.add(event)
+
+    def remove_append_watcher(self, event: asyncio.Event) -> None:
+        self._append_watchers.discard(event)
+
     def on_flushed(self) -> None:
-        """The flusher made more of the log durable: release acks and wake fetches."""
-        high_watermark = self.high_watermark
-        if self._ack_waiters:
-            still_waiting = []
-            for offset, future in self._ack_waiters:
-                if future.done():
-                    continue
-                if high_watermark >= offset:
-                    future.set_result(None)
-                else:
-                    still_waiting.append((offset, future))
-            self._ack_waiters = still_waiting
-        for event in self._hw_watchers:
+        """The flusher made more of the log durable."""
+        state = self.leader_state
+        if state is not None:
+            state.on_local_flushed(self.log.recovery_point)
+            self.on_high_watermark_maybe_changed()
+        elif self.fetcher_wakeup is not None:
+            self.fetcher_wakeup.set()   # the fetched data is durable: the next fetch may report it
+
+    def on_high_watermark_maybe_changed(self) -> None:
+        """Release acks and wake consumer fetches (after a flush, a follower fetch, an ISR change)."""
+        self._release_ack_waiters()
+        self._wake(self._hw_watchers)
+
+    def _release_ack_waiters(self) -> None:
+        state = self.leader_state
+        if not self._ack_waiters or state is None:
+            return
+        still_waiting = []
+        for offset, future in self._ack_waiters:
+            if future.done():
+                continue
+            check = state.check_acks_all(offset)
+            if not check.done:
+                still_waiting.append((offset, future))
+            elif check.error_code == ErrorCode.NONE:
+                future.set_result(None)
+            else:
+                future.set_exception(KafkaError(check.error_code, f"{self}: ISR {list(state.maximal_isr)} is "
+                                                f"below min.insync.replicas {state.effective_min_isr}"))
+        self._ack_waiters = still_waiting
+
+    @staticmethod
+    def _wake(events: set[asyncio.Event]) -> None:
+        for event in events:
             event.set()
 
     def fail_waiters(self, error: ErrorCode) -> None:
-        """The partition went away (deleted or shut down): waiting produces get ``error``."""
+        """The partition went away here (deleted, shut down, leadership moved): waiting produces get ``error``."""
         for _offset, future in self._ack_waiters:
             if not future.done():
                 future.set_exception(KafkaError(error, f"{self} is no longer served here"))
         self._ack_waiters = []
-        for event in self._hw_watchers:
-            event.set()
+        self._wake(self._hw_watchers)
+        self._wake(self._append_watchers)

@@ -1,6 +1,10 @@
-"""The partitions this broker hosts: creating, opening, deleting their logs, and background log upkeep.
+"""The partitions this broker hosts: creating, opening, deleting their logs, their roles, and background upkeep.
 
-It owns the map (topic, partition) -> ``Partition`` and the single-node ``MetadataStore``.  Topic-level
+It owns the map (topic, partition) -> ``Partition`` and the single-node ``MetadataStore``.  In cluster mode it
+turns committed metadata into roles (``apply_local_changes``: lead, follow, delete), serves follower fetches as
+leader (``serve_replica_fetch``, long-polled), proposes ISR shrinks (``run_isr_expiration``) and expansions, and
+checkpoints every partition's high watermark (Kafka's ``replication-offset-checkpoint``) so that a restarted
+replica knows what was committed.  Topic-level
 behaviour (segment size, retention, max.message.bytes, ...) is resolved here from the topic's overrides and the
 broker defaults into a ``LogConfig`` per topic.  Background work that Kafka's LogManager schedules lives here
 too: retention (``log.retention.check.interval.ms``), time-based segment rolls and producer-id expiry.
@@ -17,21 +21,30 @@ import uuid
 from typing import Any
 
 from cluster.broker.flusher import GroupCommitFlusher
+from cluster.broker.hw_checkpoint import read_high_watermarks, write_high_watermarks
 from cluster.broker.metadata_store import MetadataStore, TopicRecord
 from cluster.broker.partition import Partition
 from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_configs
-from cluster.core.errors import CorruptRecordError, ErrorCode
+from cluster.core.clock import wall_clock_ms
+from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError, OffsetOutOfRangeError
+from cluster.replication import PendingIsrChange
 from cluster.storage.partition_log import LogConfig, PartitionLog
+from cluster.transport.replica_fetch_grpc import (
+    FetchRequest,
+    FetchResponse,
+    PartitionFetch,
+    PartitionFetchResult,
+)
 
 log = logging.getLogger("cluster.broker.replicas")
 
-# Single node: the broker is the leader of every partition from epoch 0; the Raft issue makes this real.
+# Single node: the broker is the leader of every partition from epoch 0, its ISR is itself.
 INITIAL_LEADER_EPOCH = 0
 
 
 def now_ms() -> int:
     """The broker's one wall-clock function (fault injection can skew it in one place)."""
-    return int(time.time() * 1000)
+    return wall_clock_ms()
 
 
 class ReplicaManager:
@@ -40,6 +53,16 @@ class ReplicaManager:
         self.store = store
         self.flusher = flusher
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.node_id = config.node_id
+        self.cluster_mode = bool(config.get("controller.quorum.voters"))
+        self.replica_lag_time_max_ms = config.get("replica.lag.time.max.ms")
+        self._checkpointed_high_watermarks = read_high_watermarks(config.log_dir)
+        # Set by the cluster runtime: sends a proposed ISR change to the controller (AlterPartition).
+        self.send_isr_change = None
+        # Set by the cluster runtime: the replica fetcher manager (followers) and broker epochs from the image.
+        self.fetchers = None
+        self.registered_broker_epoch = lambda broker_id: -1
+        self.on_isr_change_applied = None   # metrics hook: called with "shrink" or "expand"
 
     # lifecycle ------------------------------------------------------------------------------------------
     def open_all(self) -> None:
@@ -52,6 +75,7 @@ class ReplicaManager:
                  time.monotonic() - started)
 
     def close_all(self) -> None:
+        self.checkpoint_high_watermarks()
         for partition in self.partitions.values():
             partition.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
             partition.log.close()
@@ -62,9 +86,41 @@ class ReplicaManager:
         log_config = self.log_config_for(record)
         partition_log = PartitionLog.open(directory, log_config, now_ms())
         partition = Partition(record.name, partition_index, record.topic_id, partition_log, log_config,
-                              INITIAL_LEADER_EPOCH, self.flusher.mark_dirty)
+                              self.node_id, self.flusher.mark_dirty,
+                              self._checkpointed_high_watermarks.get((record.name, partition_index), 0))
         self.partitions[(record.name, partition_index)] = partition
+        if not self.cluster_mode:
+            partition.become_leader(INITIAL_LEADER_EPOCH, 0, (self.node_id,), (self.node_id,), now_ms(),
+                                    self.replica_lag_time_max_ms, self.min_insync_replicas(record.name))
         return partition
+
+    def min_insync_replicas(self, topic: str) -> int:
+        record = self.store.topics.get(topic)
+        if record is None:
+            return self.config.get("min.insync.replicas")
+        return int(self.topic_configs(record)["min.insync.replicas"][0])
+
+    # high watermark checkpoint ----------------------------------------------------------------------
+    def checkpoint_high_watermarks(self) -> None:
+        """Kafka's replication-offset-checkpoint: where each replica's committed data ends, for its restart."""
+        high_watermarks = {key: partition.high_watermark for key, partition in self.partitions.items()
+                           if not partition.deleted}
+        try:
+            write_high_watermarks(self.config.log_dir, high_watermarks)
+        except OSError as exc:
+            log.error("cannot write the high watermark checkpoint: %s", exc)
+
+    async def run_high_watermark_checkpoints(self) -> None:
+        interval_s = self.config.get("replica.high.watermark.checkpoint.interval.ms") / 1000
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval_s)
+            high_watermarks = {key: partition.high_watermark for key, partition in self.partitions.items()
+                               if not partition.deleted}
+            try:
+                await loop.run_in_executor(None, write_high_watermarks, self.config.log_dir, high_watermarks)
+            except OSError as exc:
+                log.error("cannot write the high watermark checkpoint: %s", exc)
 
     # topic configuration ------------------------------------------------------------------------------
     def topic_configs(self, record: TopicRecord) -> dict[str, tuple[Any, int]]:
@@ -119,6 +175,8 @@ class ReplicaManager:
         if partition is None:
             return False
         partition.deleted = True
+        if self.fetchers is not None:
+            self.fetchers.remove(partition)
         partition.fail_waiters(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
         partition.log.close()
         self._remove_directory_later(os.path.join(self.config.log_dir, f"{name}-{partition_index}"))
@@ -148,27 +206,187 @@ class ReplicaManager:
 
     # cluster mode: committed metadata decides ----------------------------------------------------------
     def apply_local_changes(self, changes, image) -> None:
-        """Acts on ``MetadataDelta.local_changes(node_id)``: delete removed replicas, open the logs of new
-        ones, and take the leader epoch and role of each changed partition from the image.  Followers do
-        not fetch from their leader yet (the replication issue adds that)."""
+        """Acts on ``MetadataDelta.local_changes(node_id)``: delete removed replicas, open the logs of new ones,
+        make this broker leader or follower of each changed partition, and tell every led partition which of
+        its followers may be in the ISR (fenced or shutting-down brokers may not)."""
         for name, _topic_id, partition_index in changes.deletes:
             if self._remove_replica(name, partition_index):
                 log.info("deleted replica %s-%d", name, partition_index)
-        for is_leader, group in ((True, changes.leaders), (False, changes.followers)):
-            for (name, partition_index), local in group.items():
-                partition = self.partitions.get((name, partition_index))
-                if partition is None:
-                    record = self.store.topics[name]
-                    partition = self._open_partition(record, partition_index)
-                registration = local.registration
-                was_leader = partition.is_leader
-                partition.leader_epoch = registration.leader_epoch
-                partition.leader_id = registration.leader
-                partition.replicas = tuple(registration.replicas)
-                partition.isr = tuple(registration.isr)
-                partition.is_leader = is_leader
-                if was_leader and not is_leader:
-                    partition.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        current_ms = now_ms()
+        for (name, partition_index), local in changes.leaders.items():
+            partition = self._partition_for(name, partition_index)
+            registration = local.registration
+            partition.become_leader(registration.leader_epoch, registration.partition_epoch, registration.replicas,
+                                    registration.isr, current_ms, self.replica_lag_time_max_ms,
+                                    self.min_insync_replicas(name))
+            if self.fetchers is not None:
+                self.fetchers.remove(partition)
+        for (name, partition_index), local in changes.followers.items():
+            partition = self._partition_for(name, partition_index)
+            registration = local.registration
+            partition.become_follower(registration.leader, registration.leader_epoch, registration.replicas,
+                                      registration.isr, current_ms, self.config.get("replica.fetch.backoff.ms"))
+            if self.fetchers is not None:
+                self.fetchers.update(partition)
+        self.refresh_isr_eligibility(image)
+
+    def remove_stray_logs(self) -> list[str]:
+        """Deletes partition directories that committed metadata no longer assigns to this broker (a topic
+        deleted, or a replica moved away, while this broker was down).  Called only once this broker has
+        caught up with the metadata log, so "not assigned" is a fact, not a gap in what we know."""
+        removed = []
+        for name in sorted(os.listdir(self.config.log_dir)):
+            topic, dash, index = name.rpartition("-")
+            if not dash or not index.isdigit() or topic.startswith("__cluster_metadata"):
+                continue
+            directory = os.path.join(self.config.log_dir, name)
+            if not os.path.isdir(directory) or (topic, int(index)) in self.partitions:
+                continue
+            log.warning("removing stray partition directory %s: no longer assigned to broker %d by the metadata",
+                        directory, self.node_id)
+            self._remove_directory_later(directory)
+            removed.append(name)
+        return removed
+
+    def _partition_for(self, name: str, partition_index: int) -> Partition:
+        partition = self.partitions.get((name, partition_index))
+        if partition is None:
+            partition = self._open_partition(self.store.topics[name], partition_index)
+        return partition
+
+    def refresh_isr_eligibility(self, image) -> None:
+        """Kafka's isReplicaIsrEligible: a fenced broker, or one in controlled shutdown, cannot join an ISR and
+        does not hold back the high watermark unless it is already in the ISR."""
+        brokers = image.cluster.brokers
+        for partition in self.partitions.values():
+            state = partition.leader_state
+            if state is None:
+                continue
+            advanced = False
+            for follower in state.followers():
+                registration = brokers.get(follower.replica_id)
+                eligible = registration is not None and registration.is_active
+                if follower.isr_eligible != eligible:
+                    advanced |= state.set_replica_isr_eligible(follower.replica_id, eligible)
+            if advanced:
+                partition.on_high_watermark_maybe_changed()
+
+    # leader: serving follower fetches -------------------------------------------------------------------
+    async def serve_replica_fetch(self, request: FetchRequest) -> FetchResponse:
+        """One follower fetch: records progress (which may advance the high watermark and expand the ISR),
+        then returns data from each fetch offset, long-polling up to ``max_wait_ms`` while there is none."""
+        registered_epoch = self.registered_broker_epoch(request.replica_id)
+        current_ms = now_ms()
+        served = [self._follower_fetch(fetch, request, registered_epoch, current_ms) for fetch in request.partitions]
+        budget = request.max_bytes
+        if request.max_wait_ms > 0 and all(not self._has_data(p, f, r) for p, f, r in served):
+            await self._wait_for_appends([p for p, _f, r in served if p is not None and r.error_code == 0],
+                                         request.max_wait_ms)
+        response = FetchResponse()
+        for partition, fetch, result in served:
+            if partition is not None and result.error_code == 0 and result.diverging_epoch is None and budget > 0:
+                budget -= self._read_for_follower(partition, fetch, result, budget)
+            response.partitions.append(result)
+        return response
+
+    def _follower_fetch(self, fetch: PartitionFetch, request: FetchRequest, registered_epoch: int,
+                        current_ms: int) -> tuple[Partition | None, PartitionFetch, PartitionFetchResult]:
+        result = PartitionFetchResult(fetch.topic_id, fetch.partition)
+        record = self.store.topic_by_id(fetch.topic_id)
+        partition = self.partitions.get((record.name, fetch.partition)) if record is not None else None
+        if partition is None or partition.leader_state is None:
+            result.error_code = int(ErrorCode.NOT_LEADER_OR_FOLLOWER if partition is not None
+                                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            return None, fetch, result
+        state = partition.leader_state
+        result.log_start_offset = partition.log_start_offset
+        try:
+            if fetch.fetch_offset > partition.log_end_offset and fetch.last_fetched_epoch < 0:
+                raise OffsetOutOfRangeError(f"{partition}: follower fetch offset {fetch.fetch_offset} beyond log "
+                                            f"end offset {partition.log_end_offset}")
+            if fetch.fetch_offset < partition.log_start_offset:
+                raise OffsetOutOfRangeError(f"{partition}: follower fetch offset {fetch.fetch_offset} below log "
+                                            f"start offset {partition.log_start_offset}")
+            epoch_end = (partition.end_offset_for_epoch(fetch.last_fetched_epoch)
+                         if fetch.last_fetched_epoch >= 0 else None)
+            outcome = state.on_follower_fetch(
+                request.replica_id, fetch.fetch_offset, current_ms, partition.log_end_offset,
+                last_fetched_epoch=fetch.last_fetched_epoch, leader_epoch_end_offset=epoch_end,
+                current_leader_epoch=fetch.current_leader_epoch, log_start_offset=fetch.log_start_offset,
+                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch)
+        except KafkaError as exc:
+            result.error_code = int(exc.error_code)
+            result.high_watermark = partition.high_watermark
+            return None, fetch, result
+        result.high_watermark = outcome.high_watermark
+        if outcome.diverging_epoch is not None:
+            result.diverging_epoch = (outcome.diverging_epoch.leader_epoch, outcome.diverging_epoch.end_offset)
+            return partition, fetch, result
+        if outcome.high_watermark_advanced:
+            partition.on_high_watermark_maybe_changed()
+        self._maybe_expand_isr(partition, request.replica_id)
+        return partition, fetch, result
+
+    @staticmethod
+    def _has_data(partition: Partition | None, fetch: PartitionFetch, result: PartitionFetchResult) -> bool:
+        if partition is None or result.error_code != 0 or result.diverging_epoch is not None:
+            return True   # an answer the follower needs now
+        return partition.log_end_offset > fetch.fetch_offset
+
+    async def _wait_for_appends(self, partitions: list[Partition], max_wait_ms: int) -> None:
+        event = asyncio.Event()
+        for partition in partitions:
+            partition.add_append_watcher(event)
+        try:
+            await asyncio.wait_for(event.wait(), max_wait_ms / 1000)
+        except TimeoutError:
+            pass
+        finally:
+            for partition in partitions:
+                partition.remove_append_watcher(event)
+
+    @staticmethod
+    def _read_for_follower(partition: Partition, fetch: PartitionFetch, result: PartitionFetchResult,
+                           budget: int) -> int:
+        if partition.leader_state is None or partition.deleted:
+            result.error_code = int(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+            return 0
+        try:
+            data = partition.log.read(fetch.fetch_offset, min(fetch.partition_max_bytes, budget),
+                                      partition.log_end_offset)
+        except OffsetOutOfRangeError:
+            result.error_code = int(ErrorCode.OFFSET_OUT_OF_RANGE)
+            return 0
+        result.records = data
+        result.high_watermark = partition.high_watermark
+        result.log_start_offset = partition.log_start_offset
+        return len(data)
+
+    # leader: ISR changes --------------------------------------------------------------------------------
+    def _maybe_expand_isr(self, partition: Partition, replica_id: int) -> None:
+        change = partition.leader_state.maybe_expand_isr(replica_id)
+        if change is not None:
+            self._propose_isr_change(partition, change)
+
+    def _propose_isr_change(self, partition: Partition, change: PendingIsrChange) -> None:
+        log.info("%s: proposing ISR %s -> %s (%s)", partition, list(change.last_committed_isr), list(change.new_isr),
+                 change.kind.value)
+        if self.send_isr_change is not None:
+            self.send_isr_change(partition, change)
+
+    async def run_isr_expiration(self) -> None:
+        """Kafka's isr-expiration task: every half ``replica.lag.time.max.ms``, propose dropping lagging followers."""
+        interval_s = max(self.replica_lag_time_max_ms / 2, 50) / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            current_ms = now_ms()
+            for partition in list(self.partitions.values()):
+                state = partition.leader_state
+                if state is None or len(state.replicas) == 1:
+                    continue
+                change = state.maybe_shrink_isr(current_ms)
+                if change is not None:
+                    self._propose_isr_change(partition, change)
 
     # background upkeep --------------------------------------------------------------------------------
     async def run_log_upkeep(self) -> None:

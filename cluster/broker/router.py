@@ -25,6 +25,7 @@ from cluster.broker.handlers import (
     offsets,
     produce,
     producer_ids,
+    reassignments,
 )
 from cluster.broker.handlers.api_versions import SUPPORTED_VERSIONS
 from cluster.broker.handlers.context import RequestContext
@@ -62,6 +63,9 @@ HANDLERS: dict[int, Callable] = {
     api_versions.API_DESCRIBE_GROUPS: groups.handle_describe_groups,
     api_versions.API_LIST_GROUPS: groups.handle_list_groups,
     api_versions.API_DELETE_GROUPS: groups.handle_delete_groups,
+    api_versions.API_ELECT_LEADERS: reassignments.handle_elect_leaders,
+    api_versions.API_ALTER_PARTITION_REASSIGNMENTS: reassignments.handle_alter_partition_reassignments,
+    api_versions.API_LIST_PARTITION_REASSIGNMENTS: reassignments.handle_list_partition_reassignments,
 }
 assert set(HANDLERS) == set(SUPPORTED_VERSIONS), "every advertised API has a handler"
 
@@ -101,7 +105,7 @@ class RequestRouter:
         except ProtocolDecodeError as exc:
             raise CloseConnection(f"malformed {spec.name} v{header.api_version} request: {exc}") from None
         context = RequestContext(self._broker, header.api_version, header.correlation_id, header.client_id,
-                                 connection.peer)
+                                 connection.peer, getattr(connection, "listener_name", None))
         started = self._broker.metrics_on_request(spec.name)
         result = self._handlers[header.api_key](context, request)
         header_version = response_header_version(header.api_key, header.api_version)

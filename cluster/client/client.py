@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from cluster.client.connection import ApiKey, BrokerConnection
 from cluster.client.errors import BrokerConnectionError, KafkaResponseError, error_from_code
 from cluster.client.groups import GroupsMixin
+from cluster.client.reassignments import ReassignmentsMixin
 from cluster.client.types import (
     NO_LEADER,
     BrokerInfo,
@@ -115,7 +116,7 @@ def _resource(topic: str, partition: int | None = None) -> str:
     return f"topic '{topic}'" if partition is None else f"partition {topic}-{partition}"
 
 
-class KafkaClient(GroupsMixin):
+class KafkaClient(GroupsMixin, ReassignmentsMixin):
     """``async with KafkaClient("127.0.0.1:9092") as client: ...``
 
     Group administration (find_coordinator, list_groups, describe_group(s), offset_fetch, offset_commit,

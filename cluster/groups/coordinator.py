@@ -1178,7 +1178,9 @@ class GroupCoordinator:
         self.num_partitions = num_partitions
 
     def begin_loading(self, partition: int) -> None:
-        """This node became leader of ``partition``: requests for its groups wait (LOAD_IN_PROGRESS)."""
+        """This node became leader of ``partition``: requests for its groups wait (LOAD_IN_PROGRESS).
+        A partition is always loaded from scratch: one still served (an older epoch) is unloaded first."""
+        invariant(partition not in self._owned, f"partition {partition} is loaded already: unload it first")
         self._loading.add(partition)
 
     def replay(self, partition: int, key: bytes, value: bytes | None, now_ms: int) -> None:

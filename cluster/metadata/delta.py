@@ -57,7 +57,10 @@ def merge_partition_change(current: PartitionRegistration, change) -> PartitionR
     recovery = current.leader_recovery_state
     if change.leader_recovery_state != -1:
         recovery = change.leader_recovery_state
-    merged = PartitionRegistration(replicas, isr, leader, leader_epoch, current.partition_epoch + 1, recovery)
+    adding = current.adding_replicas if change.adding_replicas is None else tuple(change.adding_replicas)
+    removing = current.removing_replicas if change.removing_replicas is None else tuple(change.removing_replicas)
+    merged = PartitionRegistration(replicas, isr, leader, leader_epoch, current.partition_epoch + 1, recovery,
+                                   adding, removing)
     invariant(merged.partition_epoch > current.partition_epoch, "partition epoch must increase")
     return merged
 
@@ -222,6 +225,8 @@ class MetadataDelta:
             leader_epoch=record.leader_epoch,
             partition_epoch=record.partition_epoch,
             leader_recovery_state=record.leader_recovery_state,
+            adding_replicas=tuple(record.adding_replicas or ()),
+            removing_replicas=tuple(record.removing_replicas or ()),
         )
         registration.check_invariants()
         topic.partition_changes[record.partition_id] = registration

@@ -113,15 +113,31 @@ class PartitionRegistration:
     leader_epoch: int
     partition_epoch: int
     leader_recovery_state: int = 0  # 0 = RECOVERED, 1 = RECOVERING (after an unclean election)
+    # A reassignment in progress (KIP-455): ``replicas`` is then target + old, ``adding_replicas`` the
+    # target members not yet caught up, ``removing_replicas`` the old members to drop on completion.
+    adding_replicas: tuple[int, ...] = ()
+    removing_replicas: tuple[int, ...] = ()
 
     def has_leader(self) -> bool:
         return self.leader != NO_LEADER
+
+    def is_reassigning(self) -> bool:
+        return bool(self.adding_replicas or self.removing_replicas)
+
+    def target_replicas(self) -> tuple[int, ...]:
+        """The replica set once the reassignment (if any) completes, in assignment order."""
+        return tuple(b for b in self.replicas if b not in self.removing_replicas)
 
     def check_invariants(self) -> None:
         invariant(len(set(self.replicas)) == len(self.replicas), f"duplicate replicas {self.replicas}")
         invariant(set(self.isr) <= set(self.replicas), f"isr {self.isr} not within replicas {self.replicas}")
         invariant(self.leader == NO_LEADER or self.leader in self.isr,
                   f"leader {self.leader} not in isr {self.isr}")
+        invariant(set(self.adding_replicas) <= set(self.replicas)
+                  and set(self.removing_replicas) <= set(self.replicas)
+                  and not set(self.adding_replicas) & set(self.removing_replicas),
+                  f"adding {self.adding_replicas} / removing {self.removing_replicas} inconsistent "
+                  f"with replicas {self.replicas}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,8 +52,10 @@ def place_replicas(broker_ids: Sequence[int], racks: Mapping[int, str | None], n
     placement = []
     for p in range(num_partitions):
         first = (start + p) % n
-        # Followers start at a shift that grows every n partitions so that replica pairs vary too.
-        shift = 1 + ((start + p) // n) % max(1, n - 1)
+        # Followers start at a shift that grows every n partitions *of this topic* (as Kafka's placer does) so
+        # that replica pairs vary too; counting the blocks from this topic's first partition keeps each block
+        # a full turn of the ring, so every broker gets the same number of replicas in it.
+        shift = 1 + (start // n + p // n) % max(1, n - 1)
         replicas = [ring[first]]
         used_racks = {_rack_key(racks, ring[first])}
         candidates = [ring[(first + shift + k) % n] for k in range(n)]

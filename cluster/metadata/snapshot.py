@@ -156,7 +156,8 @@ def _partition_record(topic: TopicImage, partition_id: int, registration: Partit
     return partition_record.PartitionRecord(
         partition_id=partition_id, topic_id=topic.topic_id, replicas=list(registration.replicas),
         isr=list(registration.isr), leader=registration.leader, leader_epoch=registration.leader_epoch,
-        partition_epoch=registration.partition_epoch, leader_recovery_state=registration.leader_recovery_state)
+        partition_epoch=registration.partition_epoch, leader_recovery_state=registration.leader_recovery_state,
+        adding_replicas=list(registration.adding_replicas), removing_replicas=list(registration.removing_replicas))
 
 
 def _config_records(base: MetadataImage, target: MetadataImage) -> list:

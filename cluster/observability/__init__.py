@@ -6,9 +6,11 @@ from cluster.observability.metrics import (
     ClusterSnapshot,
     ClusterStateCollector,
     PartitionState,
+    RaftSnapshot,
+    RaftStateCollector,
     count_records,
     iter_error_codes,
 )
 
 __all__ = ["BrokerMetrics", "ClusterSnapshot", "ClusterStateCollector", "MetricsHttpServer", "PartitionState",
-           "count_records", "iter_error_codes"]
+           "RaftSnapshot", "RaftStateCollector", "count_records", "iter_error_codes"]

@@ -7,13 +7,17 @@ tests and the simulator can run several brokers in one process.  Two kinds of me
   latency histograms and error codes per API, group rebalances, fsync rounds): cheap label lookups only;
 * state metrics computed lazily at scrape time by ``ClusterStateCollector`` from a snapshot the broker
   provides (under-replicated and offline partitions, log size per partition, consumer lag per group and
-  partition), so the hot path pays nothing for them.
+  partition), and by ``RaftStateCollector`` from the metadata quorum (leader, epoch, high watermark, applied
+  offset, commit lag), so the hot path pays nothing for them.
 
 Kafka equivalents: ``kraftpy_topic_bytes_in_total`` = BrokerTopicMetrics BytesInPerSec, ``..._messages_in_total``
 = MessagesInPerSec, ``kraftpy_request_latency_seconds`` = RequestMetrics TotalTimeMs, ``kraftpy_request_errors_total``
 = RequestMetrics ErrorsPerSec, ``kraftpy_under_replicated_partitions`` = ReplicaManager UnderReplicatedPartitions,
 ``kraftpy_offline_partitions`` = KafkaController OfflinePartitionsCount, ``kraftpy_log_flush_latency_seconds`` =
-LogFlushStats LogFlushRateAndTimeMs, ``kraftpy_consumer_group_lag`` = kafka-consumer-groups' LAG column.
+LogFlushStats LogFlushRateAndTimeMs, ``kraftpy_consumer_group_lag`` = kafka-consumer-groups' LAG column,
+``kraftpy_isr_shrinks_total``/``..._expands_total`` = ReplicaManager IsrShrinksPerSec/IsrExpandsPerSec,
+``kraftpy_raft_*`` = KRaft's raft-metrics (current-leader, current-epoch, high-watermark) and
+broker-metadata-metrics (last-applied-record-offset).
 """
 
 from __future__ import annotations
@@ -135,10 +139,58 @@ class ClusterStateCollector(Collector):
         yield lag
 
 
+@dataclass(frozen=True)
+class RaftSnapshot:
+    """What the metadata quorum looks like from this node at scrape time."""
+
+    leader_id: int | None  # None: no known leader
+    epoch: int
+    high_watermark: int  # the quorum's commit point as this node knows it (the leader's, told to followers)
+    applied_offset: int  # every metadata record below this offset has been replayed into this node's image
+    is_leader: bool
+
+
+def raft_snapshot_of(cluster) -> RaftSnapshot | None:
+    """The quorum state of a broker's ``ClusterRuntime`` (its ``driver`` and ``applied_hw``); None without one."""
+    driver = getattr(cluster, "driver", None)
+    if driver is None:
+        return None
+    return RaftSnapshot(leader_id=driver.leader_id, epoch=driver.epoch, high_watermark=driver.high_watermark,
+                        applied_offset=cluster.applied_hw, is_leader=driver.leader_id == driver.node_id)
+
+
+class RaftStateCollector(Collector):
+    """Exports the metadata quorum's state from ``snapshot()`` (None: this node runs no quorum -> nothing)."""
+
+    def __init__(self, snapshot: Callable[[], RaftSnapshot | None]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        raft = self._snapshot()
+        if raft is None:
+            return
+        yield GaugeMetricFamily("kraftpy_raft_leader_id", "Node id of the metadata quorum leader (the active "
+                                "controller); -1 when unknown", value=-1 if raft.leader_id is None else raft.leader_id)
+        yield GaugeMetricFamily("kraftpy_raft_is_leader", "1 on the metadata quorum leader, 0 elsewhere",
+                                value=1 if raft.is_leader else 0)
+        yield GaugeMetricFamily("kraftpy_raft_epoch", "Current epoch (term) of the metadata quorum", value=raft.epoch)
+        yield GaugeMetricFamily("kraftpy_raft_high_watermark", "Metadata log offset below which entries are "
+                                "committed", value=raft.high_watermark)
+        yield GaugeMetricFamily("kraftpy_raft_applied_offset", "Metadata log offset below which this node has "
+                                "applied every committed entry", value=raft.applied_offset)
+        yield GaugeMetricFamily("kraftpy_raft_commit_lag", "Committed metadata entries not yet applied here "
+                                "(high watermark minus applied offset, never negative)",
+                                value=max(raft.high_watermark - raft.applied_offset, 0))
+
+
 class BrokerMetrics:
     """One broker's metrics; ``exposition()`` renders them in Prometheus' text format."""
 
-    def __init__(self, snapshot: Callable[[], ClusterSnapshot] | None = None) -> None:
+    def __init__(self, snapshot: Callable[[], ClusterSnapshot] | None = None,
+                 raft_snapshot: Callable[[], RaftSnapshot | None] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.bytes_in = Counter("kraftpy_topic_bytes_in", "Bytes of record batches produced to a topic",
@@ -160,8 +212,14 @@ class BrokerMetrics:
                                            "of rounds)", buckets=FLUSH_LATENCY_BUCKETS, registry=r)
         self.ready = Gauge("kraftpy_broker_ready", "1 once the broker serves clients, 0 before and while "
                            "shutting down", registry=r)
+        self.isr_shrinks = Counter("kraftpy_isr_shrinks", "Times a partition led here removed replicas from "
+                                   "its ISR", registry=r)
+        self.isr_expands = Counter("kraftpy_isr_expands", "Times a partition led here added a caught-up replica "
+                                   "back to its ISR", registry=r)
         if snapshot is not None:
             r.register(ClusterStateCollector(snapshot))
+        if raft_snapshot is not None:
+            r.register(RaftStateCollector(raft_snapshot))
 
     # -- event hooks (hot path: label lookups only) ---------------------------------------------------
     def on_produce(self, topic: str, batches) -> None:
@@ -183,6 +241,14 @@ class BrokerMetrics:
 
     def on_rebalance(self) -> None:
         self.group_rebalances.inc()
+
+    def on_isr_shrink(self, count: int = 1) -> None:
+        """A partition this broker leads shrank its ISR (``count`` changes at once, usually 1)."""
+        self.isr_shrinks.inc(count)
+
+    def on_isr_expand(self, count: int = 1) -> None:
+        """A partition this broker leads took a caught-up follower back into its ISR."""
+        self.isr_expands.inc(count)
 
     def on_flush(self, duration_s: float) -> None:
         self.log_flush_latency.observe(duration_s)

@@ -224,6 +224,9 @@ class PartitionLeaderState:
         self.now_ms = now_ms
         self._followers: dict[int, ReplicaFetchState] = {}
         self._reset_followers(now_ms)
+        # A lone ISR (or a restarted leader whose whole log is durable) commits at once, not on the next write:
+        # a retried duplicate appends nothing and must still be answered.
+        self._maybe_increment_high_watermark()
 
     # -- views ----------------------------------------------------------------------------------------------
     @property

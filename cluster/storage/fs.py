@@ -6,6 +6,10 @@ fsync, fills up, or forgets unsynced writes, without touching the log's logic.  
 the real thing: plain POSIX calls, nothing buffered in Python, and atomic small-file writes done
 the way crash-safe software does them (write a temporary file, fsync it, rename it over the old
 one, fsync the directory).
+
+Test-only: while ``sync_journal`` is set (``power_loss.install``, off by default) every open for writing,
+dup, close, fsync, truncate and delete is reported to it, so a restart can drop exactly the bytes that
+were never fsynced (power_loss.py).  With it unset each of those calls costs one attribute test.
 """
 
 from __future__ import annotations
@@ -26,25 +30,37 @@ class FileSystem:
     """POSIX file operations used by segments, indexes and checkpoints."""
 
     tmp_suffix = _TMP_SUFFIX
+    sync_journal = None   # power_loss.SyncJournal while the test hook is on
 
     # -- descriptors ---------------------------------------------------------------------------
     def open_append(self, path: str) -> int:
         """Opens (creating if needed) a file whose writes always go to its end."""
-        return os.open(path, _LOG_FLAGS, 0o644)
+        fd = os.open(path, _LOG_FLAGS, 0o644)
+        if self.sync_journal is not None:
+            self.sync_journal.opened(fd, path)
+        return fd
 
     def open_write(self, path: str, *, create: bool = False) -> int:
         """Opens a file for positional writes; without ``create`` a missing file raises
         FileNotFoundError instead of coming back to life."""
-        return os.open(path, _WRITE_FLAGS | (os.O_CREAT if create else 0), 0o644)
+        fd = os.open(path, _WRITE_FLAGS | (os.O_CREAT if create else 0), 0o644)
+        if self.sync_journal is not None:
+            self.sync_journal.opened(fd, path)
+        return fd
 
     def open_dir(self, path: str) -> int:
         return os.open(path, _DIR_FLAGS)
 
     def close(self, fd: int) -> None:
+        if self.sync_journal is not None:
+            self.sync_journal.closed(fd)
         os.close(fd)
 
     def dup(self, fd: int) -> int:
-        return os.dup(fd)
+        new_fd = os.dup(fd)
+        if self.sync_journal is not None:
+            self.sync_journal.duplicated(fd, new_fd)
+        return new_fd
 
     def write(self, fd: int, data) -> None:
         """Writes all of ``data``; os.write may write less than asked on a full disk or a signal."""
@@ -69,11 +85,19 @@ class FileSystem:
 
     def truncate(self, fd: int, size: int) -> None:
         os.ftruncate(fd, size)
+        if self.sync_journal is not None:
+            self.sync_journal.truncated(fd, size)
 
     def fdatasync(self, fd: int) -> None:
+        if self.sync_journal is not None:
+            self.sync_journal.sync(fd, os.fdatasync)
+            return
         os.fdatasync(fd)
 
     def fsync(self, fd: int) -> None:
+        if self.sync_journal is not None:
+            self.sync_journal.sync(fd, os.fsync)
+            return
         os.fsync(fd)
 
     # -- paths ---------------------------------------------------------------------------------
@@ -91,12 +115,16 @@ class FileSystem:
         return True
 
     def unlink(self, path: str) -> None:
+        if self.sync_journal is not None:
+            self.sync_journal.removed(path)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
 
     def rmtree(self, path: str) -> None:
+        if self.sync_journal is not None:
+            self.sync_journal.removed_tree(path)
         shutil.rmtree(path, ignore_errors=True)
 
     def path_size(self, path: str) -> int:

@@ -816,6 +816,13 @@ class PartitionLog:
             self._dir_synced_generation = self._dir_generation
         self._after_truncation()
 
+    def reset_to(self, offset: int) -> None:
+        """Empties the log and restarts it at ``offset`` (a follower whose leader deleted, by retention, every
+        offset beyond our log end: nothing we hold is still on the leader).  Fsynced before returning."""
+        self._check_open()
+        self._void_flush_tickets()
+        self._truncate_fully_and_start_at(offset)
+
     def _void_flush_tickets(self) -> None:
         """Before files are truncated or replaced: tickets prepared earlier must neither write
         their captured index entries nor publish their target (see FlushTicket)."""

@@ -35,6 +35,7 @@ import crc32c
 
 from cluster.core.errors import invariant
 from cluster.raft.log import ElectionState, LogEntry, SnapshotId
+from cluster.storage.fs import LOCAL_FS
 
 _HEADER = struct.Struct(">II")          # body length, CRC-32C of body
 _BODY = struct.Struct(">qiB")           # offset, epoch, flags
@@ -52,23 +53,7 @@ class RaftStoreError(Exception):
 
 def write_file_atomically(path: Path, data: bytes) -> None:
     """tmp + fsync + rename + directory fsync: after return, ``path`` holds ``data`` across a crash."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    LOCAL_FS.write_file_atomically(str(path), data)
 
 
 def encode_record(entry: LogEntry) -> bytes:

@@ -18,10 +18,19 @@ create_topics          topics [{name, num_partitions, replication_factor,       
 delete_topics          names [str]                                                  {name: [error_code, message]}
 create_partitions      name, count, assignments [[ids]] | None                      [error_code, message]
 allocate_producer_ids  broker_id, broker_epoch                                      [error_code, start, length]
+alter_partition        broker_id, broker_epoch, topic_id (str), partition,          {error_code, leader_id,
+                       leader_epoch, partition_epoch, new_isr [[id, epoch]]          leader_epoch, partition_epoch,
+                                                                                    isr [ids]}
 describe_quorum        {}                                                           {leader_id, leader_epoch,
                                                                                     high_watermark, voters
                                                                                     [[id, leo, last_fetch_ms]],
                                                                                     observers [...]}
+alter_reassignments    partitions [[topic, partition, [ids] | None (cancel)]]       [[topic, partition, error_code,
+                                                                                    message]]
+list_reassignments     partitions [[topic, partition]] | None (all)                 [[topic, partition, replicas,
+                                                                                    adding, removing]]
+elect_leaders          election_type (0 preferred, 1 unclean), partitions           [[topic, partition, error_code,
+                       [[topic, partition]] | None (all)                            message]]
 =====================  ==========================================================  ==================================
 
 Every reply also carries a call status (``ControllerReply``): error_code 0 when the operation ran, else why it
@@ -216,6 +225,80 @@ def _quorum_result_from_pb(m: pb.DescribeQuorumResponse) -> dict:
             "observers": _replicas_from_pb(m.observers)}
 
 
+def _alter_partition_to_pb(args: dict) -> dict:
+    return {"broker_id": args["broker_id"], "broker_epoch": args["broker_epoch"], "topic_id": args["topic_id"],
+            "partition": args["partition"], "leader_epoch": args["leader_epoch"],
+            "partition_epoch": args["partition_epoch"],
+            "new_isr": [pb.IsrMember(broker_id=b, broker_epoch=e) for b, e in args["new_isr"]]}
+
+
+def _alter_partition_from_pb(m: pb.AlterPartitionRequest) -> dict:
+    return {"broker_id": m.broker_id, "broker_epoch": m.broker_epoch, "topic_id": m.topic_id,
+            "partition": m.partition, "leader_epoch": m.leader_epoch, "partition_epoch": m.partition_epoch,
+            "new_isr": [[member.broker_id, member.broker_epoch] for member in m.new_isr]}
+
+
+def _alter_partition_result_to_pb(result: dict) -> dict:
+    return {"error_code": int(result["error_code"]), "leader_id": result["leader_id"],
+            "leader_epoch": result["leader_epoch"], "partition_epoch": result["partition_epoch"],
+            "isr": list(result["isr"])}
+
+
+def _alter_partition_result_from_pb(m: pb.AlterPartitionResponse) -> dict:
+    return {"error_code": m.error_code, "leader_id": m.leader_id, "leader_epoch": m.leader_epoch,
+            "partition_epoch": m.partition_epoch, "isr": list(m.isr)}
+
+
+def _partition_refs_to_pb(partitions) -> dict:
+    if partitions is None:
+        return {"all": True}
+    return {"all": False, "partitions": [pb.TopicPartitionRef(topic=t, partition=p) for t, p in partitions]}
+
+
+def _partition_refs_from_pb(m) -> list | None:
+    return None if m.all else [[r.topic, r.partition] for r in m.partitions]
+
+
+def _reassignment_target_to_pb(topic: str, partition: int, replicas) -> pb.ReassignmentTarget:
+    target = pb.ReassignmentTarget(topic=topic, partition=partition)
+    if replicas is not None:   # unset means cancel, unlike an (invalid) empty list
+        target.replicas.CopyFrom(pb.ReplicaList(broker_ids=list(replicas)))
+    return target
+
+
+def _alter_reassignments_from_pb(m: pb.AlterReassignmentsRequest) -> dict:
+    return {"partitions": [[t.topic, t.partition, list(t.replicas.broker_ids) if t.HasField("replicas") else None]
+                           for t in m.partitions]}
+
+
+def _partition_results_to_pb(result: list) -> dict:
+    return {"partitions": [pb.PartitionResult(topic=t, partition=p, error_code=int(code), error_message=message)
+                           for t, p, code, message in result]}
+
+
+def _partition_results_from_pb(m) -> list:
+    return [[r.topic, r.partition, r.error_code, _optional(r, "error_message")] for r in m.partitions]
+
+
+def _list_reassignments_result_to_pb(result: list) -> dict:
+    return {"partitions": [pb.OngoingReassignment(topic=t, partition=p, replicas=list(replicas),
+                                                  adding_replicas=list(adding), removing_replicas=list(removing))
+                           for t, p, replicas, adding, removing in result]}
+
+
+def _list_reassignments_result_from_pb(m: pb.ListReassignmentsResponse) -> list:
+    return [[r.topic, r.partition, list(r.replicas), list(r.adding_replicas), list(r.removing_replicas)]
+            for r in m.partitions]
+
+
+def _elect_leaders_to_pb(args: dict) -> dict:
+    return {"election_type": args["election_type"], **_partition_refs_to_pb(args.get("partitions"))}
+
+
+def _elect_leaders_from_pb(m: pb.ElectLeadersRequest) -> dict:
+    return {"election_type": m.election_type, "partitions": _partition_refs_from_pb(m)}
+
+
 # == the operation table =============================================================================================
 @dataclass(frozen=True)
 class _Operation:
@@ -245,8 +328,23 @@ OPERATIONS: dict[str, _Operation] = {
     "allocate_producer_ids": _Operation("AllocateProducerIds", pb.AllocateProducerIdsRequest,
                                         pb.AllocateProducerIdsResponse, _producer_ids_to_pb, _producer_ids_from_pb,
                                         _producer_ids_result_to_pb, _producer_ids_result_from_pb),
+    "alter_partition": _Operation("AlterPartition", pb.AlterPartitionRequest, pb.AlterPartitionResponse,
+                                  _alter_partition_to_pb, _alter_partition_from_pb, _alter_partition_result_to_pb,
+                                  _alter_partition_result_from_pb),
     "describe_quorum": _Operation("DescribeQuorum", pb.DescribeQuorumRequest, pb.DescribeQuorumResponse,
                                   lambda args: {}, lambda m: {}, _quorum_result_to_pb, _quorum_result_from_pb),
+    "alter_reassignments": _Operation(
+        "AlterReassignments", pb.AlterReassignmentsRequest, pb.AlterReassignmentsResponse,
+        lambda args: {"partitions": [_reassignment_target_to_pb(t, p, r) for t, p, r in args["partitions"]]},
+        _alter_reassignments_from_pb, _partition_results_to_pb, _partition_results_from_pb),
+    "list_reassignments": _Operation(
+        "ListReassignments", pb.ListReassignmentsRequest, pb.ListReassignmentsResponse,
+        lambda args: _partition_refs_to_pb(args.get("partitions")),
+        lambda m: {"partitions": _partition_refs_from_pb(m)},
+        _list_reassignments_result_to_pb, _list_reassignments_result_from_pb),
+    "elect_leaders": _Operation("ElectLeaders", pb.ElectLeadersRequest, pb.ElectLeadersResponse,
+                                _elect_leaders_to_pb, _elect_leaders_from_pb, _partition_results_to_pb,
+                                _partition_results_from_pb),
 }
 
 

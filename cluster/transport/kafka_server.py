@@ -12,6 +12,9 @@ Rules kept here:
     earlier one waits for fsync), but responses leave strictly in request order, as Kafka clients expect.
   * Backpressure: reading pauses while ``max_in_flight`` requests are unanswered or while the transport's
     write buffer is above its high-water mark, so a slow client cannot make the broker buffer without bound.
+  * Each connection knows the name of the listener it arrived on (``listener_name``, e.g. INTERNAL or
+    EXTERNAL), because Kafka answers Metadata and FindCoordinator with every broker's endpoint *for that
+    listener*: a client that came in through the host port must be sent host addresses, not in-network names.
 """
 
 from __future__ import annotations
@@ -49,7 +52,9 @@ class KafkaConnection(asyncio.BufferedProtocol):
     """One client connection: framing, in-order responses and flow control."""
 
     def __init__(self, dispatcher: RequestDispatcher, max_request_bytes: int, max_in_flight: int,
-                 on_close: Callable[[KafkaConnection], None] | None = None) -> None:
+                 on_close: Callable[[KafkaConnection], None] | None = None,
+                 listener_name: str | None = None) -> None:
+        self.listener_name = listener_name
         self._dispatcher = dispatcher
         self._max_request_bytes = max_request_bytes
         self._max_in_flight = max_in_flight
@@ -217,14 +222,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
 
 async def start_kafka_server(
-    dispatcher: RequestDispatcher, host: str, port: int, max_request_bytes: int, max_in_flight: int = 64
+    dispatcher: RequestDispatcher, host: str, port: int, max_request_bytes: int, max_in_flight: int = 64,
+    listener_name: str | None = None,
 ) -> tuple[asyncio.AbstractServer, set[KafkaConnection]]:
-    """Listens on host:port; returns the server and the live connection set (for shutdown)."""
+    """Listens on host:port; returns the server and the live connection set (for shutdown).
+
+    Every connection accepted here carries ``listener_name`` (the NAME of ``NAME://host:port``).
+    """
     connections: set[KafkaConnection] = set()
     loop = asyncio.get_running_loop()
 
     def factory() -> KafkaConnection:
-        connection = KafkaConnection(dispatcher, max_request_bytes, max_in_flight, connections.discard)
+        connection = KafkaConnection(dispatcher, max_request_bytes, max_in_flight, connections.discard,
+                                     listener_name)
         connections.add(connection)
         return connection
 

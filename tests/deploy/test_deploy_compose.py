@@ -85,22 +85,39 @@ def test_three_broker_services_all_voters():
         assert by_id[config.node_id].rsplit(":", 1)[0] == name == service["hostname"]
 
 
-def test_node_ids_are_distinct_and_listeners_advertise_the_service_name_on_a_published_port():
+def test_node_ids_are_distinct_and_listeners_advertise_internal_and_external_endpoints():
+    """INTERNAL advertises the service name (reachable inside the compose network), EXTERNAL advertises
+    localhost on a port published on the host as itself (reachable from the host)."""
     compose = load_compose()
     node_ids = set()
+    external_ports = set()
     for name in BROKERS:
         service = compose["services"][name]
         config = broker_config(service)
         node_ids.add(config.node_id)
-        (_, advertised_host, advertised_port), = config.advertised_listeners
-        (_, _bind_host, bound_port), = config.listeners
-        assert advertised_host == name
-        assert advertised_port == bound_port
-        published = {str(item).split(":")[0]: str(item).split(":")[1] for item in service["ports"]}
-        assert published[str(bound_port)] == str(bound_port), "host port must equal the advertised port"
+        bound = {listener: port for listener, _host, port in config.listeners}
+        advertised = {listener: (host, port) for listener, host, port in config.advertised_listeners}
+        assert set(bound) == set(advertised) == {"INTERNAL", "EXTERNAL"}
+        assert advertised["INTERNAL"] == (name, bound["INTERNAL"])
+        external_host, external_port = advertised["EXTERNAL"]
+        assert external_host == "localhost" and external_port == bound["EXTERNAL"]
+        external_ports.add(external_port)
+        published = {str(item).split(":")[1]: str(item).split(":")[0] for item in service["ports"]}
+        assert published[str(external_port)] == str(external_port), "host port must equal the advertised port"
+        assert str(bound["INTERNAL"]) not in published, "INTERNAL stays inside the compose network"
         metrics_port = str(parse_listener("X://" + config.get("metrics.listener"))[2])
-        assert metrics_port in published.values()
+        assert metrics_port in published
     assert node_ids == {1, 2, 3}
+    assert len(external_ports) == 3, "each broker needs its own host port"
+
+
+def test_the_one_shot_check_bootstraps_through_the_internal_listener():
+    compose = load_compose()
+    command = compose["services"]["quorum-check"]["command"]
+    bootstrap = command[command.index("--bootstrap-server") + 1]
+    host, port = bootstrap.rsplit(":", 1)
+    internal = {listener: p for listener, _h, p in broker_config(compose["services"][host]).listeners}["INTERNAL"]
+    assert int(port) == internal
 
 
 def test_named_volumes_one_per_broker_at_the_image_data_dir():

@@ -127,10 +127,10 @@ def topics(bootstrap: str) -> set[str]:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, replication_factor: int = 1,
-                 timeout_s: float = 15) -> None:
+                 timeout_s: float = 15, config: dict[str, str] | None = None) -> None:
     client = admin(bootstrap)   # kept alive until the result arrives (librdkafka destroys a dropped handle)
-    client.create_topics([NewTopic(name, num_partitions=partitions,
-                                   replication_factor=replication_factor)])[name].result(timeout_s)
+    client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
+                                   config=config or {})])[name].result(timeout_s)
 
 
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:

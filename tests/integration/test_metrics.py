@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 from broker_process import free_port
+from cluster_process import broker_ids
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -135,3 +136,75 @@ def test_request_errors_are_counted_per_api_and_code(metrics_broker):
     after = scrape(port)
     assert (value(after, "kraftpy_request_errors_total", api="Fetch", error="OFFSET_OUT_OF_RANGE")
             > value(before, "kraftpy_request_errors_total", api="Fetch", error="OFFSET_OUT_OF_RANGE"))
+
+
+# -- cluster mode: the metadata quorum's metrics, and the Grafana dashboard against a live exposition ---------------
+@pytest.fixture
+def quorum_broker(broker_factory, tmp_path):
+    """A broker in cluster mode: a metadata quorum of one voter (itself), metrics on a known port."""
+    from cluster.broker.cluster_mode import write_meta_properties
+    port, controller_port = free_port(), free_port()
+    data_dir = tmp_path / "quorum-broker" / "data"
+    write_meta_properties(str(data_dir), "metrics-" + uuid.uuid4().hex[:10], 1)
+    process = broker_factory("quorum-broker", {"metrics.listener": f"127.0.0.1:{port}",
+                                               "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+                                               "group.initial.rebalance.delay.ms": "0"})
+    assert process.data_dir == data_dir, "broker_factory's layout changed: meta.properties went elsewhere"
+    return process, port
+
+
+def wait_until(predicate, timeout_s: float = 10.0) -> bool:
+    import time
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_raft_metrics_move_with_metadata_traffic(quorum_broker):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    process, port = quorum_broker
+    assert wait_until(lambda: value(scrape(port), "kraftpy_raft_leader_id") == 1)
+    assert wait_until(lambda: broker_ids(process.bootstrap) == {1}), "the broker never got unfenced"
+    before = scrape(port)
+    assert value(before, "kraftpy_raft_is_leader") == 1
+    assert value(before, "kraftpy_raft_epoch") >= 1
+    assert value(before, "kraftpy_isr_shrinks_total") == 0 and ("kraftpy_isr_expands_total", ()) in before
+    admin = AdminClient({"bootstrap.servers": process.bootstrap})
+    names = [f"raft-metrics-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    for name in names:   # one CreateTopics each: each is one controller decision, one committed metadata entry
+        admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(15)
+    # The high watermark and the applied offset move on by at least one entry per topic.
+    assert wait_until(lambda: value(scrape(port), "kraftpy_raft_applied_offset")
+                      >= value(before, "kraftpy_raft_applied_offset") + len(names)), scrape(port)
+    after = scrape(port)
+    assert value(after, "kraftpy_raft_high_watermark") > value(before, "kraftpy_raft_high_watermark")
+    assert value(after, "kraftpy_raft_commit_lag") == max(value(after, "kraftpy_raft_high_watermark")
+                                                           - value(after, "kraftpy_raft_applied_offset"), 0)
+    assert wait_until(lambda: value(scrape(port), "kraftpy_raft_commit_lag") == 0)
+
+
+def test_dashboard_references_only_exported_metrics(quorum_broker):
+    """Every metric the Grafana dashboard's PromQL names is exported by a live broker (after some traffic)."""
+    import json
+    from pathlib import Path
+
+    from cluster.observability.dashboard import exported_metrics, missing_metrics, referenced_metrics
+    process, port = quorum_broker
+    assert wait_until(lambda: broker_ids(process.bootstrap) == {1}), "the broker never got unfenced"
+    topic = f"dash-{uuid.uuid4().hex[:8]}"
+    producer = Producer({"bootstrap.servers": process.bootstrap, "acks": "all"})
+    producer.produce(topic, value=b"x" * 100, partition=0)
+    assert producer.flush(30) == 0
+    assert wait_until(lambda: value(scrape(port), "kraftpy_raft_leader_id") >= 0)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    dashboard = json.loads((Path(__file__).resolve().parents[2] / "deploy/grafana/kraftpy-dashboard.json").read_text())
+    assert len(referenced_metrics(dashboard)) >= 15
+    assert missing_metrics(dashboard, exposition) == set()
+    # The check is not vacuous: a dashboard naming a metric the broker does not export fails it.
+    dashboard["panels"].append({"type": "stat", "targets": [{"expr": "sum(kraftpy_raft_leader_idd)"}]})
+    assert missing_metrics(dashboard, exposition) == {"kraftpy_raft_leader_idd"}
+    assert "kraftpy_raft_leader_idd" not in exported_metrics(exposition)

@@ -45,6 +45,11 @@ ops = st.one_of(
     st.tuples(st.just("grow"), st.integers(0, 4), st.integers(1, 3)),
     st.tuples(st.just("alter_isr"), st.integers(0, 10_000), st.booleans()),
     st.tuples(st.just("pids"), st.integers(0, BROKERS - 1)),
+    st.tuples(st.just("reassign"), st.integers(0, 10_000), st.lists(st.integers(0, BROKERS - 1), min_size=1,
+                                                                     max_size=3, unique=True)),
+    st.tuples(st.just("reassign"), st.integers(0, 10_000), st.none()),
+    st.tuples(st.just("elect"), st.integers(0, 10_000), st.integers(0, 1)),
+    st.tuples(st.just("rebalance"), st.integers(0, 100)),
 )
 
 
@@ -125,6 +130,27 @@ class Model:
             assert all(start >= s + n for s, n in self.pid_blocks)
             self.pid_blocks.append((start, length))
 
+    def _pick_partition(self, pick):
+        parts = [(t, p) for t in self.image.topics.by_id.values() for p in sorted(t.partitions)]
+        return None if not parts else parts[pick % len(parts)]
+
+    def op_reassign(self, pick, target):
+        chosen = self._pick_partition(pick)
+        if chosen is not None:
+            (topic, index) = chosen
+            response = self.commit(self.controller.alter_partition_reassignments([(topic.name, index, target)]))
+            event(f"reassign {'cancel' if target is None else 'start'}: {response[(topic.name, index)][0].name}")
+
+    def op_elect(self, pick, election_type):
+        chosen = self._pick_partition(pick)
+        if chosen is not None:
+            topic, index = chosen
+            response = self.commit(self.controller.elect_leaders(election_type, [(topic.name, index)]))
+            event(f"elect {election_type}: {response[(topic.name, index)][0].name}")
+
+    def op_rebalance(self, percentage):
+        self.commit(self.controller.rebalance_leaders(percentage))
+
     def check(self) -> None:
         image = self.image
         image.check_invariants()
@@ -132,6 +158,9 @@ class Model:
             for index, reg in topic.partitions.items():
                 assert len(set(reg.replicas)) == len(reg.replicas)
                 assert reg.isr and set(reg.isr) <= set(reg.replicas)
+                # a reassignment never lingers once it could complete (every change tries to complete it)
+                assert not (reg.is_reassigning() and set(reg.adding_replicas) <= set(reg.isr)
+                            and set(reg.isr) - set(reg.removing_replicas)), reg
                 if reg.leader != NO_LEADER:
                     assert reg.leader in reg.isr
                     broker = image.cluster.broker(reg.leader)

@@ -17,6 +17,7 @@ API_OFFSET_FOR_LEADER_EPOCH, API_DESCRIBE_CONFIGS, API_CREATE_PARTITIONS = 23, 3
 API_OFFSET_COMMIT, API_OFFSET_FETCH, API_FIND_COORDINATOR, API_JOIN_GROUP = 8, 9, 10, 11
 API_HEARTBEAT, API_LEAVE_GROUP, API_SYNC_GROUP, API_DESCRIBE_GROUPS = 12, 13, 14, 15
 API_LIST_GROUPS, API_DELETE_GROUPS = 16, 42
+API_ELECT_LEADERS, API_ALTER_PARTITION_REASSIGNMENTS, API_LIST_PARTITION_REASSIGNMENTS = 43, 45, 46
 
 # api_key -> (min advertised version, max advertised version)
 SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
@@ -43,6 +44,10 @@ SUPPORTED_VERSIONS: dict[int, tuple[int, int]] = {
     API_DESCRIBE_GROUPS: (0, 5),
     API_LIST_GROUPS: (0, 4),
     API_DELETE_GROUPS: (0, 2),
+    # Replica placement and leadership, decided by the active controller (handlers/reassignments.py).
+    API_ELECT_LEADERS: (0, 2),
+    API_ALTER_PARTITION_REASSIGNMENTS: (0, 0),
+    API_LIST_PARTITION_REASSIGNMENTS: (0, 0),
 }
 
 # Produce versions that parse but whose (pre-RecordBatch v2) semantics we do not implement.

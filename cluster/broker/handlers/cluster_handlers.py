@@ -59,7 +59,7 @@ async def handle_metadata(context: RequestContext, request) -> mr.MetadataRespon
     return mr.MetadataResponse(
         throttle_time_ms=0,
         brokers=[mr.MetadataResponseBroker(node_id=node_id, host=host, port=port, rack=rack)
-                 for node_id, host, port, rack in broker.live_brokers()],
+                 for node_id, host, port, rack in broker.live_brokers(context.listener_name)],
         cluster_id=cluster.cluster_id,
         controller_id=leader if leader is not None else -1,
         topics=topics,
@@ -245,7 +245,8 @@ async def handle_find_coordinator(context: RequestContext, request) -> fcr.FindC
         if topic is None:
             return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
     registration = topic.partitions.get(partition_for(request.key, len(topic.partitions)))
-    address = cluster.broker_address(registration.leader) if registration is not None else None
+    address = (cluster.broker_address(registration.leader, context.listener_name)
+               if registration is not None else None)
     if address is None or (registration.leader == cluster.node_id and not _loaded_here(broker, request.key)):
         return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
     return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=0, error_message=None,

@@ -16,3 +16,6 @@ class RequestContext:
     correlation_id: int
     client_id: str | None
     peer: str
+    # The listener (``NAME`` of ``NAME://host:port``) the request arrived on: Metadata and FindCoordinator
+    # answer with each broker's endpoint for this listener.  None: the first advertised listener.
+    listener_name: str | None = None

@@ -76,6 +76,11 @@ def handle_find_coordinator(context: RequestContext, request) -> fcr.FindCoordin
     else:
         error, node, message = ErrorCode.INVALID_REQUEST, None, f"Unknown coordinator key type {key_type}."
     node_id, host, port = node if node is not None else (-1, "", -1)
+    if node is not None:
+        # The coordinator's endpoint on the listener this client came in through (INTERNAL vs EXTERNAL).
+        for live_id, live_host, live_port, _rack in context.broker.live_brokers(context.listener_name):
+            if live_id == node_id:
+                host, port = live_host, live_port
     return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=error, error_message=message,
                                        node_id=node_id, host=host, port=port)
 

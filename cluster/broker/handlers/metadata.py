@@ -30,7 +30,7 @@ def handle_metadata(context: RequestContext, request) -> mr.MetadataResponse:
     return mr.MetadataResponse(
         throttle_time_ms=0,
         brokers=[mr.MetadataResponseBroker(node_id=node_id, host=host, port=port, rack=rack)
-                 for node_id, host, port, rack in broker.live_brokers()],
+                 for node_id, host, port, rack in broker.live_brokers(context.listener_name)],
         cluster_id=store.cluster_id,
         controller_id=broker.config.node_id,
         topics=topics,

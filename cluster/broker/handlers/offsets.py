@@ -27,7 +27,7 @@ def handle_list_offsets(context: RequestContext, request) -> lor.ListOffsetsResp
             partition = context.broker.replica_manager.get(topic.name, data.partition_index)
             try:
                 if partition is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise KafkaError(context.broker.replica_manager.missing_error(topic.name, data.partition_index))
                 partition.check_leader_epoch(data.current_leader_epoch)
                 result.timestamp, result.offset, result.leader_epoch = _lookup(partition, data.timestamp)
             except KafkaError as exc:
@@ -42,6 +42,11 @@ def _lookup(partition, target: int) -> tuple[int, int, int]:
     high_watermark = partition.high_watermark
     if target == EARLIEST_TIMESTAMP:
         return -1, partition.log_start_offset, _epoch_at(partition, partition.log_start_offset)
+    state = partition.leader_state
+    if state is not None and state.high_watermark_behind_epoch_start:
+        # A new leader whose HW has not reached its epoch's start could answer an offset that later goes
+        # backwards (replication.md section 2.8): the client retries until the followers caught up.
+        raise KafkaError(ErrorCode.OFFSET_NOT_AVAILABLE, "high watermark behind the leader epoch start")
     if target == LATEST_TIMESTAMP:
         return -1, high_watermark, partition.leader_epoch
     if target == MAX_TIMESTAMP:
@@ -72,7 +77,7 @@ def handle_offset_for_leader_epoch(context: RequestContext, request) -> ofler.Of
             partition = context.broker.replica_manager.get(topic.topic, data.partition)
             try:
                 if partition is None:
-                    raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                    raise KafkaError(context.broker.replica_manager.missing_error(topic.name, data.partition_index))
                 partition.check_leader_epoch(data.current_leader_epoch)
                 result.leader_epoch, result.end_offset = partition.log.end_offset_for_epoch(data.leader_epoch)
             except KafkaError as exc:

@@ -3,8 +3,10 @@
 * acks=0: append and send no response at all (Kafka closes the connection on errors it cannot report; we log
   and carry on, since nothing stored is affected by a rejected batch).
 * acks=1: answer once the leader appended (the batch is not yet durable, nor visible to consumers).
-* acks=-1 (all): answer once the high watermark covers the batch, i.e. once it is fsynced (and, with
-  replication, once the ISR has it), or REQUEST_TIMED_OUT after the request's ``timeout_ms``.
+* acks=-1 (all): NOT_ENOUGH_REPLICAS before appending when the ISR is below min.insync.replicas; else answer
+  once the high watermark covers the batch, i.e. once every ISR member fsynced it (the delayed-produce
+  purgatory: ``Partition.wait_for_high_watermark``), NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
+  min.insync.replicas meanwhile, or REQUEST_TIMED_OUT after the request's ``timeout_ms``.
 
 Every partition is handled independently: one bad batch fails only its own partition.  All appends of a
 request happen synchronously before the first wait, so requests on one connection append in arrival order.
@@ -45,7 +47,7 @@ def handle_produce(context: RequestContext, request):
                 if data.records is None or len(data.records) == 0:
                     raise KafkaError(ErrorCode.INVALID_RECORD, "no record batch")
                 base_offset, last_offset, log_append_time_ms = partition.append_records(
-                    data.records, now_ms, context.api_version)
+                    data.records, now_ms, context.api_version, request.acks)
                 response.base_offset = base_offset
                 response.log_append_time_ms = log_append_time_ms
                 response.log_start_offset = partition.log_start_offset

@@ -202,3 +202,45 @@ def test_http_server_endpoints():
             await server.stop()
 
     asyncio.run(scenario())
+
+
+# -- ISR shrink/expand counters and the metadata quorum (Raft) collector --------------------------------------------
+def test_isr_shrink_and_expand_counters():
+    metrics = BrokerMetrics()
+    assert samples(metrics)[("kraftpy_isr_shrinks_total", ())] == 0
+    metrics.on_isr_shrink()
+    metrics.on_isr_shrink(2)
+    metrics.on_isr_expand()
+    values = samples(metrics)
+    assert values[("kraftpy_isr_shrinks_total", ())] == 3
+    assert values[("kraftpy_isr_expands_total", ())] == 1
+
+
+def test_raft_collector_reads_the_snapshot_at_scrape_time():
+    from cluster.observability import RaftSnapshot
+    state = {"raft": RaftSnapshot(leader_id=2, epoch=5, high_watermark=40, applied_offset=37, is_leader=False)}
+    metrics = BrokerMetrics(raft_snapshot=lambda: state["raft"])
+    values = samples(metrics)
+    assert values[("kraftpy_raft_leader_id", ())] == 2
+    assert values[("kraftpy_raft_epoch", ())] == 5
+    assert values[("kraftpy_raft_high_watermark", ())] == 40
+    assert values[("kraftpy_raft_applied_offset", ())] == 37
+    assert values[("kraftpy_raft_commit_lag", ())] == 3
+    assert values[("kraftpy_raft_is_leader", ())] == 0
+    state["raft"] = RaftSnapshot(leader_id=None, epoch=6, high_watermark=41, applied_offset=41, is_leader=False)
+    values = samples(metrics)
+    assert values[("kraftpy_raft_leader_id", ())] == -1
+    assert values[("kraftpy_raft_commit_lag", ())] == 0
+    state["raft"] = None   # no quorum on this node: the family is absent, not zero
+    assert not any(name.startswith("kraftpy_raft_") for name, _ in samples(metrics))
+
+
+def test_raft_snapshot_of_a_cluster_runtime():
+    from types import SimpleNamespace
+
+    from cluster.observability.metrics import raft_snapshot_of
+    assert raft_snapshot_of(None) is None
+    driver = SimpleNamespace(node_id=1, leader_id=1, epoch=3, high_watermark=12)
+    snapshot = raft_snapshot_of(SimpleNamespace(driver=driver, applied_hw=10))
+    assert (snapshot.leader_id, snapshot.epoch, snapshot.high_watermark, snapshot.applied_offset,
+            snapshot.is_leader) == (1, 3, 12, 10, True)

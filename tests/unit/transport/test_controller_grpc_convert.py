@@ -74,6 +74,28 @@ CASES = {
         {"leader_id": 1, "leader_epoch": 4, "high_watermark": 99, "voters": [[1, 100, 5], [2, 99, -1]],
          "observers": [[7, 10, 3]]},
     ),
+    "alter_partition": (
+        {"broker_id": 1, "broker_epoch": 40, "topic_id": "6f1c1b9e-8d8a-4a3e-9a59-1f4f0e3c2b1a", "partition": 2,
+         "leader_epoch": 3, "partition_epoch": 9, "new_isr": [(1, -1), (2, 41)]},
+        {"broker_id": 1, "broker_epoch": 40, "topic_id": "6f1c1b9e-8d8a-4a3e-9a59-1f4f0e3c2b1a", "partition": 2,
+         "leader_epoch": 3, "partition_epoch": 9, "new_isr": [[1, -1], [2, 41]]},
+        {"error_code": 0, "leader_id": 1, "leader_epoch": 3, "partition_epoch": 10, "isr": [1, 2]},
+    ),
+    "alter_reassignments": (
+        {"partitions": [("orders", 0, [2, 3, 1]), ("orders", 1, None), ("x", 2, [])]},
+        {"partitions": [["orders", 0, [2, 3, 1]], ["orders", 1, None], ["x", 2, []]]},
+        [["orders", 0, 0, None], ["orders", 1, int(ErrorCode.NO_REASSIGNMENT_IN_PROGRESS), "none"]],
+    ),
+    "list_reassignments": (
+        {"partitions": None},
+        {"partitions": None},
+        [["orders", 0, [2, 3, 1], [3], [1]]],
+    ),
+    "elect_leaders": (
+        {"election_type": 0, "partitions": [("orders", 0), ("orders", 1)]},
+        {"election_type": 0, "partitions": [["orders", 0], ["orders", 1]]},
+        [["orders", 0, 0, None], ["orders", 1, int(ErrorCode.ELECTION_NOT_NEEDED), "not needed"]],
+    ),
 }
 
 
@@ -122,6 +144,14 @@ def test_create_partitions_keeps_null_assignments_apart_from_empty():
         args = {"name": "t", "count": 2, "assignments": assignments}
         message = _through_bytes(request_to_pb("create_partitions", args, cluster_id="c", source_id=1))
         assert request_from_pb("create_partitions", message)[2]["assignments"] == assignments
+
+
+def test_reassignment_and_election_keep_null_lists_apart_from_empty():
+    for op, key in (("list_reassignments", "partitions"), ("elect_leaders", "partitions")):
+        base = {"election_type": 1} if op == "elect_leaders" else {}
+        for value in (None, []):
+            message = _through_bytes(request_to_pb(op, {**base, key: value}, cluster_id="c", source_id=1))
+            assert request_from_pb(op, message)[2][key] == value
 
 
 def test_unknown_operation_is_invalid_request():

@@ -34,6 +34,11 @@ class ControllerServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.AlterPartition = channel.unary_unary(
+                '/cluster.v1.ControllerService/AlterPartition',
+                request_serializer=cluster_dot_v1_dot_controller__pb2.AlterPartitionRequest.SerializeToString,
+                response_deserializer=cluster_dot_v1_dot_controller__pb2.AlterPartitionResponse.FromString,
+                _registered_method=True)
         self.RegisterBroker = channel.unary_unary(
                 '/cluster.v1.ControllerService/RegisterBroker',
                 request_serializer=cluster_dot_v1_dot_controller__pb2.RegisterBrokerRequest.SerializeToString,
@@ -69,10 +74,31 @@ class ControllerServiceStub:
                 request_serializer=cluster_dot_v1_dot_controller__pb2.DescribeQuorumRequest.SerializeToString,
                 response_deserializer=cluster_dot_v1_dot_controller__pb2.DescribeQuorumResponse.FromString,
                 _registered_method=True)
+        self.AlterReassignments = channel.unary_unary(
+                '/cluster.v1.ControllerService/AlterReassignments',
+                request_serializer=cluster_dot_v1_dot_controller__pb2.AlterReassignmentsRequest.SerializeToString,
+                response_deserializer=cluster_dot_v1_dot_controller__pb2.AlterReassignmentsResponse.FromString,
+                _registered_method=True)
+        self.ListReassignments = channel.unary_unary(
+                '/cluster.v1.ControllerService/ListReassignments',
+                request_serializer=cluster_dot_v1_dot_controller__pb2.ListReassignmentsRequest.SerializeToString,
+                response_deserializer=cluster_dot_v1_dot_controller__pb2.ListReassignmentsResponse.FromString,
+                _registered_method=True)
+        self.ElectLeaders = channel.unary_unary(
+                '/cluster.v1.ControllerService/ElectLeaders',
+                request_serializer=cluster_dot_v1_dot_controller__pb2.ElectLeadersRequest.SerializeToString,
+                response_deserializer=cluster_dot_v1_dot_controller__pb2.ElectLeadersResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServiceServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def AlterPartition(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def RegisterBroker(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -116,9 +142,32 @@ class ControllerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AlterReassignments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReassignments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ElectLeaders(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'AlterPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterPartition,
+                    request_deserializer=cluster_dot_v1_dot_controller__pb2.AlterPartitionRequest.FromString,
+                    response_serializer=cluster_dot_v1_dot_controller__pb2.AlterPartitionResponse.SerializeToString,
+            ),
             'RegisterBroker': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterBroker,
                     request_deserializer=cluster_dot_v1_dot_controller__pb2.RegisterBrokerRequest.FromString,
@@ -154,6 +203,21 @@ def add_ControllerServiceServicer_to_server(servicer, server):
                     request_deserializer=cluster_dot_v1_dot_controller__pb2.DescribeQuorumRequest.FromString,
                     response_serializer=cluster_dot_v1_dot_controller__pb2.DescribeQuorumResponse.SerializeToString,
             ),
+            'AlterReassignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterReassignments,
+                    request_deserializer=cluster_dot_v1_dot_controller__pb2.AlterReassignmentsRequest.FromString,
+                    response_serializer=cluster_dot_v1_dot_controller__pb2.AlterReassignmentsResponse.SerializeToString,
+            ),
+            'ListReassignments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReassignments,
+                    request_deserializer=cluster_dot_v1_dot_controller__pb2.ListReassignmentsRequest.FromString,
+                    response_serializer=cluster_dot_v1_dot_controller__pb2.ListReassignmentsResponse.SerializeToString,
+            ),
+            'ElectLeaders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ElectLeaders,
+                    request_deserializer=cluster_dot_v1_dot_controller__pb2.ElectLeadersRequest.FromString,
+                    response_serializer=cluster_dot_v1_dot_controller__pb2.ElectLeadersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'cluster.v1.ControllerService', rpc_method_handlers)
@@ -164,6 +228,33 @@ def add_ControllerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ControllerService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def AlterPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cluster.v1.ControllerService/AlterPartition',
+            cluster_dot_v1_dot_controller__pb2.AlterPartitionRequest.SerializeToString,
+            cluster_dot_v1_dot_controller__pb2.AlterPartitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def RegisterBroker(request,
@@ -344,6 +435,87 @@ class ControllerService:
             '/cluster.v1.ControllerService/DescribeQuorum',
             cluster_dot_v1_dot_controller__pb2.DescribeQuorumRequest.SerializeToString,
             cluster_dot_v1_dot_controller__pb2.DescribeQuorumResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterReassignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cluster.v1.ControllerService/AlterReassignments',
+            cluster_dot_v1_dot_controller__pb2.AlterReassignmentsRequest.SerializeToString,
+            cluster_dot_v1_dot_controller__pb2.AlterReassignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReassignments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cluster.v1.ControllerService/ListReassignments',
+            cluster_dot_v1_dot_controller__pb2.ListReassignmentsRequest.SerializeToString,
+            cluster_dot_v1_dot_controller__pb2.ListReassignmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ElectLeaders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cluster.v1.ControllerService/ElectLeaders',
+            cluster_dot_v1_dot_controller__pb2.ElectLeadersRequest.SerializeToString,
+            cluster_dot_v1_dot_controller__pb2.ElectLeadersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,474 @@
+"""Issue 4's replication figures: produce throughput at RF 3 next to a single node, and failover time.
+
+The issue asks for two numbers measured on real broker processes (started by bench/cluster.py's ``Cluster``,
+so this script owns their PIDs and every node runs the same cluster-mode code path, a single node being a
+quorum of one):
+
+1. produce throughput with confluent-kafka (1 KiB records, linger 5 ms, 1 MB batches, one partition) for a
+   single node (RF 1, acks=all, idempotent) as the reference, then a 3-node cluster with RF 3 and
+   ``min.insync.replicas=2`` at acks=all (idempotent) and at acks=1 (librdkafka refuses idempotence unless
+   acks=all, so that one is a plain producer); each the median of ``--repeats`` runs, as MB/s, msg/s, the
+   brokers' CPU and the ratio to the single node measured in the same run.  Target: acks=all >= 0.6x.
+2. failover time: an idempotent acks=all producer streams small ``seq-N`` records at a steady rate; the
+   partition leader is killed with -9, and the time from the kill to the first acknowledgement of a record
+   *sent after the kill* is recorded.  The killed broker is restarted and the ISR must be full again before
+   the next kill.  Run with tuned timeouts (``--kills``, default 10) and at the defaults (``--default-kills``,
+   default 5, fewer because each waits out the 9 s broker session timeout).  Targets: <= 2 s tuned,
+   <= 10 s at the defaults.  After the kills the partition is read back: every acknowledged record must be
+   present exactly once, at the offset its delivery report named.
+
+Output: JSON lines and human lines ("# "), then a summary table.  Slowness never fails the run (2 cores shared
+with other work: figures are for notes).  The exit status is non-zero only for a harness failure or a
+replication fault: a lost, duplicated or moved acknowledged record, a produce error, or no acknowledgement
+within ``--stall-cap-s`` of a kill.
+
+    .venv/bin/python bench/replication.py [--quick] [--size-mib 256] [--repeats 3] [--kills 10] [--default-kills 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import random
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "tests" / "helpers"))
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(BENCH_DIR))
+
+
+def _load_bench_cluster():
+    """bench/cluster.py under another name: ``import cluster`` must keep meaning the kraftpy package."""
+    spec = importlib.util.spec_from_file_location("bench_cluster", BENCH_DIR / "cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_cluster"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_cluster = _load_bench_cluster()
+from acked_stream import check_acknowledged_exactly_once, read_partition  # noqa: E402
+from cluster_process import create_topic  # noqa: E402
+from throughput import MB, own_cpu_seconds, process_cpu_seconds  # noqa: E402
+
+emit = bench_cluster.emit
+
+THROUGHPUT_TARGET_RATIO = 0.6
+FAILOVER_TARGET_TUNED_S = 2.0
+FAILOVER_TARGET_DEFAULT_S = 10.0
+SEND_INTERVAL_S = 0.004          # failover stream: one record every 4 ms (~250/s), whatever the acks do
+ISR_CAP_S = 120.0                # a restarted broker not back in the ISR by then is reported as a stall
+SETTLE_S = 1.0                   # production on a full ISR before each kill
+
+TUNED_BROKER = {
+    "controller.quorum.election.timeout.ms": "300",
+    "controller.quorum.fetch.timeout.ms": "600",
+    "broker.session.timeout.ms": "1000",
+    "broker.heartbeat.interval.ms": "300",
+    "replica.fetch.backoff.ms": "100",
+    "replica.fetch.wait.max.ms": "200",
+}
+TUNED_PRODUCER = {"retry.backoff.ms": 50, "topic.metadata.refresh.interval.ms": 1000}
+TOPIC_CONFIG_RF3 = {"min.insync.replicas": "2"}
+
+
+class ReplicationFault(Exception):
+    """A replication bug seen by the benchmark (lost/duplicated record, produce error, stall)."""
+
+
+# -- partition state through Metadata ---------------------------------------------------------------------------------
+class MetadataProbe:
+    """One long-lived AdminClient over every node (a dead one is skipped by librdkafka)."""
+
+    def __init__(self, cluster) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        everyone = ",".join(node.bootstrap for node in cluster.nodes.values())
+        self.admin = AdminClient({"bootstrap.servers": everyone, "reconnect.backoff.max.ms": 500,
+                                  "log_level": 2})   # no "connection refused" lines for the killed node
+
+    def partition(self, topic: str) -> tuple[int, list[int]]:
+        """(leader, isr) of partition 0; (-1, []) when metadata is unavailable."""
+        from confluent_kafka import KafkaException
+
+        try:
+            metadata = self.admin.list_topics(topic, timeout=2)
+        except KafkaException:
+            return -1, []
+        described = metadata.topics.get(topic)
+        if described is None or described.error is not None or 0 not in described.partitions:
+            return -1, []
+        partition = described.partitions[0]
+        return partition.leader, sorted(partition.isrs)
+
+
+def wait_partition_ready(probe: MetadataProbe, topic: str, replicas: int, timeout_s: float = 30.0,
+                         pump=None) -> float | None:
+    """Seconds until partition 0 has a leader and a full ISR (``pump`` runs between probes); None past the cap."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        leader, isr = probe.partition(topic)
+        if leader >= 0 and len(isr) >= replicas:
+            return time.monotonic() - started
+        if pump is not None:
+            pump(0.1)
+        else:
+            time.sleep(0.1)
+    return None
+
+
+# -- part 1: throughput -----------------------------------------------------------------------------------------------
+def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, msg_size: int,
+                max_seconds: float) -> dict:
+    """One timed produce of ``count`` records (send to last acknowledgement); brokers' and client's CPU %."""
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+    producer = Producer({
+        "bootstrap.servers": cluster.bootstrap,
+        "acks": acks,
+        "enable.idempotence": idempotent,
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "compression.type": "none",
+        "queue.buffering.max.kbytes": 256 * 1024,
+        "queue.buffering.max.messages": 1_000_000,
+        # a Python callback per record would measure Python, not the brokers: failures only
+        "delivery.report.only.error": True,
+        "on_delivery": lambda err, msg: errors.append(str(err)),
+        "message.timeout.ms": int(max_seconds * 1000) + 60_000,
+    })
+    payloads = [random.randbytes(msg_size) for _ in range(1024)]
+    producer.list_topics(topic, timeout=10)
+    pids = {node_id: node.pid for node_id, node in cluster.nodes.items() if node.is_alive()}
+    cpu_before = {node_id: process_cpu_seconds(pid) for node_id, pid in pids.items()}
+    client_before = own_cpu_seconds()
+    started = time.perf_counter()
+    deadline = started + max_seconds
+    sent, truncated = 0, False
+    produce = producer.produce
+    while sent < count:
+        try:
+            produce(topic, payloads[sent & 1023], partition=0)
+            sent += 1
+        except BufferError:
+            producer.poll(0.005)
+        if sent & 1023 == 0 or not sent:
+            producer.poll(0)
+            if time.perf_counter() > deadline:
+                truncated = True
+                break
+    remaining = producer.flush(120)
+    seconds = time.perf_counter() - started
+    broker_cpu = {node_id: round(100 * (process_cpu_seconds(pid) - cpu_before[node_id]) / seconds, 1)
+                  for node_id, pid in pids.items()}
+    return {"messages": sent, "seconds": round(seconds, 3), "mb_s": sent * msg_size / MB / seconds,
+            "msgs_s": sent / seconds, "broker_cpu_pct": broker_cpu,
+            "client_cpu_pct": round(100 * (own_cpu_seconds() - client_before) / seconds, 1),
+            "errors": len(errors) + remaining, "first_errors": errors[:3], "truncated": truncated}
+
+
+def throughput_config(cluster, label: str, replicas: int, acks: str, idempotent: bool, args, count: int) -> dict:
+    """``args.repeats`` runs, each on a fresh topic; returns the median run (by MB/s) with all runs' MB/s."""
+    probe = MetadataProbe(cluster)
+    runs = []
+    for run in range(1, args.repeats + 1):
+        topic = f"tput-{label}-r{run}-{int(time.time() * 1000)}"
+        create_topic(cluster.bootstrap, topic, 1, replication_factor=replicas, timeout_s=30,
+                     config=TOPIC_CONFIG_RF3 if replicas > 1 else {})
+        if wait_partition_ready(probe, topic, replicas) is None:
+            raise RuntimeError(f"{topic}: no leader with a full ISR within 30 s")
+        result = produce_run(cluster, topic, acks, idempotent, count, args.msg_size, args.max_seconds)
+        result.update({"bench": "replication_throughput", "config": label, "run": run, "replicas": replicas,
+                       "acks": acks, "idempotent": idempotent})
+        print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
+        runs.append(result)
+        cluster.check_alive()
+        if result["errors"]:
+            raise ReplicationFault(f"{label} run {run}: {result['errors']} records not acknowledged, "
+                                   f"e.g. {result['first_errors']}")
+    median = sorted(runs, key=lambda r: r["mb_s"])[len(runs) // 2]
+    median["all_mb_s"] = [round(r["mb_s"], 1) for r in runs]
+    return median
+
+
+def bench_throughput(root: Path, args, count: int) -> list[dict]:
+    results = []
+    single = bench_cluster.Cluster(root / "single", nodes=1, overrides=args.overrides)
+    try:
+        single.start()
+        results.append(throughput_config(single, "single-rf1-acks-all", 1, "all", True, args, count))
+    finally:
+        single.stop()
+    trio = bench_cluster.Cluster(root / "rf3", nodes=3, overrides=args.overrides)
+    try:
+        trio.start()
+        results.append(throughput_config(trio, "3node-rf3-acks-all", 3, "all", True, args, count))
+        results.append(throughput_config(trio, "3node-rf3-acks-1", 3, "1", False, args, count))
+    finally:
+        trio.stop()
+    reference = results[0]["mb_s"]
+    for result in results:
+        result["ratio"] = result["mb_s"] / reference
+        target = "" if result is results[0] else (
+            f" (target >= {THROUGHPUT_TARGET_RATIO}x: "
+            f"{'ok' if result['ratio'] >= THROUGHPUT_TARGET_RATIO else 'BELOW'})" if result["acks"] == "all" else "")
+        cpu = ", ".join(f"n{node}={pct:.0f}%" for node, pct in result["broker_cpu_pct"].items())
+        emit({"bench": "replication_throughput_median", "config": result["config"], "mb_s": round(result["mb_s"], 1),
+              "msgs_s": round(result["msgs_s"]), "ratio": round(result["ratio"], 3), "runs_mb_s": result["all_mb_s"],
+              "broker_cpu_pct": result["broker_cpu_pct"], "client_cpu_pct": result["client_cpu_pct"],
+              "truncated": result["truncated"]},
+             f"{result['config']:20s} {result['mb_s']:6.1f} MB/s {result['msgs_s']:>8,.0f} msg/s  "
+             f"ratio {result['ratio']:.2f}{target} | runs {result['all_mb_s']} | broker CPU {cpu}, client "
+             f"{result['client_cpu_pct']:.0f}%" + (" | TRUNCATED (time budget)" if result["truncated"] else ""))
+    return results
+
+
+# -- part 2: failover -------------------------------------------------------------------------------------------------
+class TimedStream:
+    """An idempotent acks=all producer sending ``seq-N`` at a steady rate, timing sends and acknowledgements.
+
+    ``acked`` (seq -> offset) is the shape acked_stream.check_acknowledged_exactly_once reads."""
+
+    def __init__(self, bootstrap: str, topic: str, producer_overrides: dict) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.acked: dict[int, int] = {}
+        self.failed: dict[int, str] = {}
+        self.client_errors: list[str] = []
+        self.duplicate_acks: list[int] = []
+        self.send_time: list[float] = []
+        self.mark = float("inf")               # records sent after this count for first_ack_after_mark
+        self.first_ack_after_mark: float | None = None
+        self.next_send = time.monotonic()
+        config = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 1,
+                  "message.timeout.ms": 300_000, "error_cb": self._on_error,
+                  "log_level": 2}   # errors reach error_cb; no per-reconnect log lines for the killed node
+        config.update(producer_overrides)
+        self.producer = Producer(config)
+
+    def _on_error(self, err) -> None:
+        self.client_errors.append(f"{'FATAL ' if err.fatal() else ''}{err}")
+
+    def _on_delivery(self, err, msg) -> None:
+        now = time.monotonic()
+        seq = int(msg.value().split(b"-")[1])
+        if err is not None:
+            self.failed[seq] = str(err)
+            return
+        if seq in self.acked:
+            self.duplicate_acks.append(seq)
+        self.acked[seq] = msg.offset()
+        if self.first_ack_after_mark is None and self.send_time[seq] > self.mark:
+            self.first_ack_after_mark = now
+
+    def pump(self, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            while self.next_send <= now:
+                self.producer.produce(self.topic, value=f"seq-{len(self.send_time)}".encode(), partition=0,
+                                      on_delivery=self._on_delivery)
+                self.send_time.append(time.monotonic())
+                self.next_send += SEND_INTERVAL_S
+            self.producer.poll(min(0.002, max(0.0, until - now)))
+            if time.monotonic() >= until:
+                return
+
+    def set_mark(self) -> None:
+        self.next_send = max(self.next_send, time.monotonic())   # no burst of catch-up sends after a pause
+        self.mark = time.monotonic()
+        self.first_ack_after_mark = None
+
+
+def one_failover(cluster, probe: MetadataProbe, stream: TimedStream, topic: str, index: int, cap_s: float) -> dict:
+    stream.pump(SETTLE_S)
+    leader, isr = probe.partition(topic)
+    if leader not in cluster.nodes:
+        raise RuntimeError(f"kill {index}: no partition leader to kill (metadata says {leader}, isr {isr})")
+    victim = cluster.nodes[leader]
+    stream.set_mark()
+    victim.kill9()
+    killed = stream.mark
+    while stream.first_ack_after_mark is None and time.monotonic() - killed < cap_s:
+        stream.pump(0.01)
+    failover_s = None if stream.first_ack_after_mark is None else stream.first_ack_after_mark - killed
+    new_leader, _ = probe.partition(topic)
+    restarted = time.monotonic()
+    victim.spawn()
+    isr_full_s = wait_partition_ready(probe, topic, len(cluster.nodes), ISR_CAP_S, pump=stream.pump)
+    if isr_full_s is not None:
+        isr_full_s = time.monotonic() - restarted
+    cluster.check_alive()
+    return {"run": index, "killed_leader": leader, "isr_before": isr, "new_leader": new_leader,
+            "failover_s": None if failover_s is None else round(failover_s, 3),
+            "isr_full_after_restart_s": None if isr_full_s is None else round(isr_full_s, 2)}
+
+
+def verify_stream(cluster, stream: TimedStream, topic: str) -> list[str]:
+    """Problems found: unacknowledged or failed sends, duplicate acks, lost/duplicated/moved records."""
+    remaining = stream.producer.flush(60)
+    problems = []
+    if remaining:
+        problems.append(f"{remaining} records still unacknowledged 60 s after the last kill")
+    if stream.failed:
+        problems.append(f"{len(stream.failed)} produce errors, e.g. {list(stream.failed.items())[:3]}")
+    if stream.duplicate_acks:
+        problems.append(f"records acknowledged twice: {stream.duplicate_acks[:10]}")
+    fatal = [e for e in stream.client_errors if e.startswith("FATAL")]
+    if fatal:
+        problems.append(f"fatal client errors: {fatal[:3]}")
+    records, high_watermark = read_partition(cluster.bootstrap, topic)
+    try:
+        check_acknowledged_exactly_once(stream, records, high_watermark)
+    except AssertionError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def bench_failover(root: Path, label: str, kills: int, broker_overrides: dict, producer_overrides: dict,
+                   target_s: float, cap_s: float) -> dict:
+    cluster = bench_cluster.Cluster(root / f"failover-{label}", nodes=3, overrides=broker_overrides)
+    runs: list[dict] = []
+    problems: list[str] = []
+    try:
+        cluster.start()
+        topic = f"failover-{label}"
+        create_topic(cluster.bootstrap, topic, 1, replication_factor=3, timeout_s=30, config=TOPIC_CONFIG_RF3)
+        probe = MetadataProbe(cluster)
+        if wait_partition_ready(probe, topic, 3) is None:
+            raise RuntimeError(f"{topic}: no leader with a full ISR within 30 s")
+        stream = TimedStream(cluster.bootstrap, topic, producer_overrides)
+        for index in range(1, kills + 1):
+            run = one_failover(cluster, probe, stream, topic, index, cap_s)
+            runs.append(run)
+            shown = "NO ACK (stall)" if run["failover_s"] is None else f"{run['failover_s']:.2f} s"
+            isr_s = run["isr_full_after_restart_s"]
+            emit({"bench": "failover", "timeouts": label, **run},
+                 f"{label} kill {index}: leader {run['killed_leader']} (isr {run['isr_before']}) -> "
+                 f"{run['new_leader']}, first ack of a post-kill record after {shown}; ISR full "
+                 f"{'NEVER' if isr_s is None else f'{isr_s:.1f} s'} after the restart")
+            if run["failover_s"] is None:
+                problems.append(f"kill {index}: no acknowledgement of a post-kill record within {cap_s:.0f} s")
+                break
+            if run["isr_full_after_restart_s"] is None:
+                problems.append(f"kill {index}: restarted node {run['killed_leader']} not back in the ISR "
+                                f"within {ISR_CAP_S:.0f} s")
+                break
+        problems += verify_stream(cluster, stream, topic)
+        acked, sent = len(stream.acked), len(stream.send_time)
+    except Exception as exc:  # noqa: BLE001 -- reported; brokers stopped below
+        problems.append(f"harness: {type(exc).__name__}: {exc}")
+        acked = sent = 0
+    finally:
+        cluster.stop()
+    times = [r["failover_s"] for r in runs if r["failover_s"] is not None]
+    summary = {"bench": "failover_summary", "timeouts": label, "kills": len(runs), "measured": len(times),
+               "median_s": round(statistics.median(times), 3) if times else None,
+               "min_s": min(times) if times else None, "max_s": max(times) if times else None,
+               "over_target": sum(1 for t in times if t > target_s), "target_s": target_s,
+               "sent": sent, "acked": acked, "problems": problems, "work_dir": str(cluster.nodes[1].work_dir.parent)}
+    human = (f"failover ({label}), {len(times)} kills: median {summary['median_s']} s, min {summary['min_s']} s, "
+             f"max {summary['max_s']} s (target <= {target_s:.0f} s; {summary['over_target']} over); "
+             f"{acked} of {sent} records acknowledged, read back: "
+             + ("every acknowledged record exactly once at its offset" if not problems else
+                "PROBLEMS: " + " | ".join(problems)))
+    emit(summary, human)
+    return summary
+
+
+# -- main -------------------------------------------------------------------------------------------------------------
+def print_table(throughput: list[dict], failovers: list[dict]) -> None:
+    print("#\n# ---- summary (figures for notes; 2 shared cores) ----", flush=True)
+    print(f"# {'configuration':22s} {'MB/s':>7s} {'msg/s':>9s} {'ratio':>6s}  broker CPU %", flush=True)
+    for r in throughput:
+        cpu = "/".join(f"{pct:.0f}" for pct in r["broker_cpu_pct"].values())
+        print(f"# {r['config']:22s} {r['mb_s']:7.1f} {r['msgs_s']:9,.0f} {r['ratio']:6.2f}  {cpu}", flush=True)
+    if throughput:
+        print(f"# target: 3node-rf3-acks-all >= {THROUGHPUT_TARGET_RATIO}x single node", flush=True)
+    print(f"# {'failover':22s} {'kills':>5s} {'median':>7s} {'min':>6s} {'max':>6s} {'target':>7s}  verdict",
+          flush=True)
+    for f in failovers:
+        def s(value):
+            return "-" if value is None else f"{value:.2f}"
+        verdict = "FAULT" if f["problems"] else ("ok" if f["median_s"] is not None and f["median_s"] <= f["target_s"]
+                                                 else "over target")
+        print(f"# {f['timeouts']:22s} {f['measured']:5d} {s(f['median_s']):>7s} {s(f['min_s']):>6s} "
+              f"{s(f['max_s']):>6s} {f['target_s']:6.0f}s  {verdict}", flush=True)
+
+
+def _raise_interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="32 MiB per run, 2 repeats, 3 tuned and 2 default kills")
+    parser.add_argument("--size-mib", type=float, help="MiB of record values per throughput run (default 256)")
+    parser.add_argument("--msg-size", type=int, default=1024, help="bytes per record value (default 1024)")
+    parser.add_argument("--repeats", type=int, help="throughput runs per configuration, median shown (default 3)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per throughput run (default 60)")
+    parser.add_argument("--kills", type=int, help="leader kills with tuned timeouts (default 10)")
+    parser.add_argument("--default-kills", type=int, help="leader kills at default timeouts (default 5)")
+    parser.add_argument("--stall-cap-s", type=float, default=60.0,
+                        help="no acknowledgement this long after a kill is reported as a stall (default 60)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,tuned,defaults")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="broker config for every cluster of the run (repeatable), e.g. replica.fetch.max.bytes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (broker logs)")
+    args = parser.parse_args(argv)
+    args.size_mib = args.size_mib if args.size_mib is not None else (32 if args.quick else 256)
+    args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
+    kills = args.kills if args.kills is not None else (3 if args.quick else 10)
+    default_kills = args.default_kills if args.default_kills is not None else (2 if args.quick else 5)
+    skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+    args.overrides = dict(item.split("=", 1) for item in args.override)
+    count = max(1, int(args.size_mib * 1024 * 1024) // args.msg_size)
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    root = Path(tempfile.mkdtemp(prefix="kraftpy-bench-replication-"))
+    emit({"bench": "setup", "work_dir": str(root), "records_per_run": count, "msg_size": args.msg_size,
+          "repeats": args.repeats, "kills_tuned": kills, "kills_defaults": default_kills},
+         f"work dir {root}; throughput: {count:,} records of {args.msg_size} B per run, median of {args.repeats}; "
+         f"failover: {kills} kills tuned, {default_kills} at defaults (fewer: each waits out the default timeouts)")
+    started = time.monotonic()
+    ok = True
+    throughput: list[dict] = []
+    failovers: list[dict] = []
+    try:
+        if "throughput" not in skip:
+            throughput = bench_throughput(root, args, count)
+        if "tuned" not in skip and kills > 0:
+            failovers.append(bench_failover(root, "tuned", kills, {**TUNED_BROKER, **args.overrides}, TUNED_PRODUCER,
+                                            FAILOVER_TARGET_TUNED_S, args.stall_cap_s))
+        if "defaults" not in skip and default_kills > 0:
+            failovers.append(bench_failover(root, "defaults", default_kills, args.overrides, {},
+                                            FAILOVER_TARGET_DEFAULT_S, args.stall_cap_s))
+        ok = not any(f["problems"] for f in failovers)
+    except KeyboardInterrupt:
+        print("# interrupted; brokers stopped", file=sys.stderr)
+        ok = False
+    except Exception as exc:  # noqa: BLE001 -- harness error or replication fault: reported, exit 1
+        print(f"# bench failed: {type(exc).__name__}: {exc}", flush=True)
+        ok = False
+    print_table(throughput, failovers)
+    if args.keep or not ok:
+        print(f"# broker logs kept in {root}", flush=True)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"# total {time.monotonic() - started:.0f} s", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

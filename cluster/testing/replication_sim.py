@@ -1,0 +1,895 @@
+"""A seeded simulation of partition replication: leader, followers, controller decisions and faults.
+
+Why: the rules that keep an acknowledged ``acks=all`` write alive (epoch-based truncation, fsynced-only high
+watermark, ISR-only election, epoch-checked AlterPartition; replication.md §2 and §5) fail only under rare
+interleavings of crashes, pauses and a misbehaving network.  As ``raft_sim`` does for KRaft, this runs the
+*real* pure cores -- ``PartitionLeaderState``, ``FollowerFetchState`` and the real ``QuorumController`` (it is
+pure and decides by records, so it is driven directly; the metadata quorum itself is tested by raft_sim and
+is modelled here as a reliable, instantly committing log) -- under thousands of reproducible fault schedules,
+and checks the safety properties after every event:
+
+  * a leader's high watermark never decreases within its leader epoch;
+  * committed data is never lost: every acknowledged batch (offset range, payload) is in the log of every
+    later leader at the same offset, and no offset is acknowledged twice with different payloads;
+  * no replica truncates below its own high watermark;
+  * after healing (network reliable, every broker running) and quiescing, all replicas hold identical logs.
+
+What is simulated: one partition with N replicas, each a fake log (batches of (offset range, leader epoch,
+payload id)), an fsynced prefix, and the real ``LeaderEpochCache`` kept in memory; a fake clock; a network
+that delays, drops, duplicates and (through random delays) reorders fetch requests/responses, heartbeats and
+AlterPartition calls, and can cut links; crashes (of one broker, of several at once, or of the leader right
+after an acknowledgement) that lose the unfsynced suffix of the log and restart the broker with a new broker
+epoch once the controller lets it re-register; pauses (SIGSTOP), which let the broker's session expire so the controller
+fences it and unfences it once it heartbeats again.  Clients produce with acks=all to whichever broker thinks
+it leads; a batch counts as acknowledged when that leader's ``check_acks_all`` answers done with NONE.
+
+``BrokenVariant`` switches on one deliberate bug so the tests can show the checks catch it:
+``truncate_to_hw`` (pre-KIP-101 follower: truncate to the local high watermark on a leader change and fetch
+without a last fetched epoch), ``hw_counts_unflushed`` (the leader's unfsynced log end counts toward the high
+watermark), ``elect_outside_isr`` (the controller may elect a replica outside the ISR: the real controller with
+``unclean.leader.election.enable=true``, the Jepsen 2013 failure).
+
+    python -m cluster.testing.replication_sim --seeds 500 [--start 0] [--replicas 3] [--steps 3000]
+           [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr] [--keep-going]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import heapq
+import random
+import sys
+import time
+import traceback
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable
+
+from cluster.core.errors import ErrorCode, InvariantViolation, KafkaError
+from cluster.metadata.controller import ControllerConfig, NewTopic, QuorumController
+from cluster.metadata.image import NO_LEADER, BrokerEndpoint, PartitionRegistration
+from cluster.replication.follower import (
+    FetchAction,
+    FetchPosition,
+    FollowerFetchState,
+    TruncationBelowHighWatermarkError,
+)
+from cluster.replication.leader import (
+    UNDEFINED_EPOCH,
+    AlterPartitionOutcome,
+    EpochEndOffset,
+    PartitionLeaderState,
+    PendingIsrChange,
+)
+from cluster.storage.epoch_cache import LeaderEpochCache
+
+__all__ = ["BrokenVariant", "ReplicationSim", "ReplicationSimResult", "SimViolation", "main"]
+
+CONTROLLER_ID = 0
+TOPIC = "sim-topic"
+MIN_INSYNC_REPLICAS = 2
+FETCH_MAX_BATCHES = 4
+LIVENESS_CHECK_MS = 100
+DEFAULT_STEPS = 3000  # about 10-20 s of simulated time, enough for several crashes and elections per seed
+
+
+class BrokenVariant:
+    """Names of the deliberate bugs (see the module docstring)."""
+
+    TRUNCATE_TO_HW = "truncate_to_hw"
+    HW_COUNTS_UNFLUSHED = "hw_counts_unflushed"
+    ELECT_OUTSIDE_ISR = "elect_outside_isr"
+    ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR)
+
+
+class SimViolation(Exception):
+    """A safety or liveness property broke; ``kind`` names which one."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"[{kind}] {message}")
+        self.kind = kind
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    base_offset: int
+    count: int
+    leader_epoch: int
+    payload_id: int
+
+    @property
+    def end_offset(self) -> int:
+        return self.base_offset + self.count
+
+    def tail_from(self, offset: int) -> Batch:
+        """The part of the batch from ``offset`` on (only the broken follower ever fetches mid-batch)."""
+        return Batch(offset, self.end_offset - offset, self.leader_epoch, self.payload_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Profile:
+    """Per-seed fault knobs (swarm testing): rates per simulated second, delays in ms."""
+
+    drop_probability: float
+    duplicate_probability: float
+    delay_max_ms: int
+    long_delay_probability: float
+    crash_rate_per_s: float
+    correlated_crash_probability: float
+    crash_after_ack_probability: float  # targets the window where only the ISR's disks hold the write
+    pause_rate_per_s: float
+    partition_rate_per_s: float
+    produce_rate_per_s: float
+    fsync_delay_max_ms: tuple[int, ...]  # per broker: a slow disk widens every durability window
+    metadata_delay_max_ms: int
+    session_timeout_ms: int
+    replica_lag_time_max_ms: int
+
+    @classmethod
+    def random(cls, rng: random.Random) -> Profile:
+        return cls(
+            drop_probability=rng.choice((0.0, 0.01, 0.05, 0.2)),
+            duplicate_probability=rng.choice((0.0, 0.02, 0.1)),
+            delay_max_ms=rng.choice((5, 20, 100)),
+            long_delay_probability=rng.choice((0.0, 0.01, 0.05)),
+            crash_rate_per_s=rng.choice((0.0, 0.2, 0.5, 1.0)),
+            correlated_crash_probability=rng.choice((0.0, 0.3, 0.7)),
+            crash_after_ack_probability=rng.choice((0.0, 0.0, 0.02, 0.1)),
+            pause_rate_per_s=rng.choice((0.0, 0.2, 0.5)),
+            partition_rate_per_s=rng.choice((0.0, 0.2, 0.5)),
+            produce_rate_per_s=rng.choice((10.0, 40.0, 100.0)),
+            fsync_delay_max_ms=tuple(rng.choice((1, 10, 50, 300)) for _ in range(16)),
+            metadata_delay_max_ms=rng.choice((5, 50, 300)),
+            session_timeout_ms=rng.choice((1000, 3000)),
+            replica_lag_time_max_ms=rng.choice((300, 1000, 3000)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReplicationSimResult:
+    seed: int
+    steps: int
+    sim_time_ms: int
+    violation: SimViolation | None
+    traceback_text: str
+    acked_batches: int
+    leaders_elected: int
+    crashes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+
+# -- messages -----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchRequest:
+    follower_id: int
+    incarnation: int
+    broker_epoch: int
+    position: FetchPosition
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchResponse:
+    incarnation: int
+    position: FetchPosition
+    error_code: ErrorCode
+    high_watermark: int = -1
+    diverging_epoch: EpochEndOffset | None = None
+    batches: tuple[Batch, ...] = ()
+    leader_log_end_offset: int = -1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlterPartitionRequest:
+    leader_id: int
+    incarnation: int
+    broker_epoch: int
+    change: PendingIsrChange
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlterPartitionResponse:
+    incarnation: int
+    change: PendingIsrChange
+    error_code: ErrorCode
+    leader_epoch: int = -1
+    partition_epoch: int = -1
+    isr: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Heartbeat:
+    broker_id: int
+    broker_epoch: int
+    metadata_offset: int
+
+
+# -- one replica ----------------------------------------------------------------------------------------------
+class SimReplica:
+    """One broker's copy of the partition plus its replication state; also the follower's ``ReplicaLogView``."""
+
+    def __init__(self, broker_id: int) -> None:
+        self.broker_id = broker_id
+        self.alive = True
+        self.incarnation = 0
+        self.broker_epoch = -1
+        self.paused_until_ms = 0
+        self.batches: list[Batch] = []
+        self.durable_log_end_offset = 0
+        self.epoch_cache = LeaderEpochCache(None, f"sim-{broker_id}")  # type: ignore[arg-type]  # never flushed
+        self.high_watermark = 0
+        self.high_watermark_checkpoint = 0
+        self.log_version = 0
+        self.flush_in_flight = False
+        self.leader: PartitionLeaderState | None = None
+        self.follower: FollowerFetchState | None = None
+        self.known_leader_epoch = -1
+        self.image = None  # the metadata image this broker has applied
+        self.metadata_offset = -1
+        self.pending_produces: list[Batch] = []
+        self.alter_sends = 0
+        self.hide_last_fetched_epoch = False
+
+    # ReplicaLogView
+    @property
+    def log_start_offset(self) -> int:
+        return 0
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.batches[-1].end_offset if self.batches else 0
+
+    @property
+    def latest_epoch(self) -> int:
+        if self.hide_last_fetched_epoch:
+            return UNDEFINED_EPOCH
+        latest = self.epoch_cache.latest_epoch
+        return UNDEFINED_EPOCH if latest is None else latest
+
+    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
+        return self.epoch_cache.end_offset_for(leader_epoch, self.log_end_offset)
+
+    # log changes
+    def append(self, batches: list[Batch]) -> None:
+        for batch in batches:
+            if batch.base_offset != self.log_end_offset:
+                raise InvariantViolation(f"broker {self.broker_id}: batch {batch} does not start at the log end "
+                                         f"{self.log_end_offset}")
+            self.epoch_cache.assign(batch.leader_epoch, batch.base_offset, flush=False)
+            self.batches.append(batch)
+
+    def truncate_to(self, offset: int) -> None:
+        """Kafka truncates whole batches: a batch reaching past ``offset`` goes entirely."""
+        while self.batches and self.batches[-1].end_offset > offset:
+            self.batches.pop()
+        self.epoch_cache.truncate_from_end(self.log_end_offset, flush=False)
+        self.durable_log_end_offset = min(self.durable_log_end_offset, self.log_end_offset)
+        self.log_version += 1
+
+    def batch_at(self, base_offset: int) -> Batch | None:
+        i = bisect_right([b.base_offset for b in self.batches], base_offset) - 1
+        return self.batches[i] if i >= 0 and self.batches[i].base_offset == base_offset else None
+
+    def read_from(self, offset: int, max_batches: int) -> tuple[Batch, ...]:
+        out = []
+        for batch in self.batches:
+            if batch.end_offset > offset:
+                out.append(batch if batch.base_offset >= offset else batch.tail_from(offset))
+                if len(out) == max_batches:
+                    break
+        return tuple(out)
+
+
+# -- the simulation -------------------------------------------------------------------------------------------
+class ReplicationSim:
+    """See the module docstring.  ``run(steps)`` never raises: a violation comes back in the result."""
+
+    def __init__(self, seed: int, *, replicas: int = 3, broken: str | None = None,
+                 profile: Profile | None = None, liveness_bound_ms: int = 60_000) -> None:
+        if broken is not None and broken not in BrokenVariant.ALL:
+            raise ValueError(f"unknown broken variant {broken!r}")
+        self.seed = seed
+        master = random.Random(seed)
+        self.rng = random.Random(master.getrandbits(64))
+        self.net_rng = random.Random(master.getrandbits(64))
+        self.profile = profile or Profile.random(master)
+        self.broken = broken
+        self.liveness_bound_ms = liveness_bound_ms
+        self.broker_ids = tuple(range(1, replicas + 1))
+        self.replicas = {b: SimReplica(b) for b in self.broker_ids}
+        config = ControllerConfig(broker_session_timeout_ms=self.profile.session_timeout_ms,
+                                  unclean_leader_election_enable=broken == BrokenVariant.ELECT_OUTSIDE_ISR)
+        self.controller = QuorumController(config, rng=random.Random(master.getrandbits(64)))
+        self.metadata_offset = -1
+        self.topic_id: uuid.UUID | None = None
+        self.now_ms = 0
+        self.steps = 0
+        self.crashes = 0
+        self.leaders_elected = 0
+        self._queue: list[tuple[int, int, int | None, Callable[[], None]]] = []
+        self._sequence = 0
+        self._cut_links: set[tuple[int, int]] = set()
+        self._healing = False
+        self._next_payload_id = 0
+        self.acked: dict[int, Batch] = {}  # base offset -> acknowledged batch
+        self._hw_seen: dict[tuple[int, int], int] = {}  # (broker, leader epoch) -> highest HW observed
+
+    # == running ==============================================================================================
+    def run(self, steps: int) -> ReplicationSimResult:
+        violation, trace = None, ""
+        try:
+            self._start()
+            while self.steps < steps and self._queue:
+                self._step()
+            self._heal_and_quiesce()
+        except SimViolation as exc:
+            violation, trace = exc, traceback.format_exc()
+        except (InvariantViolation, TruncationBelowHighWatermarkError) as exc:
+            kind = "truncate-below-hw" if isinstance(exc, TruncationBelowHighWatermarkError) else "core-invariant"
+            violation, trace = SimViolation(kind, str(exc)), traceback.format_exc()
+        return ReplicationSimResult(self.seed, self.steps, self.now_ms, violation, trace, len(self.acked),
+                                    self.leaders_elected, self.crashes)
+
+    def _schedule(self, at_ms: int, broker: int | None, action: Callable[[], None]) -> None:
+        self._sequence += 1
+        heapq.heappush(self._queue, (max(at_ms, self.now_ms), self._sequence, broker, action))
+
+    def _step(self) -> None:
+        at_ms, _, broker, action = heapq.heappop(self._queue)
+        self.now_ms = at_ms
+        if broker is not None:
+            replica = self.replicas[broker]
+            if replica.paused_until_ms > at_ms:  # a stopped process runs nothing until it is continued
+                self._schedule(replica.paused_until_ms, broker, action)
+                return
+        self.steps += 1
+        action()
+        self._after_step()
+
+    def _start(self) -> None:
+        for b in self.broker_ids:
+            self._register(self.replicas[b])
+            self._commit(self.controller.broker_heartbeat(b, self.replicas[b].broker_epoch, self.metadata_offset,
+                                                          False, False, 0).records)
+        result = self.controller.create_topics([NewTopic(TOPIC, 1, len(self.broker_ids))])
+        self._commit(result.records)
+        self.topic_id = result.response[0].topic_id
+        for b in self.broker_ids:
+            self._deliver_metadata(b)
+            self._start_timers(self.replicas[b])
+        self._schedule_controller_tick()
+        self._schedule_chaos()
+
+    # == controller ===========================================================================================
+    def _commit(self, records) -> None:
+        if not records:
+            return
+        self.metadata_offset += len(records)
+        self.controller.replay_batch(records, self.metadata_offset)
+        self.controller.check_invariants()
+        for b in self.broker_ids:
+            if self.replicas[b].alive:
+                self._schedule(self.now_ms + self.rng.randint(1, self.profile.metadata_delay_max_ms), b,
+                               lambda b=b: self._deliver_metadata(b))
+
+    def _register(self, replica: SimReplica) -> bool:
+        """Registers a (re)started broker; its broker epoch is the offset of its RegisterBrokerRecord.
+
+        False while the controller still holds a live session of the previous incarnation (Kafka's broker
+        retries until that session expires)."""
+        endpoints = [BrokerEndpoint("PLAINTEXT", "sim", 9092 + replica.broker_id, 0)]
+        incarnation = uuid.UUID(int=self.rng.getrandbits(128))
+        # Decide first on a scratch copy (no sessions, nothing kept) to learn where the record will land.
+        scratch = QuorumController(self.controller.config, image=self.controller.image)
+        probe = scratch.register_broker(replica.broker_id, incarnation, endpoints, None, self.now_ms,
+                                        self.metadata_offset + 1_000_000)
+        broker_epoch = self.metadata_offset + len(probe.records)
+        result = self.controller.register_broker(replica.broker_id, incarnation, endpoints, None, self.now_ms,
+                                                 broker_epoch)
+        if result.response[0] != ErrorCode.NONE:
+            return False
+        replica.broker_epoch = broker_epoch
+        replica.alive = True
+        self._commit(result.records)
+        return True
+
+    def _schedule_controller_tick(self) -> None:
+        def tick() -> None:
+            self._commit(self.controller.tick(self.now_ms).records)
+            self._schedule_controller_tick()
+        self._schedule(self.now_ms + 100, None, tick)
+
+    def _on_heartbeat(self, beat: Heartbeat) -> None:
+        result = self.controller.broker_heartbeat(beat.broker_id, beat.broker_epoch, beat.metadata_offset,
+                                                  False, False, self.now_ms)
+        self._commit(result.records)
+
+    def _on_alter_partition(self, request: AlterPartitionRequest) -> None:
+        change = request.change
+        result = self.controller.alter_partition(
+            request.leader_id, request.broker_epoch, self.topic_id, 0, change.leader_epoch, change.partition_epoch,
+            change.new_isr, dict(change.new_isr_with_epochs))
+        self._commit(result.records)
+        r = result.response
+        response = AlterPartitionResponse(request.incarnation, change, r.error_code, r.leader_epoch,
+                                          r.partition_epoch, tuple(r.isr))
+        self._send(CONTROLLER_ID, request.leader_id, lambda: self._on_alter_partition_response(
+            request.leader_id, response))
+
+    # == network ==============================================================================================
+    def _send(self, src: int, dst: int, deliver: Callable[[], None]) -> None:
+        p = self.profile
+        if self._healing:
+            copies, drop = 1, False
+        else:
+            copies = 2 if self.net_rng.random() < p.duplicate_probability else 1
+            drop = (src, dst) in self._cut_links or self.net_rng.random() < p.drop_probability
+        if drop:
+            return
+        target = None if dst == CONTROLLER_ID else dst
+        for _ in range(copies):
+            delay = self.net_rng.randint(1, p.delay_max_ms)
+            if not self._healing and self.net_rng.random() < p.long_delay_probability:
+                delay += self.net_rng.randint(100, 2000)
+
+            def arrive(src=src, dst=dst) -> None:
+                if (src, dst) not in self._cut_links:  # a cut also swallows what is in flight
+                    deliver()
+            self._schedule(self.now_ms + delay, target, arrive)
+
+    # == broker timers ========================================================================================
+    def _start_timers(self, replica: SimReplica) -> None:
+        incarnation = replica.incarnation
+        b = replica.broker_id
+
+        def fetch_tick() -> None:
+            if replica.alive and replica.incarnation == incarnation:
+                self._maybe_fetch(replica)
+                self._schedule(self.now_ms + 20, b, fetch_tick)
+
+        def heartbeat_tick() -> None:
+            if replica.alive and replica.incarnation == incarnation:
+                replica.high_watermark_checkpoint = replica.high_watermark
+                beat = Heartbeat(b, replica.broker_epoch, max(replica.metadata_offset, 0))
+                self._send(b, CONTROLLER_ID, lambda: self._on_heartbeat(beat))
+                self._schedule(self.now_ms + self.profile.session_timeout_ms // 4, b, heartbeat_tick)
+
+        def isr_tick() -> None:
+            if replica.alive and replica.incarnation == incarnation:
+                if replica.leader is not None:
+                    self._send_alter(replica, replica.leader.maybe_shrink_isr(self.now_ms))
+                self._schedule(self.now_ms + self.profile.replica_lag_time_max_ms // 2, b, isr_tick)
+
+        self._schedule(self.now_ms + 1, b, fetch_tick)
+        self._schedule(self.now_ms + 1, b, heartbeat_tick)
+        self._schedule(self.now_ms + 1, b, isr_tick)
+
+    def _maybe_flush(self, replica: SimReplica) -> None:
+        if replica.flush_in_flight or replica.durable_log_end_offset >= replica.log_end_offset:
+            return
+        replica.flush_in_flight = True
+        target, version, incarnation = replica.log_end_offset, replica.log_version, replica.incarnation
+
+        def flushed() -> None:
+            if not replica.alive or replica.incarnation != incarnation:
+                return
+            replica.flush_in_flight = False
+            if replica.log_version == version:
+                replica.durable_log_end_offset = max(replica.durable_log_end_offset, target)
+                if replica.leader is not None:
+                    replica.leader.on_local_flushed(replica.durable_log_end_offset, self.now_ms)
+            self._maybe_flush(replica)
+            self._maybe_fetch(replica)
+        self._schedule(self.now_ms + self.rng.randint(1, self.profile.fsync_delay_max_ms[replica.broker_id % 16]), replica.broker_id,
+                       flushed)
+
+    # == metadata on a broker =================================================================================
+    def _deliver_metadata(self, b: int) -> None:
+        replica = self.replicas[b]
+        if not replica.alive:
+            return
+        replica.image = self.controller.image
+        replica.metadata_offset = self.metadata_offset
+        partition = replica.image.topics.by_id[self.topic_id].partitions[0]
+        self._apply_partition(replica, partition)
+        if replica.leader is not None:
+            for follower in list(replica.leader.followers()):
+                registration = replica.image.cluster.broker(follower.replica_id)
+                replica.leader.set_replica_isr_eligible(follower.replica_id,
+                                                        registration is not None and registration.is_active)
+
+    def _apply_partition(self, replica: SimReplica, p: PartitionRegistration) -> None:
+        if p.leader == replica.broker_id:
+            if replica.leader is None or replica.leader.leader_epoch < p.leader_epoch:
+                self._become_leader(replica, p)
+            elif replica.leader.leader_epoch == p.leader_epoch:
+                replica.leader.on_partition_metadata(p.leader_epoch, p.partition_epoch, p.replicas, p.isr,
+                                                     self.now_ms)
+            return
+        if replica.leader is not None and p.leader_epoch > replica.leader.leader_epoch:
+            self._resign(replica)
+        if replica.leader is not None:
+            return
+        if p.leader == NO_LEADER:
+            if p.leader_epoch > replica.known_leader_epoch:
+                replica.follower = None
+                replica.known_leader_epoch = p.leader_epoch
+            return
+        if replica.follower is not None and replica.follower.on_leader_change(p.leader, p.leader_epoch, self.now_ms):
+            replica.known_leader_epoch = p.leader_epoch
+            self._on_new_leader_as_follower(replica)
+        elif replica.follower is None and p.leader_epoch >= replica.known_leader_epoch:
+            replica.follower = FollowerFetchState(self.topic_id, 0, replica.broker_id, p.leader, p.leader_epoch,
+                                                  high_watermark=replica.high_watermark, fetch_backoff_ms=100)
+            replica.known_leader_epoch = p.leader_epoch
+            self._on_new_leader_as_follower(replica)
+
+    def _on_new_leader_as_follower(self, replica: SimReplica) -> None:
+        if self.broken == BrokenVariant.TRUNCATE_TO_HW:
+            # Pre-KIP-101: truncate to the local high watermark and trust offsets alone from then on.
+            replica.hide_last_fetched_epoch = True
+            replica.truncate_to(replica.high_watermark)
+        self._maybe_fetch(replica)
+
+    def _become_leader(self, replica: SimReplica, p: PartitionRegistration) -> None:
+        self._check_acked_present(replica, f"new leader {replica.broker_id} epoch {p.leader_epoch}")
+        replica.follower = None
+        replica.pending_produces = []
+        end = replica.log_end_offset
+        # KAFKA-7415: cache (new epoch, log end) before any write.
+        replica.epoch_cache.assign(p.leader_epoch, end, flush=False)
+        replica.high_watermark = min(replica.high_watermark, end)
+        durable = end if self.broken == BrokenVariant.HW_COUNTS_UNFLUSHED else replica.durable_log_end_offset
+        replica.leader = PartitionLeaderState(
+            self.topic_id, 0, replica.broker_id, p.leader_epoch, p.partition_epoch, p.replicas, p.isr, end,
+            self.profile.replica_lag_time_max_ms, MIN_INSYNC_REPLICAS, now_ms=self.now_ms,
+            high_watermark=replica.high_watermark, durable_log_end_offset=durable)
+        replica.known_leader_epoch = p.leader_epoch
+        self.leaders_elected += 1
+
+    def _resign(self, replica: SimReplica) -> None:
+        replica.leader = None
+        replica.pending_produces = []  # answered NOT_LEADER_OR_FOLLOWER: not acknowledged
+
+    # == fetch ================================================================================================
+    def _maybe_fetch(self, replica: SimReplica) -> None:
+        follower = replica.follower
+        if follower is None or not replica.alive:
+            return
+        position = follower.next_fetch(self.now_ms, replica)
+        if position is None:
+            return
+        request = FetchRequest(replica.broker_id, replica.incarnation, replica.broker_epoch, position)
+        self._send(replica.broker_id, position.leader_id, lambda: self._on_fetch(position.leader_id, request))
+
+        def timeout(follower=follower) -> None:
+            if replica.follower is follower and follower.in_flight is position:
+                follower.on_fetch_failed(position, self.now_ms)
+        self._schedule(self.now_ms + 1000, replica.broker_id, timeout)
+
+    def _on_fetch(self, leader_id: int, request: FetchRequest) -> None:
+        replica = self.replicas[leader_id]
+        if not replica.alive:
+            return
+        response = self._serve_fetch(replica, request)
+        self._send(leader_id, request.follower_id, lambda: self._on_fetch_response(request.follower_id, response))
+
+    def _serve_fetch(self, leader: SimReplica, request: FetchRequest) -> FetchResponse:
+        position, state = request.position, leader.leader
+        if state is None:
+            return FetchResponse(request.incarnation, position, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        end = leader.log_end_offset
+        if position.last_fetched_epoch == UNDEFINED_EPOCH and position.fetch_offset > end:
+            return FetchResponse(request.incarnation, position, ErrorCode.OFFSET_OUT_OF_RANGE,
+                                 leader_log_end_offset=end)
+        registration = leader.image.cluster.broker(request.follower_id)
+        registered_epoch = registration.broker_epoch if registration is not None else -1
+        epoch_end = (leader.end_offset_for_epoch(position.last_fetched_epoch)
+                     if position.last_fetched_epoch != UNDEFINED_EPOCH else None)
+        try:
+            result = state.on_follower_fetch(
+                request.follower_id, position.fetch_offset, self.now_ms, end,
+                last_fetched_epoch=position.last_fetched_epoch, leader_epoch_end_offset=epoch_end,
+                current_leader_epoch=position.current_leader_epoch, log_start_offset=position.log_start_offset,
+                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch)
+        except KafkaError as exc:
+            return FetchResponse(request.incarnation, position, exc.error_code)
+        self._check_leader_hw(leader)
+        if result.diverging_epoch is not None:
+            return FetchResponse(request.incarnation, position, ErrorCode.NONE, result.high_watermark,
+                                 result.diverging_epoch)
+        self._send_alter(leader, state.maybe_expand_isr(request.follower_id))
+        return FetchResponse(request.incarnation, position, ErrorCode.NONE, result.high_watermark,
+                             batches=leader.read_from(position.fetch_offset, FETCH_MAX_BATCHES))
+
+    def _on_fetch_response(self, b: int, response: FetchResponse) -> None:
+        replica = self.replicas[b]
+        follower = replica.follower
+        if not replica.alive or replica.incarnation != response.incarnation or follower is None:
+            return
+        outcome = follower.on_fetch_response(response.position, self.now_ms, replica,
+                                             error_code=response.error_code,
+                                             high_watermark=response.high_watermark, log_start_offset=0,
+                                             diverging_epoch=response.diverging_epoch)
+        if outcome.action is FetchAction.APPEND:
+            replica.append([batch for batch in response.batches])
+            replica.high_watermark = follower.on_records_appended(replica)
+            self._maybe_flush(replica)
+            if not response.batches:
+                return  # nothing new: the next fetch waits for the poll timer (a long poll's wait)
+        elif outcome.action is FetchAction.TRUNCATE:
+            self._truncate(replica, outcome.offset)
+        elif (outcome.action is FetchAction.BACKOFF and response.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
+              and self.broken == BrokenVariant.TRUNCATE_TO_HW and response.leader_log_end_offset >= 0):
+            self._truncate(replica, response.leader_log_end_offset)  # the old follower's out-of-range handling
+        else:
+            return  # back off / wait for metadata / stale answer: the poll timer fetches again
+        self._maybe_fetch(replica)
+
+    def _truncate(self, replica: SimReplica, offset: int) -> None:
+        if offset < replica.high_watermark:
+            raise SimViolation("truncate-below-hw", f"broker {replica.broker_id} truncates to {offset} below its "
+                                                    f"high watermark {replica.high_watermark}")
+        replica.truncate_to(offset)
+
+    # == ISR changes ==========================================================================================
+    def _send_alter(self, replica: SimReplica, change: PendingIsrChange | None) -> None:
+        if change is None:
+            return
+        replica.alter_sends += 1
+        sends, incarnation = replica.alter_sends, replica.incarnation
+        request = AlterPartitionRequest(replica.broker_id, replica.incarnation, replica.broker_epoch, change)
+        self._send(replica.broker_id, CONTROLLER_ID, lambda: self._on_alter_partition(request))
+
+        def timeout() -> None:  # no answer: outcome unknown, resend the same proposal
+            if (replica.alive and replica.incarnation == incarnation and replica.alter_sends == sends
+                    and replica.leader is not None and replica.leader.pending_isr_change is change):
+                self._send_alter(replica, change)
+        self._schedule(self.now_ms + 1000, replica.broker_id, timeout)
+
+    def _on_alter_partition_response(self, b: int, response: AlterPartitionResponse) -> None:
+        replica = self.replicas[b]
+        if not replica.alive or replica.incarnation != response.incarnation or replica.leader is None:
+            return
+        outcome = replica.leader.on_alter_partition_response(
+            response.change, response.error_code, leader_epoch=response.leader_epoch,
+            partition_epoch=response.partition_epoch, isr=response.isr)
+        if outcome is AlterPartitionOutcome.RETRY:
+            self._send_alter(replica, response.change)
+
+    # == clients ==============================================================================================
+    def _produce(self) -> None:
+        leaders = [r for r in self.replicas.values() if r.alive and r.leader is not None
+                   and r.paused_until_ms <= self.now_ms]
+        if not leaders:
+            return
+        replica = self.rng.choice(leaders)
+        state = replica.leader
+        try:
+            state.check_append_allowed(-1)
+        except KafkaError:
+            return
+        self._next_payload_id += 1
+        batch = Batch(replica.log_end_offset, self.rng.randint(1, 3), state.leader_epoch, self._next_payload_id)
+        replica.append([batch])
+        state.on_local_append(replica.log_end_offset, self.now_ms)
+        if self.broken == BrokenVariant.HW_COUNTS_UNFLUSHED:
+            state.on_local_flushed(replica.log_end_offset, self.now_ms)
+        replica.pending_produces.append(batch)
+        self._maybe_flush(replica)
+
+    def _complete_produces(self, replica: SimReplica) -> None:
+        state, still_waiting = replica.leader, []
+        for batch in replica.pending_produces:
+            check = state.check_acks_all(batch.end_offset)
+            if not check.done:
+                still_waiting.append(batch)
+            elif check.error_code == ErrorCode.NONE:
+                self._record_ack(replica, batch)
+        replica.pending_produces = still_waiting
+
+    def _record_ack(self, leader: SimReplica, batch: Batch) -> None:
+        previous = self.acked.get(batch.base_offset)
+        if previous is not None and previous != batch:
+            raise SimViolation("offset-reused", f"offset {batch.base_offset} acknowledged as {previous} and then "
+                                                f"as {batch} (by leader {leader.broker_id})")
+        for other in self.acked.values():
+            if other.base_offset < batch.end_offset and batch.base_offset < other.end_offset and other != batch:
+                raise SimViolation("offset-reused", f"acknowledged {batch} overlaps acknowledged {other}")
+        self.acked[batch.base_offset] = batch
+        if not self._healing and self.rng.random() < self.profile.crash_after_ack_probability:
+            self._crash_fault(leader.broker_id)
+
+    # == faults ===============================================================================================
+    def _schedule_chaos(self) -> None:
+        p = self.profile
+        for rate, action in ((p.produce_rate_per_s, self._produce), (p.crash_rate_per_s, self._crash_fault),
+                             (p.pause_rate_per_s, self._pause_fault), (p.partition_rate_per_s, self._cut_fault)):
+            if rate > 0:
+                self._schedule_poisson(rate, action)
+
+    def _schedule_poisson(self, rate_per_s: float, action: Callable[[], None]) -> None:
+        def fire() -> None:
+            if self._healing:
+                return
+            action()
+            self._schedule_poisson(rate_per_s, action)
+        self._schedule(self.now_ms + max(1, int(self.rng.expovariate(rate_per_s) * 1000)), None, fire)
+
+    def _crash_fault(self, victim: int | None = None) -> None:
+        alive = [b for b in self.broker_ids if self.replicas[b].alive]
+        if not alive:
+            return
+        victims = [self._pick_victim(alive) if victim is None else victim]
+        if self.rng.random() < self.profile.correlated_crash_probability:
+            others = [b for b in alive if b != victims[0]]
+            victims += self.rng.sample(others, self.rng.randint(0, len(others)))
+        for b in victims:
+            self._crash(self.replicas[b])
+            self._schedule(self.now_ms + self.rng.randint(50, 3000), None, lambda b=b: self._restart(b))
+
+    def _pick_victim(self, alive: list[int]) -> int:
+        leaders = [b for b in alive if self.replicas[b].leader is not None]
+        return self.rng.choice(leaders) if leaders and self.rng.random() < 0.5 else self.rng.choice(alive)
+
+    def _crash(self, replica: SimReplica) -> None:
+        """Power loss: the unfsynced suffix of the log is gone, and so is all memory state."""
+        self.crashes += 1
+        replica.truncate_to(replica.durable_log_end_offset)
+        replica.alive = False
+        replica.incarnation += 1
+        replica.leader = replica.follower = None
+        replica.pending_produces = []
+        replica.flush_in_flight = False
+        replica.paused_until_ms = 0
+        replica.hide_last_fetched_epoch = False
+
+    def _restart(self, b: int) -> None:
+        replica = self.replicas[b]
+        if replica.alive:
+            return
+        if not self._register(replica):
+            self._schedule(self.now_ms + 200, None, lambda: self._restart(b))
+            return
+        replica.high_watermark = min(replica.high_watermark_checkpoint, replica.log_end_offset)
+        replica.known_leader_epoch = -1
+        replica.metadata_offset = -1
+        self._start_timers(replica)
+
+    def _pause_fault(self) -> None:
+        candidates = [b for b in self.broker_ids if self.replicas[b].alive
+                      and self.replicas[b].paused_until_ms <= self.now_ms]
+        if candidates:
+            victim = self._pick_victim(candidates)
+            self.replicas[victim].paused_until_ms = self.now_ms + self.rng.randint(
+                100, 3 * self.profile.session_timeout_ms)
+
+    def _cut_fault(self) -> None:
+        nodes = (CONTROLLER_ID,) + self.broker_ids
+        a, c = self.rng.sample(nodes, 2)
+        links = {(a, c)} if self.rng.random() < 0.3 else {(a, c), (c, a)}
+        self._cut_links |= links
+
+        def heal() -> None:
+            self._cut_links -= links
+        self._schedule(self.now_ms + self.rng.randint(200, 4000), None, heal)
+
+    # == invariants ===========================================================================================
+    def _after_step(self) -> None:
+        for replica in self.replicas.values():
+            if replica.alive and replica.leader is not None:
+                replica.leader.check_invariants()
+                replica.high_watermark = max(replica.high_watermark, replica.leader.high_watermark)
+                self._check_leader_hw(replica)
+                self._complete_produces(replica)
+            if replica.log_end_offset < replica.high_watermark and replica.alive:
+                raise SimViolation("truncate-below-hw", f"broker {replica.broker_id} log end "
+                                                        f"{replica.log_end_offset} below its high watermark "
+                                                        f"{replica.high_watermark}")
+
+    def _check_leader_hw(self, replica: SimReplica) -> None:
+        state = replica.leader
+        key = (replica.broker_id, state.leader_epoch)
+        seen = self._hw_seen.get(key, -1)
+        if state.high_watermark < seen:
+            raise SimViolation("hw-monotonic", f"leader {replica.broker_id} epoch {state.leader_epoch}: high "
+                                               f"watermark went from {seen} to {state.high_watermark}")
+        self._hw_seen[key] = state.high_watermark
+
+    def _check_acked_present(self, replica: SimReplica, who: str) -> None:
+        for base, batch in self.acked.items():
+            if base >= replica.log_end_offset:
+                raise SimViolation("acked-lost", f"{who}: acknowledged {batch} beyond its log end "
+                                                 f"{replica.log_end_offset}")
+            held = replica.batch_at(base)
+            if held is None or held.payload_id != batch.payload_id or held.count != batch.count:
+                raise SimViolation("acked-lost", f"{who}: acknowledged {batch} but its log holds {held} there")
+
+    # == healing and convergence ==============================================================================
+    def _heal_and_quiesce(self) -> None:
+        self._healing = True
+        self._cut_links.clear()
+        for b in self.broker_ids:
+            replica = self.replicas[b]
+            replica.paused_until_ms = min(replica.paused_until_ms, self.now_ms)
+            if not replica.alive:
+                self._restart(b)
+        deadline = self.now_ms + self.liveness_bound_ms
+        next_check = self.now_ms
+        while self._queue:
+            if self._queue[0][0] >= next_check:
+                if self._converged():
+                    return
+                next_check = self._queue[0][0] + LIVENESS_CHECK_MS
+            if self.now_ms > deadline:
+                break
+            self._step()
+        logs = {b: (r.log_end_offset, r.high_watermark, r.leader is not None) for b, r in self.replicas.items()}
+        raise SimViolation("no-convergence", f"replicas did not converge within {self.liveness_bound_ms} ms "
+                                             f"after healing: (log end, hw, leads) = {logs}; "
+                                             f"partition {self._current_partition()}")
+
+    def _current_partition(self) -> PartitionRegistration:
+        return self.controller.image.topics.by_id[self.topic_id].partitions[0]
+
+    def _converged(self) -> bool:
+        p = self._current_partition()
+        if p.leader == NO_LEADER or len(p.isr) != len(p.replicas):
+            return False
+        leader = self.replicas[p.leader]
+        if leader.leader is None or leader.leader.leader_epoch != p.leader_epoch:
+            return False
+        reference = leader.batches
+        if any(r.batches != reference for r in self.replicas.values()):
+            return False
+        if leader.leader.high_watermark != leader.log_end_offset:
+            return False
+        self._check_acked_present(leader, "converged log")
+        return True
+
+
+# == command line ================================================================================================
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m cluster.testing.replication_sim",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
+    parser.add_argument("--start", type=int, default=0, help="first seed")
+    parser.add_argument("--replicas", type=int, default=3, help="replication factor")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="chaos events per seed before healing")
+    parser.add_argument("--broken", choices=BrokenVariant.ALL, default=None, help="switch on a deliberate bug")
+    parser.add_argument("--keep-going", action="store_true", help="run every seed even after a failure")
+    return parser.parse_args(argv)
+
+
+def replay_command(args: argparse.Namespace, seed: int) -> str:
+    parts = ["python -m cluster.testing.replication_sim", "--seeds 1", f"--start {seed}",
+             f"--replicas {args.replicas}", f"--steps {args.steps}"]
+    if args.broken:
+        parts.append(f"--broken {args.broken}")
+    return " ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    failures, steps, acked, ran = [], 0, 0, 0
+    for seed in range(args.start, args.start + args.seeds):
+        result = ReplicationSim(seed, replicas=args.replicas, broken=args.broken).run(args.steps)
+        ran, steps, acked = ran + 1, steps + result.steps, acked + result.acked_batches
+        if not result.ok:
+            print(f"\nFAILED seed {seed} after {result.steps} steps at t={result.sim_time_ms} ms: {result.violation}")
+            print(result.traceback_text.rstrip())
+            print(f"replay: {replay_command(args, seed)}", flush=True)
+            failures.append(seed)
+            if not args.keep_going:
+                break
+    elapsed_s = max(time.perf_counter() - started, 1e-9)
+    print(f"{ran} seeds run ({args.replicas} replicas, {args.steps} steps) in {elapsed_s:.1f} s: "
+          f"{steps / elapsed_s:.0f} steps/s, {acked} batches acknowledged, {len(failures)} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

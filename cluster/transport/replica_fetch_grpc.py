@@ -1,0 +1,127 @@
+"""gRPC transport of follower fetches (proto/cluster/v1/replication.proto): Python shapes, client, server handler.
+
+Why it exists: the replication code in cluster/broker thinks in plain dataclasses (one ``PartitionFetch`` per
+partition, one ``PartitionFetchResult`` back), while the wire carries the typed messages of the
+``ReplicaFetchService``.  This module is the only place that converts between the two, so neither the leader's
+serving code nor the follower's fetcher touches protobuf.  Records travel as the stored RecordBatch bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from cluster.transport._generated.cluster.v1 import replication_pb2 as pb
+
+SERVICE = "cluster.v1.ReplicaFetchService"
+_FETCH_METHOD = f"/{SERVICE}/Fetch"
+NO_EPOCH = -1
+
+
+@dataclass(frozen=True)
+class PartitionFetch:
+    topic_id: uuid.UUID
+    partition: int
+    current_leader_epoch: int
+    fetch_offset: int
+    last_fetched_epoch: int
+    log_start_offset: int
+    partition_max_bytes: int
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    cluster_id: str
+    replica_id: int
+    broker_epoch: int
+    max_wait_ms: int
+    max_bytes: int
+    partitions: list[PartitionFetch]
+
+
+@dataclass
+class PartitionFetchResult:
+    topic_id: uuid.UUID
+    partition: int
+    error_code: int = 0
+    high_watermark: int = -1
+    log_start_offset: int = -1
+    diverging_epoch: tuple[int, int] | None = None   # (epoch, end offset)
+    records: bytes = b""
+
+
+@dataclass
+class FetchResponse:
+    error_code: int = 0
+    partitions: list[PartitionFetchResult] = field(default_factory=list)
+
+
+# == conversions =====================================================================================================
+def request_to_pb(request: FetchRequest) -> pb.ReplicaFetchRequest:
+    return pb.ReplicaFetchRequest(
+        cluster_id=request.cluster_id, replica_id=request.replica_id, broker_epoch=request.broker_epoch,
+        max_wait_ms=request.max_wait_ms, max_bytes=request.max_bytes,
+        partitions=[pb.ReplicaFetchPartition(
+            topic_id=str(p.topic_id), partition=p.partition, current_leader_epoch=p.current_leader_epoch,
+            fetch_offset=p.fetch_offset, last_fetched_epoch=p.last_fetched_epoch,
+            log_start_offset=p.log_start_offset, partition_max_bytes=p.partition_max_bytes)
+            for p in request.partitions])
+
+
+def request_from_pb(message: pb.ReplicaFetchRequest) -> FetchRequest:
+    return FetchRequest(
+        message.cluster_id, message.replica_id, message.broker_epoch, message.max_wait_ms, message.max_bytes,
+        [PartitionFetch(uuid.UUID(p.topic_id), p.partition, p.current_leader_epoch, p.fetch_offset,
+                        p.last_fetched_epoch, p.log_start_offset, p.partition_max_bytes)
+         for p in message.partitions])
+
+
+def response_to_pb(response: FetchResponse) -> pb.ReplicaFetchResponse:
+    partitions = []
+    for p in response.partitions:
+        entry = pb.ReplicaFetchPartitionResponse(
+            topic_id=str(p.topic_id), partition=p.partition, error_code=p.error_code,
+            high_watermark=p.high_watermark, log_start_offset=p.log_start_offset, records=bytes(p.records))
+        if p.diverging_epoch is not None:
+            entry.has_diverging_epoch = True
+            entry.diverging_epoch.epoch, entry.diverging_epoch.end_offset = p.diverging_epoch
+        partitions.append(entry)
+    return pb.ReplicaFetchResponse(error_code=response.error_code, partitions=partitions)
+
+
+def response_from_pb(message: pb.ReplicaFetchResponse) -> FetchResponse:
+    return FetchResponse(message.error_code, [
+        PartitionFetchResult(
+            uuid.UUID(p.topic_id), p.partition, p.error_code, p.high_watermark, p.log_start_offset,
+            (p.diverging_epoch.epoch, p.diverging_epoch.end_offset) if p.has_diverging_epoch else None,
+            p.records)
+        for p in message.partitions])
+
+
+# == client ==========================================================================================================
+class ReplicaFetchClient:
+    """Fetches from one leader over ``channel`` (owned by the caller)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._fetch = channel.unary_unary(_FETCH_METHOD, request_serializer=pb.ReplicaFetchRequest.SerializeToString,
+                                          response_deserializer=pb.ReplicaFetchResponse.FromString)
+
+    async def fetch(self, request: FetchRequest, timeout_s: float) -> FetchResponse:
+        """Raises grpc.aio.AioRpcError when the leader did not answer in time or is unreachable."""
+        return response_from_pb(await self._fetch(request_to_pb(request), timeout=timeout_s))
+
+
+# == server ==========================================================================================================
+ServeFetch = Callable[[FetchRequest, grpc.aio.ServicerContext], Awaitable[FetchResponse]]
+
+
+def replica_fetch_rpc_handlers(serve: ServeFetch) -> tuple[grpc.GenericRpcHandler, ...]:
+    """The ReplicaFetchService handler for a gRPC server; ``serve`` answers one decoded request."""
+    async def handle(message, context):
+        return response_to_pb(await serve(request_from_pb(message), context))
+    method = grpc.unary_unary_rpc_method_handler(handle, request_deserializer=pb.ReplicaFetchRequest.FromString,
+                                                 response_serializer=pb.ReplicaFetchResponse.SerializeToString)
+    return (grpc.method_handlers_generic_handler(SERVICE, {"Fetch": method}),)

@@ -1,0 +1,158 @@
+"""Many seeded runs at once: the results table of the safe profile, and the demonstration that the harness
+catches a known-unsafe setup.
+
+`table`: N runs (seeds START..START+N-1) of `python -m jepsen_like test`, each in its own process and run
+directory under one campaign directory, then table.md there: seed, ops, acknowledged sends, anomalies,
+validity, faults injected.  Exits 0 only if every run was valid.
+`unsafe`: runs a known-unsafe setup seed after seed (default: one node, RF 1, acks=1, lose-unfsynced with a
+200 ms fsync, so an acknowledged write can still be unsynced when the node dies) and stops at the first run
+whose checker reports lost writes.  Exits 0 when lost writes were caught within the seeds, 1 when not: a
+harness that cannot fail proves nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jepsen_like.harness import REPO_ROOT
+
+LOSS_TYPES = ("lost-write", "inconsistent-offsets", "unseen")
+
+
+def campaign_dir(store: str, name: str) -> Path:
+    root = Path(store)
+    root.mkdir(parents=True, exist_ok=True)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# jepsen_like run directories: never committed\n*\n")
+    path = root / f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    path.mkdir()
+    return path
+
+
+def run_one(test_args: list[str], seed: int, store: Path, timeout_s: float) -> dict:
+    """One test run in its own process; returns its results.json (or a harness-error stub)."""
+    cmd = [sys.executable, "-m", "jepsen_like", "test", *test_args, "--seed", str(seed), "--store", str(store)]
+    before = {p.name for p in store.iterdir() if p.is_dir()}
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        code = 3
+    wall_s = time.monotonic() - started
+    new = sorted({p.name for p in store.iterdir() if p.is_dir()} - before)
+    results: dict = {"valid?": "harness-error", "exit": code}
+    if new and (store / new[-1] / "results.json").exists():
+        results = json.loads((store / new[-1] / "results.json").read_text())
+        results["exit"] = code
+    results["seed"] = seed
+    results["wall_s"] = round(wall_s, 1)
+    results["dir"] = new[-1] if new else None
+    return results
+
+
+def anomalies_of(results: dict) -> dict[str, int]:
+    out = {}
+    for name, found in (results.get("anomalies") or {}).items():
+        count = found.get("count", len(found)) if isinstance(found, dict) else len(found or [])
+        if count:
+            out[name] = count
+    return out
+
+
+def stats_of(results: dict) -> tuple[int, int]:
+    """(client ops completed, acknowledged sends) from results.json's stats {f: {type: count}}."""
+    stats = results.get("stats") or {}
+    ops = sum(n for by_type in stats.values() if isinstance(by_type, dict) for n in by_type.values())
+    return ops, (stats.get("send") or {}).get("ok", 0)
+
+
+def table_markdown(rows: list[dict], title: str) -> str:
+    lines = [f"# {title}", "",
+             "| seed | ops | acknowledged sends | anomalies | valid? | faults injected | wall s |",
+             "|---:|---:|---:|---|---|---|---:|"]
+    for r in rows:
+        ops, acked = stats_of(r)
+        anomalies = ", ".join(f"{k} {v}" for k, v in anomalies_of(r).items()) or "none"
+        faults = ", ".join(f"{k} {v}" for k, v in (r.get("faults") or {}).items() if v) or "none"
+        lines.append(f"| {r['seed']} | {ops} | {acked} | {anomalies} | {r.get('valid?')} | {faults} | "
+                     f"{r.get('wall_s')} |")
+    valid = sum(1 for r in rows if r.get("valid?") is True)
+    lines += ["", f"{valid}/{len(rows)} runs valid."]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_table(args) -> int:
+    store = campaign_dir(args.store, "table")
+    test_args = ["--nodes", str(args.nodes), "--time-limit", str(args.time_limit), "--rate", str(args.rate),
+                 "--nemesis", args.nemesis, "--profile", args.profile, *args.extra]
+    (store / "campaign.json").write_text(json.dumps({**vars(args), "func": None, "test_args": test_args},
+                                                    indent=2) + "\n")
+    rows = []
+    for seed in range(args.seed_start, args.seed_start + args.runs):
+        row = run_one(test_args, seed, store, args.time_limit + args.run_timeout_s)
+        rows.append(row)
+        print(f"seed {seed}: valid? {row.get('valid?')} anomalies {anomalies_of(row) or 'none'} "
+              f"faults {row.get('faults')} ({row['wall_s']} s)", flush=True)
+        (store / "table.md").write_text(table_markdown(rows, f"jepsen_like: {len(rows)} runs, {' '.join(test_args)}"))
+    print(f"table: {store / 'table.md'}")
+    print((store / "table.md").read_text())
+    return 0 if all(r.get("valid?") is True for r in rows) else 1
+
+
+def cmd_unsafe(args) -> int:
+    store = campaign_dir(args.store, "unsafe")
+    test_args = ["--nodes", str(args.nodes), "--time-limit", str(args.time_limit), "--rate", str(args.rate),
+                 "--concurrency", "4", "--nemesis", args.nemesis, "--profile", "unsafe",
+                 "--replication-factor", str(args.replication_factor), "--fsync-delay-ms", str(args.fsync_delay_ms),
+                 "--nemesis-interval", str(args.nemesis_interval), "--final-time-limit", "10",
+                 *(["--unclean"] if args.unclean else []), *args.extra]
+    rows = []
+    for seed in range(args.seed_start, args.seed_start + args.seeds):
+        row = run_one(test_args, seed, store, args.time_limit + 120)
+        rows.append(row)
+        found = anomalies_of(row)
+        print(f"seed {seed}: valid? {row.get('valid?')} anomalies {found or 'none'} ({row['wall_s']} s)", flush=True)
+        if "lost-write" in found:
+            (store / "table.md").write_text(table_markdown(rows, "known-unsafe setup"))
+            print(f"CAUGHT: lost writes in seed {seed} ({found['lost-write']}), run {store / row['dir']}")
+            return 0
+    (store / "table.md").write_text(table_markdown(rows, "known-unsafe setup"))
+    print(f"NOT CAUGHT: no lost write in {args.seeds} seeds; see {store}")
+    return 1
+
+
+def add_parsers(commands) -> None:
+    table = commands.add_parser("table", help="N seeded safe-profile runs and a markdown results table")
+    table.add_argument("--runs", type=int, default=20)
+    table.add_argument("--seed-start", type=int, default=0)
+    table.add_argument("--nodes", type=int, default=3)
+    table.add_argument("--time-limit", type=float, default=60.0)
+    table.add_argument("--rate", type=float, default=20.0)
+    table.add_argument("--nemesis", default="partition,kill,pause,clock,lose-unfsynced")
+    table.add_argument("--profile", choices=("safe", "unsafe"), default="safe")
+    table.add_argument("--store", default="runs")
+    table.add_argument("--run-timeout-s", type=float, default=240.0, help="per run, beyond --time-limit")
+    table.add_argument("extra", nargs="*", help="more `test` arguments, after --")
+    table.set_defaults(func=cmd_table)
+
+    unsafe = commands.add_parser("unsafe", help="show the harness catches lost writes of a known-unsafe setup")
+    unsafe.add_argument("--seeds", type=int, default=10)
+    unsafe.add_argument("--seed-start", type=int, default=0)
+    unsafe.add_argument("--nodes", type=int, default=1)
+    unsafe.add_argument("--replication-factor", type=int, default=1)
+    unsafe.add_argument("--unclean", action="store_true", help="RF 3 variant: unclean leader election on")
+    unsafe.add_argument("--time-limit", type=float, default=15.0)
+    unsafe.add_argument("--rate", type=float, default=40.0)
+    unsafe.add_argument("--nemesis", default="lose-unfsynced")
+    unsafe.add_argument("--nemesis-interval", type=float, default=2.0)
+    unsafe.add_argument("--fsync-delay-ms", type=int, default=200)
+    unsafe.add_argument("--store", default="runs")
+    unsafe.add_argument("extra", nargs="*", help="more `test` arguments, after --")
+    unsafe.set_defaults(func=cmd_unsafe)
