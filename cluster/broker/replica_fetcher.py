@@ -120,6 +120,9 @@ class ReplicaFetcher:
         self.manager = manager
         self.leader_id = leader_id
         self.partitions: dict[int, Partition] = {}
+        # Partitions whose last fetch came back full: the leader has more for them, so their next fetch goes out
+        # before the fsync of what was just appended (the transfer overlaps the fsync).
+        self._backlogged: set[int] = set()
         self.wakeup = asyncio.Event()
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._client = ReplicaFetchClient(self._channel)
@@ -132,6 +135,7 @@ class ReplicaFetcher:
 
     def discard(self, partition: Partition) -> None:
         self.partitions.pop(id(partition), None)
+        self._backlogged.discard(id(partition))
         if getattr(partition, "fetcher_wakeup", None) is self.wakeup:
             partition.fetcher_wakeup = None
 
@@ -159,7 +163,8 @@ class ReplicaFetcher:
             state = partition.follower_state
             if partition.deleted or state is None or state.leader_id != self.leader_id:
                 continue
-            position = state.next_fetch(now_ms, LogView(partition))
+            position = state.next_fetch(now_ms, LogView(partition),
+                                        allow_unflushed=id(partition) in self._backlogged)
             if position is not None:
                 fetches.append((partition, position))
         return fetches
@@ -180,7 +185,8 @@ class ReplicaFetcher:
             manager.cluster_id, manager.node_id, manager._broker_epoch(), max_wait_ms,
             config.get("replica.fetch.response.max.bytes"),
             [PartitionFetch(p.topic_id, p.partition_index, pos.current_leader_epoch, pos.fetch_offset,
-                            pos.last_fetched_epoch, pos.log_start_offset, config.get("replica.fetch.max.bytes"))
+                            pos.last_fetched_epoch, pos.log_start_offset, config.get("replica.fetch.max.bytes"),
+                            pos.durable_log_end_offset)
              for p, pos in fetches])
         try:
             if manager._fault is not None and manager._fault.blocks(self.leader_id):
@@ -231,6 +237,11 @@ class ReplicaFetcher:
                 state.on_records_appended(view)   # leave the append state; the next fetch retries from our end
                 raise
             state.on_records_appended(view)
+            if len(result.records) >= self.manager._config.get("replica.fetch.max.bytes") // 2:
+                self._backlogged.add(id(partition))
+                self.wakeup.set()   # the leader has more: fetch it while this append is being fsynced
+            else:
+                self._backlogged.discard(id(partition))
             if not result.records:
                 self.wakeup.set()   # nothing to fsync: fetch again at once (the leader long-polls)
             elapsed = time.perf_counter() - started

@@ -313,7 +313,8 @@ class ReplicaManager:
                 request.replica_id, fetch.fetch_offset, current_ms, partition.log_end_offset,
                 last_fetched_epoch=fetch.last_fetched_epoch, leader_epoch_end_offset=epoch_end,
                 current_leader_epoch=fetch.current_leader_epoch, log_start_offset=fetch.log_start_offset,
-                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch)
+                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch,
+                durable_log_end_offset=fetch.durable_log_end_offset)
         except KafkaError as exc:
             result.error_code = int(exc.error_code)
             result.high_watermark = partition.high_watermark
@@ -329,9 +330,12 @@ class ReplicaManager:
 
     @staticmethod
     def _has_data(partition: Partition | None, fetch: PartitionFetch, result: PartitionFetchResult) -> bool:
+        """Whether to answer without long-polling.  A fetch sent ahead of the follower's fsync is never parked:
+        its durable offset is already stale, and the follower re-sends a fresh one once the fsync is done."""
         if partition is None or result.error_code != 0 or result.diverging_epoch is not None:
             return True   # an answer the follower needs now
-        return partition.log_end_offset > fetch.fetch_offset
+        return (partition.log_end_offset > fetch.fetch_offset
+                or fetch.durable_log_end_offset < fetch.fetch_offset)
 
     async def _wait_for_appends(self, partitions: list[Partition], max_wait_ms: int) -> None:
         event = asyncio.Event()

@@ -85,6 +85,9 @@ class FetchPosition:
     fetch_offset: int
     last_fetched_epoch: int
     log_start_offset: int
+    # What the follower holds fsynced; below fetch_offset only for a fetch sent before the last append's fsync
+    # finished (``allow_unflushed``).  The leader counts only this toward the high watermark.
+    durable_log_end_offset: int = UNKNOWN_OFFSET
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +131,13 @@ class FollowerFetchState:
         self._appending_leader_high_watermark: int | None = None
 
     # -- requests -------------------------------------------------------------------------------------------
-    def next_fetch(self, now_ms: int, log: ReplicaLogView) -> FetchPosition | None:
-        """The next fetch to send, or None: one in flight, backing off, fenced, or the log not yet fsynced."""
+    def next_fetch(self, now_ms: int, log: ReplicaLogView, *, allow_unflushed: bool = False) -> FetchPosition | None:
+        """The next fetch to send, or None: one in flight, backing off, fenced, or the log not yet fsynced.
+
+        ``allow_unflushed`` (the shell sets it while the leader has a backlog for us) sends the fetch before the
+        last append is fsynced, so the transfer of the next data overlaps the fsync; the request then says what
+        is durable (``durable_log_end_offset``) apart from where to read from (``fetch_offset``).
+        """
         if self.status is FollowerStatus.AWAITING_METADATA or self.in_flight is not None:
             return None
         if self._appending_leader_high_watermark is not None:
@@ -138,10 +146,10 @@ class FollowerFetchState:
             if now_ms < self.backoff_until_ms:
                 return None
             self.status = FollowerStatus.FETCHING
-        if log.durable_log_end_offset < log.log_end_offset:
-            return None  # the fetch offset tells the leader what we hold durably: flush first
+        if log.durable_log_end_offset < log.log_end_offset and not allow_unflushed:
+            return None  # the leader learns what we hold durably from this fetch: flush first
         self.in_flight = FetchPosition(self.leader_id, self.leader_epoch, log.log_end_offset, log.latest_epoch,
-                                       log.log_start_offset)
+                                       log.log_start_offset, min(log.durable_log_end_offset, log.log_end_offset))
         return self.in_flight
 
     # -- responses ------------------------------------------------------------------------------------------

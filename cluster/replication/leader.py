@@ -281,8 +281,11 @@ class PartitionLeaderState:
                           leader_epoch_end_offset: tuple[int, int] | None = None,
                           current_leader_epoch: int = UNDEFINED_EPOCH, log_start_offset: int = UNKNOWN_OFFSET,
                           broker_epoch: int = NO_BROKER_EPOCH,
-                          registered_broker_epoch: int = NO_BROKER_EPOCH) -> FollowerFetchResult:
-        """A follower fetched from ``fetch_offset`` (its fsynced log end offset).
+                          registered_broker_epoch: int = NO_BROKER_EPOCH,
+                          durable_log_end_offset: int | None = None) -> FollowerFetchResult:
+        """A follower fetched from ``fetch_offset`` (its log end offset), holding ``durable_log_end_offset``
+        fsynced (None: all of it, the usual case).  Only the durable part counts as the follower's progress:
+        toward the high watermark, the ISR and catching up.
 
         ``leader_log_end_offset`` is our log end when the fetch is served.  With ``last_fetched_epoch`` >= 0 the
         caller passes ``leader_epoch_end_offset`` = our ``end_offset_for_epoch(last_fetched_epoch)``; a diverging
@@ -304,7 +307,8 @@ class PartitionLeaderState:
             diverging = find_diverging_epoch(last_fetched_epoch, fetch_offset, leader_epoch_end_offset)
             if diverging is not None:
                 return FollowerFetchResult(diverging, self.high_watermark, False)
-        replica.update_fetch_state(fetch_offset, log_start_offset, now_ms, self.log_end_offset, broker_epoch)
+        durable = fetch_offset if durable_log_end_offset is None else min(durable_log_end_offset, fetch_offset)
+        replica.update_fetch_state(durable, log_start_offset, now_ms, self.log_end_offset, broker_epoch)
         advanced = self._maybe_increment_high_watermark()
         return FollowerFetchResult(None, self.high_watermark, advanced)
 

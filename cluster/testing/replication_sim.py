@@ -27,10 +27,13 @@ it leads; a batch counts as acknowledged when that leader's ``check_acks_all`` a
 ``truncate_to_hw`` (pre-KIP-101 follower: truncate to the local high watermark on a leader change and fetch
 without a last fetched epoch), ``hw_counts_unflushed`` (the leader's unfsynced log end counts toward the high
 watermark), ``elect_outside_isr`` (the controller may elect a replica outside the ISR: the real controller with
-``unclean.leader.election.enable=true``, the Jepsen 2013 failure).
+``unclean.leader.election.enable=true``, the Jepsen 2013 failure), ``fetch_ahead_counts_unflushed`` (a follower
+fetching ahead of its fsync, as the broker does under a backlog, is credited with its whole log end instead of its
+durable offset).  Followers fetch ahead of their fsync at random (half of their fetches), so the broker's
+pipelining is exercised in every run.
 
     python -m cluster.testing.replication_sim --seeds 500 [--start 0] [--replicas 3] [--steps 3000]
-           [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr] [--keep-going]
+           [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed] [--keep-going]
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ class BrokenVariant:
     TRUNCATE_TO_HW = "truncate_to_hw"
     HW_COUNTS_UNFLUSHED = "hw_counts_unflushed"
     ELECT_OUTSIDE_ISR = "elect_outside_isr"
-    ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR)
+    FETCH_AHEAD_COUNTS_UNFLUSHED = "fetch_ahead_counts_unflushed"
+    ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR, FETCH_AHEAD_COUNTS_UNFLUSHED)
 
 
 class SimViolation(Exception):
@@ -558,7 +562,7 @@ class ReplicationSim:
         follower = replica.follower
         if follower is None or not replica.alive:
             return
-        position = follower.next_fetch(self.now_ms, replica)
+        position = follower.next_fetch(self.now_ms, replica, allow_unflushed=self.rng.random() < 0.5)
         if position is None:
             return
         request = FetchRequest(replica.broker_id, replica.incarnation, replica.broker_epoch, position)
@@ -593,7 +597,9 @@ class ReplicationSim:
                 request.follower_id, position.fetch_offset, self.now_ms, end,
                 last_fetched_epoch=position.last_fetched_epoch, leader_epoch_end_offset=epoch_end,
                 current_leader_epoch=position.current_leader_epoch, log_start_offset=position.log_start_offset,
-                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch)
+                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch,
+                durable_log_end_offset=(None if self.broken == BrokenVariant.FETCH_AHEAD_COUNTS_UNFLUSHED
+                                        else position.durable_log_end_offset))
         except KafkaError as exc:
             return FetchResponse(request.incarnation, position, exc.error_code)
         self._check_leader_hw(leader)

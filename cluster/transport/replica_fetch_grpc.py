@@ -3,11 +3,17 @@
 Why it exists: the replication code in cluster/broker thinks in plain dataclasses (one ``PartitionFetch`` per
 partition, one ``PartitionFetchResult`` back), while the wire carries the typed messages of the
 ``ReplicaFetchService``.  This module is the only place that converts between the two, so neither the leader's
-serving code nor the follower's fetcher touches protobuf.  Records travel as the stored RecordBatch bytes.
+serving code nor the follower's fetcher touches protobuf.
+
+Records travel as the stored RecordBatch bytes *after* the response message, not inside it (the framing is
+described in replication.proto): building and parsing a protobuf bytes field copies every megabyte twice on each
+side, which on a busy leader cost as much as the transfer.  The follower gets ``records`` as memoryview slices of
+the one received buffer.
 """
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +36,7 @@ class PartitionFetch:
     last_fetched_epoch: int
     log_start_offset: int
     partition_max_bytes: int
+    durable_log_end_offset: int
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class PartitionFetchResult:
     high_watermark: int = -1
     log_start_offset: int = -1
     diverging_epoch: tuple[int, int] | None = None   # (epoch, end offset)
-    records: bytes = b""
+    records: bytes | memoryview = b""
 
 
 @dataclass
@@ -67,7 +74,8 @@ def request_to_pb(request: FetchRequest) -> pb.ReplicaFetchRequest:
         partitions=[pb.ReplicaFetchPartition(
             topic_id=str(p.topic_id), partition=p.partition, current_leader_epoch=p.current_leader_epoch,
             fetch_offset=p.fetch_offset, last_fetched_epoch=p.last_fetched_epoch,
-            log_start_offset=p.log_start_offset, partition_max_bytes=p.partition_max_bytes)
+            log_start_offset=p.log_start_offset, partition_max_bytes=p.partition_max_bytes,
+            durable_log_end_offset=p.durable_log_end_offset)
             for p in request.partitions])
 
 
@@ -75,30 +83,52 @@ def request_from_pb(message: pb.ReplicaFetchRequest) -> FetchRequest:
     return FetchRequest(
         message.cluster_id, message.replica_id, message.broker_epoch, message.max_wait_ms, message.max_bytes,
         [PartitionFetch(uuid.UUID(p.topic_id), p.partition, p.current_leader_epoch, p.fetch_offset,
-                        p.last_fetched_epoch, p.log_start_offset, p.partition_max_bytes)
+                        p.last_fetched_epoch, p.log_start_offset, p.partition_max_bytes, p.durable_log_end_offset)
          for p in message.partitions])
 
 
-def response_to_pb(response: FetchResponse) -> pb.ReplicaFetchResponse:
+_HEADER_SIZE = struct.Struct(">I")
+
+
+def encode_response(response: FetchResponse) -> bytes:
+    """The Fetch response body: header length, header message, then every partition's records."""
     partitions = []
     for p in response.partitions:
         entry = pb.ReplicaFetchPartitionResponse(
             topic_id=str(p.topic_id), partition=p.partition, error_code=p.error_code,
-            high_watermark=p.high_watermark, log_start_offset=p.log_start_offset, records=bytes(p.records))
+            high_watermark=p.high_watermark, log_start_offset=p.log_start_offset, records_size=len(p.records))
         if p.diverging_epoch is not None:
             entry.has_diverging_epoch = True
             entry.diverging_epoch.epoch, entry.diverging_epoch.end_offset = p.diverging_epoch
         partitions.append(entry)
-    return pb.ReplicaFetchResponse(error_code=response.error_code, partitions=partitions)
+    header = pb.ReplicaFetchResponse(error_code=response.error_code, partitions=partitions).SerializeToString()
+    return b"".join([_HEADER_SIZE.pack(len(header)), header, *(p.records for p in response.partitions)])
 
 
-def response_from_pb(message: pb.ReplicaFetchResponse) -> FetchResponse:
-    return FetchResponse(message.error_code, [
-        PartitionFetchResult(
+def decode_response(body: bytes) -> FetchResponse:
+    """Inverse of ``encode_response``; records are zero-copy slices of ``body``.  Raises ValueError on a body
+    whose sizes do not add up (a corrupt or foreign response must not be appended)."""
+    view = memoryview(body)
+    if len(view) < _HEADER_SIZE.size:
+        raise ValueError("replica fetch response shorter than its header length")
+    (header_size,) = _HEADER_SIZE.unpack_from(view)
+    position = _HEADER_SIZE.size + header_size
+    if position > len(view):
+        raise ValueError("replica fetch response header runs past the body")
+    message = pb.ReplicaFetchResponse.FromString(view[_HEADER_SIZE.size:position])
+    partitions = []
+    for p in message.partitions:
+        end = position + p.records_size
+        if p.records_size < 0 or end > len(view):
+            raise ValueError(f"replica fetch response records of partition {p.partition} run past the body")
+        partitions.append(PartitionFetchResult(
             uuid.UUID(p.topic_id), p.partition, p.error_code, p.high_watermark, p.log_start_offset,
             (p.diverging_epoch.epoch, p.diverging_epoch.end_offset) if p.has_diverging_epoch else None,
-            p.records)
-        for p in message.partitions])
+            view[position:end]))
+        position = end
+    if position != len(view):
+        raise ValueError(f"{len(view) - position} unexplained bytes after the replica fetch records")
+    return FetchResponse(message.error_code, partitions)
 
 
 # == client ==========================================================================================================
@@ -107,11 +137,12 @@ class ReplicaFetchClient:
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._fetch = channel.unary_unary(_FETCH_METHOD, request_serializer=pb.ReplicaFetchRequest.SerializeToString,
-                                          response_deserializer=pb.ReplicaFetchResponse.FromString)
+                                          response_deserializer=decode_response)
 
     async def fetch(self, request: FetchRequest, timeout_s: float) -> FetchResponse:
-        """Raises grpc.aio.AioRpcError when the leader did not answer in time or is unreachable."""
-        return response_from_pb(await self._fetch(request_to_pb(request), timeout=timeout_s))
+        """Raises grpc.aio.AioRpcError when the leader did not answer in time or is unreachable (or sent a body
+        that does not decode: gRPC reports a failed deserializer as an INTERNAL error)."""
+        return await self._fetch(request_to_pb(request), timeout=timeout_s)
 
 
 # == server ==========================================================================================================
@@ -121,7 +152,7 @@ ServeFetch = Callable[[FetchRequest, grpc.aio.ServicerContext], Awaitable[FetchR
 def replica_fetch_rpc_handlers(serve: ServeFetch) -> tuple[grpc.GenericRpcHandler, ...]:
     """The ReplicaFetchService handler for a gRPC server; ``serve`` answers one decoded request."""
     async def handle(message, context):
-        return response_to_pb(await serve(request_from_pb(message), context))
+        return await serve(request_from_pb(message), context)
     method = grpc.unary_unary_rpc_method_handler(handle, request_deserializer=pb.ReplicaFetchRequest.FromString,
-                                                 response_serializer=pb.ReplicaFetchResponse.SerializeToString)
+                                                 response_serializer=encode_response)
     return (grpc.method_handlers_generic_handler(SERVICE, {"Fetch": method}),)

@@ -113,3 +113,9 @@ def test_cli_passes_on_good_seeds(capsys):
     assert replication_sim.main(["--seeds", "5", "--steps", "1000"]) == 0
     out = capsys.readouterr().out
     assert "5 seeds run" in out and "0 failed" in out
+
+
+def test_crediting_a_fetch_ahead_with_unflushed_data_is_caught_within_60_seeds():
+    found = first_failure(BrokenVariant.FETCH_AHEAD_COUNTS_UNFLUSHED, 60)
+    assert found is not None, "the simulator missed a leader counting a follower's unfsynced fetch-ahead"
+    assert found[1] in {"acked-lost", "offset-reused", "truncate-below-hw"}, found
