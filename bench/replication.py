@@ -4,11 +4,16 @@ The issue asks for two numbers measured on real broker processes (started by ben
 so this script owns their PIDs and every node runs the same cluster-mode code path, a single node being a
 quorum of one):
 
-1. produce throughput with confluent-kafka (1 KiB records, linger 5 ms, 1 MB batches, one partition) for a
+1. produce throughput with confluent-kafka (1 KiB records, linger 5 ms, 1 MB batches, ``--partitions`` partitions,
+   default 6, records sent to them in turns of 1024) for a
    single node (RF 1, acks=all, idempotent) as the reference, then a 3-node cluster with RF 3 and
    ``min.insync.replicas=2`` at acks=all (idempotent) and at acks=1 (librdkafka refuses idempotence unless
    acks=all, so that one is a plain producer); each the median of ``--repeats`` runs, as MB/s, msg/s, the
    brokers' CPU and the ratio to the single node measured in the same run.  Target: acks=all >= 0.6x.
+   Why several partitions by default: librdkafka's idempotent producer keeps one ProduceRequest in flight per
+   partition once a batch holds more than five messages (its in-flight limit counts messages), so on one
+   partition acks=all measures the replication round trip, not throughput; with six, leaders spread over the
+   three brokers and the producer pipelines as it would in a real cluster.  ``--partitions 1`` shows the other.
 2. failover time: an idempotent acks=all producer streams small ``seq-N`` records at a steady rate; the
    partition leader is killed with -9, and the time from the kill to the first acknowledgement of a record
    *sent after the kill* is recorded.  The killed broker is restarted and the ISR must be full again before
@@ -128,7 +133,7 @@ def wait_partition_ready(probe: MetadataProbe, topic: str, replicas: int, timeou
 
 # -- part 1: throughput -----------------------------------------------------------------------------------------------
 def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, msg_size: int,
-                max_seconds: float) -> dict:
+                max_seconds: float, partitions: int = 1) -> dict:
     """One timed produce of ``count`` records (send to last acknowledgement); brokers' and client's CPU %."""
     from confluent_kafka import Producer
 
@@ -158,7 +163,7 @@ def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, ms
     produce = producer.produce
     while sent < count:
         try:
-            produce(topic, payloads[sent & 1023], partition=0)
+            produce(topic, payloads[sent & 1023], partition=(sent >> 10) % partitions)
             sent += 1
         except BufferError:
             producer.poll(0.005)
@@ -183,13 +188,14 @@ def throughput_config(cluster, label: str, replicas: int, acks: str, idempotent:
     runs = []
     for run in range(1, args.repeats + 1):
         topic = f"tput-{label}-r{run}-{int(time.time() * 1000)}"
-        create_topic(cluster.bootstrap, topic, 1, replication_factor=replicas, timeout_s=30,
+        create_topic(cluster.bootstrap, topic, args.partitions, replication_factor=replicas, timeout_s=30,
                      config=TOPIC_CONFIG_RF3 if replicas > 1 else {})
         if wait_partition_ready(probe, topic, replicas) is None:
             raise RuntimeError(f"{topic}: no leader with a full ISR within 30 s")
-        result = produce_run(cluster, topic, acks, idempotent, count, args.msg_size, args.max_seconds)
+        result = produce_run(cluster, topic, acks, idempotent, count, args.msg_size, args.max_seconds,
+                             args.partitions)
         result.update({"bench": "replication_throughput", "config": label, "run": run, "replicas": replicas,
-                       "acks": acks, "idempotent": idempotent})
+                       "acks": acks, "idempotent": idempotent, "partitions": args.partitions})
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
         runs.append(result)
         cluster.check_alive()
@@ -416,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="32 MiB per run, 2 repeats, 3 tuned and 2 default kills")
     parser.add_argument("--size-mib", type=float, help="MiB of record values per throughput run (default 256)")
     parser.add_argument("--msg-size", type=int, default=1024, help="bytes per record value (default 1024)")
+    parser.add_argument("--partitions", type=int, default=6,
+                        help="partitions of each throughput topic (default 6; see the module docstring)")
     parser.add_argument("--repeats", type=int, help="throughput runs per configuration, median shown (default 3)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per throughput run (default 60)")
     parser.add_argument("--kills", type=int, help="leader kills with tuned timeouts (default 10)")

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--seed", type=int, default=0)
     test.add_argument("--profile", choices=("safe", "unsafe"), default="safe",
                       help="safe: acks=all + idempotence; unsafe: acks=1")
-    test.add_argument("--replication-factor", type=int, default=1, help="of the test topic")
+    test.add_argument("--replication-factor", type=int, default=None,
+                      help="of the test topic (default: 3 on 3 or more nodes, else 1; min.insync.replicas RF-1)")
     test.add_argument("--unclean", action="store_true",
                       help="unclean.leader.election.enable=true (broker and topic): known unsafe")
     test.add_argument("--fsync-delay-ms", type=int, default=0,

@@ -70,7 +70,8 @@ class Cluster:
                     node_overrides["kraftpy.test.fsync.delay.ms"] = str(fsync_delay_ms)
             if nodes > 1:
                 node_overrides.update({"controller.quorum.voters": self.voters,
-                                       "process.roles": "broker,controller"})
+                                       "process.roles": "broker,controller",
+                                       "offsets.topic.replication.factor": str(min(3, nodes))})
             node = BrokerNode(name, i, run_dir / name, host=hosts[name], port=kafka_ports[name],
                               overrides=node_overrides, repo_root=repo_root,
                               exec_prefix=self.network.exec_prefix(name) if self.network else None)

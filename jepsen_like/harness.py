@@ -65,6 +65,9 @@ def create_topic(bootstrap: str, partitions: int, replication_factor: int = 1, u
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     configs = {"unclean.leader.election.enable": "true"} if unclean else {}
+    if replication_factor >= 2:
+        # acks=all then survives the loss of all but one replica without becoming unavailable at the first loss.
+        configs["min.insync.replicas"] = str(replication_factor - 1)
     topic = NewTopic(TOPIC, num_partitions=partitions, replication_factor=replication_factor, config=configs)
     future = admin.create_topics([topic])[TOPIC]
     try:
@@ -197,7 +200,8 @@ def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> l
     workers: list[Worker] = []
     try:
         cluster.start()
-        create_topic(cluster.bootstrap, args.keys, args.replication_factor, args.unclean)
+        replication_factor = args.replication_factor or (3 if args.nodes >= 3 else 1)
+        create_topic(cluster.bootstrap, args.keys, replication_factor, args.unclean)
         say(f"cluster up ({cluster.bootstrap}); schedule: {len(schedule['events']) // 2} faults (schedule.json)",
             log)
         with open(run_dir / "history.jsonl", "w") as sink:

@@ -379,7 +379,9 @@ class ClusterRuntime:
         log.info("metadata quorum leader is now %s (epoch %d)", leader_id, epoch)
         if leader_id == self.node_id and self.driver is not None:
             self._leader_start_offset = self.driver.store.log_end_offset
-            self.controller.reset_sessions(wall_ms())
+            # Half a session (at least two heartbeats) for live brokers to find us; see reset_sessions.
+            session_ms = self.broker.config.get("broker.session.timeout.ms")
+            self.controller.reset_sessions(wall_ms(), max(session_ms // 2, 2 * self.heartbeat_interval_ms))
 
     async def _wait_applied(self, end_offset: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

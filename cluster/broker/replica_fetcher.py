@@ -2,7 +2,10 @@
 
 Each fetcher repeatedly asks the pure ``FollowerFetchState`` of every partition it follows which fetch to send
 (none while the last fetched data is not yet fsynced: the fetch offset tells the leader what we hold
-*durably*), sends them in one gRPC request, and carries out what the state machine decides with each answer:
+*durably*), sends the ready ones in one gRPC request, and carries out what the state machine decides with each
+answer.  Unlike Kafka's fetcher it does not wait for that request before sending the next: partitions become
+ready one by one as their fsyncs finish, and a ready partition must not wait behind a request the leader is
+long-polling for others (a partition has at most one fetch in flight; the state machine enforces it).  Answers:
 append the batches (the group-commit flusher then fsyncs them and wakes this fetcher), truncate to where the
 logs agree (diverging epoch), restart the log at the leader's log start offset, or back off.  A partition moves
 between fetchers when its leader changes; it leaves them when this broker becomes its leader or deletes it.
@@ -31,6 +34,7 @@ from cluster.transport.replica_fetch_grpc import (
 log = logging.getLogger("cluster.broker.replica_fetcher")
 
 IDLE_POLL_S = 0.1          # re-check backoffs at least this often while nothing can be fetched
+MAX_REQUESTS_IN_FLIGHT = 8  # per leader; each covers the partitions that were ready when it was sent
 RPC_GRACE_S = 5.0          # a fetch's deadline: the leader's long-poll plus this
 # Fetch responses carry up to replica.fetch.response.max.bytes; gRPC's default receive limit is 4 MiB.
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
@@ -120,6 +124,7 @@ class ReplicaFetcher:
         self.manager = manager
         self.leader_id = leader_id
         self.partitions: dict[int, Partition] = {}
+        self._requests: set[asyncio.Task] = set()
         # Partitions whose last fetch came back full: the leader has more for them, so their next fetch goes out
         # before the fsync of what was just appended (the transfer overlaps the fsync).
         self._backlogged: set[int] = set()
@@ -140,22 +145,43 @@ class ReplicaFetcher:
             partition.fetcher_wakeup = None
 
     async def stop(self) -> None:
-        self._task.cancel()
-        try:
-            await self._task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: its last error is irrelevant
-            pass
+        for task in (self._task, *self._requests):
+            task.cancel()
+        for task in (self._task, *self._requests):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: its last error is irrelevant
+                pass
         await self._channel.close()
 
     async def _run(self) -> None:
         while True:
+            self.wakeup.clear()
+            fetches = self._next_fetches(self.manager._now_ms()) \
+                if len(self._requests) < MAX_REQUESTS_IN_FLIGHT else []
+            if fetches:
+                request = asyncio.create_task(self._fetch_guarded(fetches), name=f"replica-fetch-{self.leader_id}")
+                self._requests.add(request)
+                request.add_done_callback(self._requests.discard)
+                continue
             try:
-                await self._fetch_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the fetcher must outlive any one failure
-                log.exception("replica fetcher for leader %d failed; retrying", self.leader_id)
-                await asyncio.sleep(1.0)
+                await asyncio.wait_for(self.wakeup.wait(), IDLE_POLL_S)
+            except TimeoutError:
+                pass
+
+    async def _fetch_guarded(self, fetches) -> None:
+        try:
+            await self._fetch(fetches)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the fetcher must outlive any one failure
+            log.exception("replica fetch from leader %d failed; retrying", self.leader_id)
+            now_ms = self.manager._now_ms()
+            for partition, position in fetches:
+                if partition.follower_state is not None:
+                    partition.follower_state.on_fetch_failed(position, now_ms)
+        finally:
+            self.wakeup.set()   # the answered partitions may be ready again
 
     def _next_fetches(self, now_ms: int) -> list[tuple[Partition, object]]:
         fetches = []
@@ -169,16 +195,8 @@ class ReplicaFetcher:
                 fetches.append((partition, position))
         return fetches
 
-    async def _fetch_once(self) -> None:
+    async def _fetch(self, fetches) -> None:
         manager = self.manager
-        self.wakeup.clear()
-        fetches = self._next_fetches(manager._now_ms())
-        if not fetches:
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), IDLE_POLL_S)
-            except TimeoutError:
-                pass
-            return
         config = manager._config
         max_wait_ms = config.get("replica.fetch.wait.max.ms")
         request = FetchRequest(

@@ -258,14 +258,20 @@ class QuorumController:
         should_shutdown = not records and not still_leads
         return ControllerResult(tuple(records), HeartbeatResult(ErrorCode.NONE, caught_up, False, should_shutdown))
 
-    def reset_sessions(self, now_ms: int) -> None:
-        """A newly active controller starts every registered broker's session at ``now_ms``.
+    def reset_sessions(self, now_ms: int, grace_ms: int | None = None) -> None:
+        """A newly active controller gives every registered broker ``grace_ms`` (default: a whole session) from
+        ``now_ms`` to send it a heartbeat.
 
         Session times are soft state that is never logged (as in Kafka), so without this the first ``tick``
-        of a new controller would fence every broker it has not heard from yet.
+        of a new controller would fence every broker it has not heard from yet.  A grace shorter than a session
+        bounds failover when the old controller's node died with its partition leaderships: its broker is then
+        fenced a grace after the election instead of a whole session (live brokers heartbeat every
+        ``broker.heartbeat.interval.ms`` and find the new controller as soon as it is elected).
         """
+        timeout_ms = self.config.broker_session_timeout_ms
+        grace = timeout_ms if grace_ms is None else min(max(grace_ms, 0), timeout_ms)
         for broker_id in self.image.cluster.brokers:
-            self._last_contact_ms[broker_id] = now_ms
+            self._last_contact_ms[broker_id] = now_ms - timeout_ms + grace
 
     def tick(self, now_ms: int) -> ControllerResult:
         """Fences every unfenced broker whose session expired; response: fenced broker ids."""

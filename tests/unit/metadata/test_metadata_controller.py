@@ -105,6 +105,21 @@ def test_session_timeout_fences_and_moves_leadership(cluster3):
         assert after.leader_epoch == old.leader_epoch + (1 if old.leader == 1 else 0)
 
 
+def test_a_new_controller_fences_a_silent_broker_after_the_grace_not_a_whole_session(cluster3):
+    elected_ms = 100_000
+    cluster3.controller.reset_sessions(elected_ms, grace_ms=SESSION_MS // 2)
+    for b in (0, 2):
+        cluster3.heartbeat(b, elected_ms + 1000)   # live brokers found the new controller; broker 1 died with the old
+    assert cluster3.commit(cluster3.controller.tick(elected_ms + SESSION_MS // 2 - 1)) == ()
+    assert cluster3.controller.tick(elected_ms + SESSION_MS // 2 + 1).response == (1,)
+
+
+def test_reset_sessions_defaults_to_a_whole_session(cluster3):
+    cluster3.controller.reset_sessions(100_000)
+    assert cluster3.controller.tick(100_000 + SESSION_MS - 1).response == ()
+    assert cluster3.controller.tick(100_000 + SESSION_MS + 1).response == (0, 1, 2)
+
+
 def test_last_isr_member_fenced_keeps_isr_and_goes_leaderless_then_returns(cluster3):
     cluster3.commit(cluster3.controller.create_topics([NewTopic("solo", 1, 1)]))
     reg = cluster3.image.topics.by_name["solo"].partitions[0]
