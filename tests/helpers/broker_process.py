@@ -34,6 +34,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(offsets, host: str = "127.0.0.1", low: int = 20000, high: int = 32000) -> int:
+    """A base port such that base + each offset is free, taken below the kernel's ephemeral range (32768+), where
+    outgoing client and gRPC connections would otherwise take base + 1 between our check and the bind."""
+    import random
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low, high - max(offsets))
+        sockets = []
+        try:
+            for offset in offsets:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((host, base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no free block of ports {list(offsets)} in [{low}, {high})")
+
+
 def api_versions_v0_request(correlation_id: int = _PROBE_CORRELATION_ID,
                             client_id: bytes = _PROBE_CLIENT_ID) -> bytes:
     """Size-prefixed ApiVersions v0 request (request header v1: key, version, correlation id, client id)."""

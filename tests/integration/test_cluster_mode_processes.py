@@ -15,7 +15,11 @@ import uuid
 import warnings
 
 import pytest
-from broker_process import BrokerProcess, free_port  # tests/helpers is on sys.path (conftest.py)
+from broker_process import (  # tests/helpers is on sys.path (conftest.py)
+    BrokerProcess,
+    free_port,
+    free_port_block,
+)
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -238,7 +242,10 @@ def test_local_cluster_command_starts_three_nodes_describes_quorum_and_stops_on_
     import subprocess
     import sys
 
-    base_port = free_port()
+    from cluster.local_cluster import CONTROLLER_PORT_OFFSET
+
+    base_port = free_port_block([0, 1, 2, CONTROLLER_PORT_OFFSET, CONTROLLER_PORT_OFFSET + 1,
+                                 CONTROLLER_PORT_OFFSET + 2])
     command = [sys.executable, "-m", "cluster", "local-cluster", "--nodes", "3", "--base-port", str(base_port),
                "--data-dir", str(tmp_path / "data"), "--override", "metrics.listener="]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

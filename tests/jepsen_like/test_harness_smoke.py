@@ -81,11 +81,13 @@ def test_schedule_covers_each_kind_first_and_replays(tmp_path):
                     reason=f"3-node smoke needs network namespaces for partitions: {unavailable_reason()}")
 @pytest.mark.timeout(300)
 def test_three_node_smoke_with_kill_and_partition_is_valid_and_plotted(tmp_path):
-    """RF=1 topic over 3 nodes in namespaces, ~30 s of kill + partition.  The verdict must be exactly valid:
+    """RF 3 topic (min ISR 2) over 3 nodes in namespaces, ~30 s of kill + partition, broker sessions of 2 s so a
+    killed leader is replaced within the run rather than after Kafka's 9 s.  The verdict must be exactly valid:
     every fault is healed before the final reads, so an acknowledged write that is never read (unseen, the
     `unknown` verdict) would mean kraftpy lost it or never serves it again; it is not excused here."""
     cmd = [sys.executable, "-m", "jepsen_like", "test", "--nodes", "3", "--time-limit", "30", "--rate", "20",
-           "--nemesis", "kill,partition", "--nemesis-interval", "4", "--seed", "5", "--store", str(tmp_path)]
+           "--nemesis", "kill,partition", "--nemesis-interval", "4", "--seed", "5", "--store", str(tmp_path),
+           "--override", "broker.session.timeout.ms=2000", "--override", "broker.heartbeat.interval.ms=400"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=280)
     runs = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(runs) == 1, proc.stdout + proc.stderr
@@ -100,7 +102,8 @@ def test_three_node_smoke_with_kill_and_partition_is_valid_and_plotted(tmp_path)
     for name in PLOTS:
         assert (run / name).stat().st_size > 1000, name
     history = read_history(run / "history.jsonl")
-    assert sum(1 for op in history if op.f == "send" and op.type == "ok") >= 50
+    # Real work was done under the faults (20 ops/s shared by send, poll and assign; ~60 ok sends is usual).
+    assert sum(1 for op in history if op.f == "send" and op.type == "ok") >= 30
     assert any(op.f == "stop-partition" for op in history if op.process == "nemesis")
     assert all((run / n / "broker.log").exists() and (run / n / "data" / "meta.properties").exists()
                for n in ("n1", "n2", "n3"))
