@@ -63,7 +63,7 @@ def _load_bench_cluster():
 bench_cluster = _load_bench_cluster()
 from acked_stream import check_acknowledged_exactly_once, read_partition  # noqa: E402
 from cluster_process import create_topic  # noqa: E402
-from throughput import MB, own_cpu_seconds, process_cpu_seconds  # noqa: E402
+from throughput import MB, own_cpu_seconds, process_cpu_seconds, throughput_producer_config  # noqa: E402
 
 emit = bench_cluster.emit
 
@@ -138,20 +138,9 @@ def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, ms
     from confluent_kafka import Producer
 
     errors: list[str] = []
-    producer = Producer({
-        "bootstrap.servers": cluster.bootstrap,
-        "acks": acks,
-        "enable.idempotence": idempotent,
-        "linger.ms": 5,
-        "batch.size": 1_000_000,
-        "compression.type": "none",
-        "queue.buffering.max.kbytes": 256 * 1024,
-        "queue.buffering.max.messages": 1_000_000,
-        # a Python callback per record would measure Python, not the brokers: failures only
-        "delivery.report.only.error": True,
-        "on_delivery": lambda err, msg: errors.append(str(err)),
-        "message.timeout.ms": int(max_seconds * 1000) + 60_000,
-    })
+    producer = Producer({**throughput_producer_config(cluster.bootstrap, acks, max_seconds,
+                                                      lambda err: errors.append(str(err))),
+                         "enable.idempotence": idempotent})
     payloads = [random.randbytes(msg_size) for _ in range(1024)]
     producer.list_topics(topic, timeout=10)
     pids = {node_id: node.pid for node_id, node in cluster.nodes.items() if node.is_alive()}

@@ -251,24 +251,30 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     raise RuntimeError(f"topic {topic} not ready")
 
 
-def run_produce(broker: BrokerProcess, topic: str, acks: str, partitions: int, count: int, msg_size: int,
-                max_seconds: float) -> Result:
-    from confluent_kafka import Producer
-
-    errors = []
-    producer = Producer({
-        "bootstrap.servers": broker.bootstrap,
+def throughput_producer_config(bootstrap: str, acks: str, max_seconds: float, on_error) -> dict:
+    """The confluent-kafka producer every throughput benchmark uses: 1 MB batches, 5 ms linger, no compression,
+    a deep queue, and a delivery callback for failures only (a Python callback per record would measure Python,
+    not the brokers)."""
+    return {
+        "bootstrap.servers": bootstrap,
         "acks": acks,
         "linger.ms": 5,
         "batch.size": 1_000_000,
         "compression.type": "none",
         "queue.buffering.max.kbytes": 256 * 1024,
         "queue.buffering.max.messages": 1_000_000,
-        # a Python callback per record would measure Python, not the broker: report failures only
         "delivery.report.only.error": True,
-        "on_delivery": lambda err, msg: errors.append(err),
+        "on_delivery": lambda err, msg: on_error(err),
         "message.timeout.ms": int(max_seconds * 1000) + 60_000,
-    })
+    }
+
+
+def run_produce(broker: BrokerProcess, topic: str, acks: str, partitions: int, count: int, msg_size: int,
+                max_seconds: float) -> Result:
+    from confluent_kafka import Producer
+
+    errors = []
+    producer = Producer(throughput_producer_config(broker.bootstrap, acks, max_seconds, errors.append))
     payloads = [random.randbytes(msg_size) for _ in range(1024)]
     producer.list_topics(topic, timeout=10)
     truncated = False

@@ -675,9 +675,7 @@ class ClusterRuntime:
 
     def _count_isr_change(self, kind: IsrChangeKind) -> None:
         metrics = self.broker.metrics
-        hook = getattr(metrics, "on_isr_shrink" if kind is IsrChangeKind.SHRINK else "on_isr_expand", None)
-        if hook is not None:
-            hook()
+        (metrics.on_isr_shrink if kind is IsrChangeKind.SHRINK else metrics.on_isr_expand)()
 
     # -- what handlers ask ---------------------------------------------------------------------------------------
     def live_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:

@@ -113,9 +113,6 @@ class ReplicaFetcherManager:
             await fetcher.stop()
         self._fetchers.clear()
 
-    def lag_summary(self) -> dict[int, int]:
-        return {leader: len(fetcher.partitions) for leader, fetcher in self._fetchers.items()}
-
 
 class ReplicaFetcher:
     """Fetches every partition this broker follows from one leader, in one long-polled request at a time."""

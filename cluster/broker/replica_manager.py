@@ -62,7 +62,7 @@ class ReplicaManager:
         # Set by the cluster runtime: the replica fetcher manager (followers) and broker epochs from the image.
         self.fetchers = None
         self.registered_broker_epoch = lambda broker_id: -1
-        self.on_isr_change_applied = None   # metrics hook: called with "shrink" or "expand"
+        self._eligibility_brokers = None   # broker registrations the ISR eligibility was last computed from
 
     # lifecycle ------------------------------------------------------------------------------------------
     def open_all(self) -> None:
@@ -101,12 +101,13 @@ class ReplicaManager:
         return int(self.topic_configs(record)["min.insync.replicas"][0])
 
     # high watermark checkpoint ----------------------------------------------------------------------
+    def _high_watermarks(self) -> dict[tuple[str, int], int]:
+        return {key: partition.high_watermark for key, partition in self.partitions.items() if not partition.deleted}
+
     def checkpoint_high_watermarks(self) -> None:
         """Kafka's replication-offset-checkpoint: where each replica's committed data ends, for its restart."""
-        high_watermarks = {key: partition.high_watermark for key, partition in self.partitions.items()
-                           if not partition.deleted}
         try:
-            write_high_watermarks(self.config.log_dir, high_watermarks)
+            write_high_watermarks(self.config.log_dir, self._high_watermarks())
         except OSError as exc:
             log.error("cannot write the high watermark checkpoint: %s", exc)
 
@@ -115,10 +116,8 @@ class ReplicaManager:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval_s)
-            high_watermarks = {key: partition.high_watermark for key, partition in self.partitions.items()
-                               if not partition.deleted}
             try:
-                await loop.run_in_executor(None, write_high_watermarks, self.config.log_dir, high_watermarks)
+                await loop.run_in_executor(None, write_high_watermarks, self.config.log_dir, self._high_watermarks())
             except OSError as exc:
                 log.error("cannot write the high watermark checkpoint: %s", exc)
 
@@ -228,7 +227,13 @@ class ReplicaManager:
                                       registration.isr, current_ms, self.config.get("replica.fetch.backoff.ms"))
             if self.fetchers is not None:
                 self.fetchers.update(partition)
-        self.refresh_isr_eligibility(image)
+        # Eligibility depends on broker registrations and on each led partition's followers: all led partitions
+        # when a registration changed, else only those whose replica set may have (not O(partitions) per commit).
+        brokers = image.cluster.brokers
+        changed = None if brokers != self._eligibility_brokers else [
+            self.partitions[key] for key in changes.leaders if key in self.partitions]
+        self._eligibility_brokers = brokers
+        self.refresh_isr_eligibility(image, changed)
 
     def remove_stray_logs(self) -> list[str]:
         """Deletes partition directories that committed metadata no longer assigns to this broker (a topic
@@ -254,11 +259,12 @@ class ReplicaManager:
             partition = self._open_partition(self.store.topics[name], partition_index)
         return partition
 
-    def refresh_isr_eligibility(self, image) -> None:
+    def refresh_isr_eligibility(self, image, partitions=None) -> None:
         """Kafka's isReplicaIsrEligible: a fenced broker, or one in controlled shutdown, cannot join an ISR and
-        does not hold back the high watermark unless it is already in the ISR."""
+        does not hold back the high watermark unless it is already in the ISR.  ``partitions``: only these
+        (default: every partition this broker hosts)."""
         brokers = image.cluster.brokers
-        for partition in self.partitions.values():
+        for partition in (self.partitions.values() if partitions is None else partitions):
             state = partition.leader_state
             if state is None:
                 continue

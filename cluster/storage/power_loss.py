@@ -62,18 +62,10 @@ def _read_journal(journal_path: str) -> dict[str, tuple[int, int]]:
 
 
 def _write_compacted(journal_path: str, entries: dict[str, tuple[int, int]]) -> None:
-    tmp = journal_path + ".tmp"
+    from cluster.storage.fs import LOCAL_FS
+
     body = "".join(f"S {inode} {length} {path}\n" for path, (inode, length) in sorted(entries.items()))
-    with open(tmp, "wb") as f:
-        f.write(body.encode("utf-8", "surrogateescape"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, journal_path)
-    dir_fd = os.open(os.path.dirname(journal_path) or ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    LOCAL_FS.write_file_atomically(journal_path, body.encode("utf-8", "surrogateescape"))
 
 
 def restore_synced_lengths(journal_path: str) -> list[tuple[str, int, int]]:
