@@ -78,11 +78,15 @@ def raise_nofile(limit: int) -> str | None:
 
 
 class Node(BrokerProcess):
-    """A BrokerProcess whose child gets the raised fd limit, and whose start may skip the readiness wait."""
+    """A BrokerProcess whose child gets the raised fd limit, and whose start may skip the readiness wait.
 
-    def __init__(self, *args, controller_port: int, metrics_port: int, **kwargs) -> None:
+    ``on_spawn``, when set, is called with the node right after each process start (restarts included),
+    before the broker is ready: bench/replication.py puts the process into its CPU envelope there."""
+
+    def __init__(self, *args, controller_port: int, metrics_port: int, on_spawn=None, **kwargs) -> None:
         self.controller_port = controller_port
         self.metrics_port = metrics_port
+        self.on_spawn = on_spawn
         super().__init__(*args, **kwargs)
 
     def spawn(self) -> float:
@@ -100,6 +104,12 @@ class Node(BrokerProcess):
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=str(REPO_ROOT), env=env, start_new_session=True, preexec_fn=_child_setup)
+        if self.on_spawn is not None:
+            try:
+                self.on_spawn(self)
+            except BaseException:
+                self.kill9()          # e.g. not in its CPU envelope: must not run as if it were
+                raise
         return started
 
     def start(self, timeout_s: float = 60.0) -> None:
@@ -160,9 +170,12 @@ def _fd_kind(target: str) -> str:
 
 
 class Cluster:
-    """Three combined broker+controller nodes on loopback, one fresh cluster id, in ``root``."""
+    """Three combined broker+controller nodes on loopback, one fresh cluster id, in ``root``.
 
-    def __init__(self, root: Path, nodes: int = 3, overrides: dict[str, str] | None = None) -> None:
+    ``on_spawn(node)`` is handed to every Node (see Node)."""
+
+    def __init__(self, root: Path, nodes: int = 3, overrides: dict[str, str] | None = None,
+                 on_spawn=None) -> None:
         from cluster.broker.cluster_mode import write_meta_properties
 
         self.cluster_id = "bench-" + uuid.uuid4().hex[:12]
@@ -177,7 +190,7 @@ class Cluster:
                      "auto.create.topics.enable": "false"}
             props.update(overrides or {})
             node = Node(root / f"node-{node_id}", node_id=node_id, name=f"node-{node_id}", overrides=props,
-                        controller_port=controller_ports[i], metrics_port=metrics_port)
+                        controller_port=controller_ports[i], metrics_port=metrics_port, on_spawn=on_spawn)
             write_meta_properties(str(node.data_dir), self.cluster_id, node_id)
             self.nodes[node_id] = node
         self._channels: dict[int, object] = {}

@@ -22,12 +22,20 @@ quorum of one):
    <= 10 s at the defaults.  After the kills the partition is read back: every acknowledged record must be
    present exactly once, at the offset its delivery report named.
 
+With ``--node-cpus X`` every broker process of every cluster (restarts after a kill included) runs in its own
+CPU cgroup limited to X CPUs (bench/cpu_envelope.py), modelling "each broker on its own machine" on a small VM:
+the single node gets X CPU, the 3-node cluster 3 x X, so the ratio measures replication rather than three
+brokers and the client sharing the same cores.  Each throughput run's JSON line then carries every node's
+throttling during the run (``throttle``: CFS periods, throttled periods and %, throttled ms), so a node that
+hit its quota shows.  The client is not limited.  No envelope possible (not root, no cpu controller) exits 2.
+
 Output: JSON lines and human lines ("# "), then a summary table.  Slowness never fails the run (2 cores shared
 with other work: figures are for notes).  The exit status is non-zero only for a harness failure or a
 replication fault: a lost, duplicated or moved acknowledged record, a produce error, or no acknowledgement
 within ``--stall-cap-s`` of a kill.
 
     .venv/bin/python bench/replication.py [--quick] [--size-mib 256] [--repeats 3] [--kills 10] [--default-kills 5]
+                                          [--node-cpus 0.5]
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ def _load_bench_cluster():
 bench_cluster = _load_bench_cluster()
 from acked_stream import check_acknowledged_exactly_once, read_partition  # noqa: E402
 from cluster_process import create_topic  # noqa: E402
+from cpu_envelope import CpuEnvelope, EnvelopeError  # noqa: E402
 from throughput import MB, own_cpu_seconds, process_cpu_seconds, throughput_producer_config  # noqa: E402
 
 emit = bench_cluster.emit
@@ -88,6 +97,12 @@ TOPIC_CONFIG_RF3 = {"min.insync.replicas": "2"}
 
 class ReplicationFault(Exception):
     """A replication bug seen by the benchmark (lost/duplicated record, produce error, stall)."""
+
+
+def new_cluster(root: Path, nodes: int, overrides: dict, envelope: CpuEnvelope | None):
+    """A bench Cluster whose every broker start (restarts too) lands in its node's CPU envelope, if any."""
+    on_spawn = None if envelope is None else (lambda node: envelope.add(node.node_id, node.pid))
+    return bench_cluster.Cluster(root, nodes=nodes, overrides=overrides, on_spawn=on_spawn)
 
 
 # -- partition state through Metadata ---------------------------------------------------------------------------------
@@ -133,8 +148,9 @@ def wait_partition_ready(probe: MetadataProbe, topic: str, replicas: int, timeou
 
 # -- part 1: throughput -----------------------------------------------------------------------------------------------
 def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, msg_size: int,
-                max_seconds: float, partitions: int = 1) -> dict:
-    """One timed produce of ``count`` records (send to last acknowledgement); brokers' and client's CPU %."""
+                max_seconds: float, partitions: int = 1, envelope: CpuEnvelope | None = None) -> dict:
+    """One timed produce of ``count`` records (send to last acknowledgement); brokers' and client's CPU %,
+    and with an ``envelope`` each node's CPU throttling during the run."""
     from confluent_kafka import Producer
 
     errors: list[str] = []
@@ -146,6 +162,7 @@ def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, ms
     pids = {node_id: node.pid for node_id, node in cluster.nodes.items() if node.is_alive()}
     cpu_before = {node_id: process_cpu_seconds(pid) for node_id, pid in pids.items()}
     client_before = own_cpu_seconds()
+    throttle_before = envelope.snapshot() if envelope is not None else None
     started = time.perf_counter()
     deadline = started + max_seconds
     sent, truncated = 0, False
@@ -163,12 +180,17 @@ def produce_run(cluster, topic: str, acks: str, idempotent: bool, count: int, ms
                 break
     remaining = producer.flush(120)
     seconds = time.perf_counter() - started
+    throttle = None
+    if envelope is not None:
+        throttle = {node_id: row for node_id, row in
+                    envelope.throttling_since(throttle_before, envelope.snapshot()).items() if node_id in pids}
     broker_cpu = {node_id: round(100 * (process_cpu_seconds(pid) - cpu_before[node_id]) / seconds, 1)
                   for node_id, pid in pids.items()}
     return {"messages": sent, "seconds": round(seconds, 3), "mb_s": sent * msg_size / MB / seconds,
             "msgs_s": sent / seconds, "broker_cpu_pct": broker_cpu,
             "client_cpu_pct": round(100 * (own_cpu_seconds() - client_before) / seconds, 1),
-            "errors": len(errors) + remaining, "first_errors": errors[:3], "truncated": truncated}
+            "errors": len(errors) + remaining, "first_errors": errors[:3], "truncated": truncated,
+            **({"throttle": throttle} if throttle is not None else {})}
 
 
 def throughput_config(cluster, label: str, replicas: int, acks: str, idempotent: bool, args, count: int) -> dict:
@@ -182,7 +204,7 @@ def throughput_config(cluster, label: str, replicas: int, acks: str, idempotent:
         if wait_partition_ready(probe, topic, replicas) is None:
             raise RuntimeError(f"{topic}: no leader with a full ISR within 30 s")
         result = produce_run(cluster, topic, acks, idempotent, count, args.msg_size, args.max_seconds,
-                             args.partitions)
+                             args.partitions, args.envelope)
         result.update({"bench": "replication_throughput", "config": label, "run": run, "replicas": replicas,
                        "acks": acks, "idempotent": idempotent, "partitions": args.partitions})
         print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
@@ -198,13 +220,13 @@ def throughput_config(cluster, label: str, replicas: int, acks: str, idempotent:
 
 def bench_throughput(root: Path, args, count: int) -> list[dict]:
     results = []
-    single = bench_cluster.Cluster(root / "single", nodes=1, overrides=args.overrides)
+    single = new_cluster(root / "single", 1, args.overrides, args.envelope)
     try:
         single.start()
         results.append(throughput_config(single, "single-rf1-acks-all", 1, "all", True, args, count))
     finally:
         single.stop()
-    trio = bench_cluster.Cluster(root / "rf3", nodes=3, overrides=args.overrides)
+    trio = new_cluster(root / "rf3", 3, args.overrides, args.envelope)
     try:
         trio.start()
         results.append(throughput_config(trio, "3node-rf3-acks-all", 3, "all", True, args, count))
@@ -221,7 +243,7 @@ def bench_throughput(root: Path, args, count: int) -> list[dict]:
         emit({"bench": "replication_throughput_median", "config": result["config"], "mb_s": round(result["mb_s"], 1),
               "msgs_s": round(result["msgs_s"]), "ratio": round(result["ratio"], 3), "runs_mb_s": result["all_mb_s"],
               "broker_cpu_pct": result["broker_cpu_pct"], "client_cpu_pct": result["client_cpu_pct"],
-              "truncated": result["truncated"]},
+              "truncated": result["truncated"], "throttle": result.get("throttle")},
              f"{result['config']:20s} {result['mb_s']:6.1f} MB/s {result['msgs_s']:>8,.0f} msg/s  "
              f"ratio {result['ratio']:.2f}{target} | runs {result['all_mb_s']} | broker CPU {cpu}, client "
              f"{result['client_cpu_pct']:.0f}%" + (" | TRUNCATED (time budget)" if result["truncated"] else ""))
@@ -332,8 +354,8 @@ def verify_stream(cluster, stream: TimedStream, topic: str) -> list[str]:
 
 
 def bench_failover(root: Path, label: str, kills: int, broker_overrides: dict, producer_overrides: dict,
-                   target_s: float, cap_s: float) -> dict:
-    cluster = bench_cluster.Cluster(root / f"failover-{label}", nodes=3, overrides=broker_overrides)
+                   target_s: float, cap_s: float, envelope: CpuEnvelope | None = None) -> dict:
+    cluster = new_cluster(root / f"failover-{label}", 3, broker_overrides, envelope)
     runs: list[dict] = []
     problems: list[str] = []
     try:
@@ -383,12 +405,21 @@ def bench_failover(root: Path, label: str, kills: int, broker_overrides: dict, p
 
 
 # -- main -------------------------------------------------------------------------------------------------------------
-def print_table(throughput: list[dict], failovers: list[dict]) -> None:
-    print("#\n# ---- summary (figures for notes; 2 shared cores) ----", flush=True)
-    print(f"# {'configuration':22s} {'MB/s':>7s} {'msg/s':>9s} {'ratio':>6s}  broker CPU %", flush=True)
+def throttled_pct(result: dict) -> str:
+    """Per node, the share of CFS periods in which the node hit its quota ("-" without an envelope)."""
+    throttle = result.get("throttle")
+    return "-" if throttle is None else "/".join(f"{row['throttled_pct']:.0f}" for row in throttle.values())
+
+
+def print_table(throughput: list[dict], failovers: list[dict], envelope: CpuEnvelope | None = None) -> None:
+    cores = (f"{envelope.describe()}; client unlimited" if envelope is not None else "2 shared cores")
+    print(f"#\n# ---- summary (figures for notes; {cores}) ----", flush=True)
+    print(f"# {'configuration':22s} {'MB/s':>7s} {'msg/s':>9s} {'ratio':>6s}  broker CPU %"
+          + ("  throttled periods %" if envelope is not None else ""), flush=True)
     for r in throughput:
         cpu = "/".join(f"{pct:.0f}" for pct in r["broker_cpu_pct"].values())
-        print(f"# {r['config']:22s} {r['mb_s']:7.1f} {r['msgs_s']:9,.0f} {r['ratio']:6.2f}  {cpu}", flush=True)
+        print(f"# {r['config']:22s} {r['mb_s']:7.1f} {r['msgs_s']:9,.0f} {r['ratio']:6.2f}  {cpu}"
+              + (f"  {throttled_pct(r):>14s}" if envelope is not None else ""), flush=True)
     if throughput:
         print(f"# target: 3node-rf3-acks-all >= {THROUGHPUT_TARGET_RATIO}x single node", flush=True)
     print(f"# {'failover':22s} {'kills':>5s} {'median':>7s} {'min':>6s} {'max':>6s} {'target':>7s}  verdict",
@@ -422,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,tuned,defaults")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="broker config for every cluster of the run (repeatable), e.g. replica.fetch.max.bytes")
+    parser.add_argument("--node-cpus", type=float, metavar="X",
+                        help="run every broker in its own CPU cgroup limited to X CPUs, the same for the single "
+                             "node and each cluster node (models one machine per broker; needs root)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (broker logs)")
     args = parser.parse_args(argv)
     args.size_mib = args.size_mib if args.size_mib is not None else (32 if args.quick else 256)
@@ -433,11 +467,32 @@ def main(argv: list[str] | None = None) -> int:
     count = max(1, int(args.size_mib * 1024 * 1024) // args.msg_size)
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    args.envelope = None
+    if args.node_cpus is not None:
+        try:
+            args.envelope = CpuEnvelope(args.node_cpus, range(1, 4))
+        except EnvelopeError as exc:
+            print(f"# --node-cpus {args.node_cpus:g}: no CPU envelope possible: {exc}", file=sys.stderr, flush=True)
+            return 2
+    try:
+        return run(args, count, kills, default_kills, skip)
+    finally:
+        if args.envelope is not None:
+            leftovers = args.envelope.close()
+            if leftovers:
+                print(f"# could not remove cgroups {leftovers}", file=sys.stderr, flush=True)
+
+
+def run(args, count: int, kills: int, default_kills: int, skip: set[str]) -> int:
     root = Path(tempfile.mkdtemp(prefix="kraftpy-bench-replication-"))
+    envelope = args.envelope
     emit({"bench": "setup", "work_dir": str(root), "records_per_run": count, "msg_size": args.msg_size,
-          "repeats": args.repeats, "kills_tuned": kills, "kills_defaults": default_kills},
+          "repeats": args.repeats, "kills_tuned": kills, "kills_defaults": default_kills,
+          "node_cpus": args.node_cpus, "envelope": envelope.describe() if envelope is not None else None},
          f"work dir {root}; throughput: {count:,} records of {args.msg_size} B per run, median of {args.repeats}; "
-         f"failover: {kills} kills tuned, {default_kills} at defaults (fewer: each waits out the default timeouts)")
+         f"failover: {kills} kills tuned, {default_kills} at defaults (fewer: each waits out the default timeouts); "
+         + (f"{envelope.describe()}, own cgroup per node, client unlimited" if envelope is not None
+            else "brokers and client share all cores"))
     started = time.monotonic()
     ok = True
     throughput: list[dict] = []
@@ -447,10 +502,10 @@ def main(argv: list[str] | None = None) -> int:
             throughput = bench_throughput(root, args, count)
         if "tuned" not in skip and kills > 0:
             failovers.append(bench_failover(root, "tuned", kills, {**TUNED_BROKER, **args.overrides}, TUNED_PRODUCER,
-                                            FAILOVER_TARGET_TUNED_S, args.stall_cap_s))
+                                            FAILOVER_TARGET_TUNED_S, args.stall_cap_s, args.envelope))
         if "defaults" not in skip and default_kills > 0:
             failovers.append(bench_failover(root, "defaults", default_kills, args.overrides, {},
-                                            FAILOVER_TARGET_DEFAULT_S, args.stall_cap_s))
+                                            FAILOVER_TARGET_DEFAULT_S, args.stall_cap_s, args.envelope))
         ok = not any(f["problems"] for f in failovers)
     except KeyboardInterrupt:
         print("# interrupted; brokers stopped", file=sys.stderr)
@@ -458,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 -- harness error or replication fault: reported, exit 1
         print(f"# bench failed: {type(exc).__name__}: {exc}", flush=True)
         ok = False
-    print_table(throughput, failovers)
+    print_table(throughput, failovers, envelope)
     if args.keep or not ok:
         print(f"# broker logs kept in {root}", flush=True)
     else:

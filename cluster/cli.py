@@ -33,6 +33,7 @@ def _run_event_loop(coroutine) -> None:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
+    from cluster.broker.allocator import tune_allocator
     from cluster.broker.app import run_broker
 
     try:
@@ -48,6 +49,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kraftpy: configuration error: {exc}", file=sys.stderr)
         return 2
+    tune_allocator()
     try:
         _run_event_loop(run_broker(config))
     except OSError as exc:

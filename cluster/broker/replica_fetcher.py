@@ -122,8 +122,8 @@ class ReplicaFetcher:
         self.leader_id = leader_id
         self.partitions: dict[int, Partition] = {}
         self._requests: set[asyncio.Task] = set()
-        # Partitions whose last fetch came back full: the leader has more for them, so their next fetch goes out
-        # before the fsync of what was just appended (the transfer overlaps the fsync).
+        # Partitions whose leader had more than its last answer carried: their next fetch goes out before the
+        # fsync of what was just appended (the transfer overlaps the fsync).
         self._backlogged: set[int] = set()
         self.wakeup = asyncio.Event()
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
@@ -252,10 +252,12 @@ class ReplicaFetcher:
                 state.on_records_appended(view)   # leave the append state; the next fetch retries from our end
                 raise
             state.on_records_appended(view)
-            if len(result.records) >= self.manager._config.get("replica.fetch.max.bytes") // 2:
+            if result.log_end_offset > partition.log_end_offset:
                 self._backlogged.add(id(partition))
                 self.wakeup.set()   # the leader has more: fetch it while this append is being fsynced
             else:
+                # Caught up: the next fetch waits for the fsync and reports it, so the leader's high watermark
+                # (and acks=all) advance one round trip sooner than after an empty fetch-ahead.
                 self._backlogged.discard(id(partition))
             if not result.records:
                 self.wakeup.set()   # nothing to fsync: fetch again at once (the leader long-polls)

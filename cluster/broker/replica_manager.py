@@ -368,6 +368,7 @@ class ReplicaManager:
             result.error_code = int(ErrorCode.OFFSET_OUT_OF_RANGE)
             return 0
         result.records = data
+        result.log_end_offset = partition.log_end_offset
         result.high_watermark = partition.high_watermark
         result.log_start_offset = partition.log_start_offset
         return len(data)

@@ -58,6 +58,7 @@ class PartitionFetchResult:
     log_start_offset: int = -1
     diverging_epoch: tuple[int, int] | None = None   # (epoch, end offset)
     records: bytes | memoryview = b""
+    log_end_offset: int = -1                          # the leader's, when ``records`` were read
 
 
 @dataclass
@@ -96,7 +97,8 @@ def encode_response(response: FetchResponse) -> bytes:
     for p in response.partitions:
         entry = pb.ReplicaFetchPartitionResponse(
             topic_id=str(p.topic_id), partition=p.partition, error_code=p.error_code,
-            high_watermark=p.high_watermark, log_start_offset=p.log_start_offset, records_size=len(p.records))
+            high_watermark=p.high_watermark, log_start_offset=p.log_start_offset, records_size=len(p.records),
+            log_end_offset=p.log_end_offset)
         if p.diverging_epoch is not None:
             entry.has_diverging_epoch = True
             entry.diverging_epoch.epoch, entry.diverging_epoch.end_offset = p.diverging_epoch
@@ -124,7 +126,7 @@ def decode_response(body: bytes) -> FetchResponse:
         partitions.append(PartitionFetchResult(
             uuid.UUID(p.topic_id), p.partition, p.error_code, p.high_watermark, p.log_start_offset,
             (p.diverging_epoch.epoch, p.diverging_epoch.end_offset) if p.has_diverging_epoch else None,
-            view[position:end]))
+            view[position:end], p.log_end_offset))
         position = end
     if position != len(view):
         raise ValueError(f"{len(view) - position} unexplained bytes after the replica fetch records")

@@ -20,7 +20,8 @@ TOPIC_ID = uuid.UUID("6f1c2b1e-0000-4000-8000-000000000001")
 
 
 def _result(partition: int, records: bytes, diverging=None, error_code: int = 0) -> PartitionFetchResult:
-    return PartitionFetchResult(TOPIC_ID, partition, error_code, 100 + partition, 3, diverging, records)
+    return PartitionFetchResult(TOPIC_ID, partition, error_code, 100 + partition, 3, diverging, records,
+                                log_end_offset=200 + partition)
 
 
 @given(st.lists(st.binary(max_size=300), max_size=6), st.integers(0, 100))
@@ -32,9 +33,10 @@ def test_round_trip(payloads, error_code):
     assert len(decoded.partitions) == len(payloads)
     for original, back in zip(response.partitions, decoded.partitions, strict=True):
         assert bytes(back.records) == original.records
-        assert (back.topic_id, back.partition, back.high_watermark, back.log_start_offset, back.diverging_epoch) == (
+        assert (back.topic_id, back.partition, back.high_watermark, back.log_start_offset, back.diverging_epoch,
+                back.log_end_offset) == (
             original.topic_id, original.partition, original.high_watermark, original.log_start_offset,
-            original.diverging_epoch)
+            original.diverging_epoch, original.log_end_offset)
 
 
 def test_records_are_slices_of_the_received_body():

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63luster/v1/replication.proto\x12\ncluster.v1\"\xe3\x01\n\x15ReplicaFetchPartition\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x1c\n\x14\x63urrent_leader_epoch\x18\x03 \x01(\x05\x12\x14\n\x0c\x66\x65tch_offset\x18\x04 \x01(\x03\x12\x1a\n\x12last_fetched_epoch\x18\x05 \x01(\x05\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x1b\n\x13partition_max_bytes\x18\x07 \x01(\x05\x12\x1e\n\x16\x64urable_log_end_offset\x18\x08 \x01(\x03\"\xb2\x01\n\x13ReplicaFetchRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x11\n\tmax_bytes\x18\x05 \x01(\x05\x12\x35\n\npartitions\x18\x06 \x03(\x0b\x32!.cluster.v1.ReplicaFetchPartition\"3\n\x0e\x44ivergingEpoch\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\nend_offset\x18\x02 \x01(\x03\"\x83\x02\n\x1dReplicaFetchPartitionResponse\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12\x1b\n\x13has_diverging_epoch\x18\x06 \x01(\x08\x12\x33\n\x0f\x64iverging_epoch\x18\x07 \x01(\x0b\x32\x1a.cluster.v1.DivergingEpoch\x12\x0f\n\x07records\x18\x08 \x01(\x0c\x12\x14\n\x0crecords_size\x18\t \x01(\x05\"i\n\x14ReplicaFetchResponse\x12\x12\n\nerror_code\x18\x01 \x01(\x05\x12=\n\npartitions\x18\x02 \x03(\x0b\x32).cluster.v1.ReplicaFetchPartitionResponse2a\n\x13ReplicaFetchService\x12J\n\x05\x46\x65tch\x12\x1f.cluster.v1.ReplicaFetchRequest\x1a .cluster.v1.ReplicaFetchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63luster/v1/replication.proto\x12\ncluster.v1\"\xe3\x01\n\x15ReplicaFetchPartition\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x1c\n\x14\x63urrent_leader_epoch\x18\x03 \x01(\x05\x12\x14\n\x0c\x66\x65tch_offset\x18\x04 \x01(\x03\x12\x1a\n\x12last_fetched_epoch\x18\x05 \x01(\x05\x12\x18\n\x10log_start_offset\x18\x06 \x01(\x03\x12\x1b\n\x13partition_max_bytes\x18\x07 \x01(\x05\x12\x1e\n\x16\x64urable_log_end_offset\x18\x08 \x01(\x03\"\xb2\x01\n\x13ReplicaFetchRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x12\n\nreplica_id\x18\x02 \x01(\x05\x12\x14\n\x0c\x62roker_epoch\x18\x03 \x01(\x03\x12\x13\n\x0bmax_wait_ms\x18\x04 \x01(\x05\x12\x11\n\tmax_bytes\x18\x05 \x01(\x05\x12\x35\n\npartitions\x18\x06 \x03(\x0b\x32!.cluster.v1.ReplicaFetchPartition\"3\n\x0e\x44ivergingEpoch\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x12\n\nend_offset\x18\x02 \x01(\x03\"\x9b\x02\n\x1dReplicaFetchPartitionResponse\x12\x10\n\x08topic_id\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x16\n\x0ehigh_watermark\x18\x04 \x01(\x03\x12\x18\n\x10log_start_offset\x18\x05 \x01(\x03\x12\x1b\n\x13has_diverging_epoch\x18\x06 \x01(\x08\x12\x33\n\x0f\x64iverging_epoch\x18\x07 \x01(\x0b\x32\x1a.cluster.v1.DivergingEpoch\x12\x0f\n\x07records\x18\x08 \x01(\x0c\x12\x14\n\x0crecords_size\x18\t \x01(\x05\x12\x16\n\x0elog_end_offset\x18\n \x01(\x03\"i\n\x14ReplicaFetchResponse\x12\x12\n\nerror_code\x18\x01 \x01(\x05\x12=\n\npartitions\x18\x02 \x03(\x0b\x32).cluster.v1.ReplicaFetchPartitionResponse2a\n\x13ReplicaFetchService\x12J\n\x05\x46\x65tch\x12\x1f.cluster.v1.ReplicaFetchRequest\x1a .cluster.v1.ReplicaFetchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIVERGINGEPOCH']._serialized_start=455
   _globals['_DIVERGINGEPOCH']._serialized_end=506
   _globals['_REPLICAFETCHPARTITIONRESPONSE']._serialized_start=509
-  _globals['_REPLICAFETCHPARTITIONRESPONSE']._serialized_end=768
-  _globals['_REPLICAFETCHRESPONSE']._serialized_start=770
-  _globals['_REPLICAFETCHRESPONSE']._serialized_end=875
-  _globals['_REPLICAFETCHSERVICE']._serialized_start=877
-  _globals['_REPLICAFETCHSERVICE']._serialized_end=974
+  _globals['_REPLICAFETCHPARTITIONRESPONSE']._serialized_end=792
+  _globals['_REPLICAFETCHRESPONSE']._serialized_start=794
+  _globals['_REPLICAFETCHRESPONSE']._serialized_end=899
+  _globals['_REPLICAFETCHSERVICE']._serialized_start=901
+  _globals['_REPLICAFETCHSERVICE']._serialized_end=998
 # @@protoc_insertion_point(module_scope)
