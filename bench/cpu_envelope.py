@@ -44,10 +44,9 @@ def _who() -> str:
 
 def detect_root() -> tuple[Path, str]:
     """(hierarchy root, "v1" or "v2") of the machine's cpu controller; EnvelopeError when there is none."""
-    if (V1_ROOT / "cpu.cfs_quota_us").exists():
-        return V1_ROOT, "v1"
-    if (V2_ROOT / "cgroup.controllers").exists():
-        return V2_ROOT, "v2"
+    for root in (V1_ROOT, V2_ROOT):
+        with contextlib.suppress(EnvelopeError):
+            return root, _kind_of(root)
     raise EnvelopeError(f"no cpu cgroup controller: neither {V1_ROOT}/cpu.cfs_quota_us (cgroup v1) nor "
                         f"{V2_ROOT}/cgroup.controllers (cgroup v2) exists")
 

@@ -437,10 +437,6 @@ def print_table(throughput: list[dict], failovers: list[dict], envelope: CpuEnve
               f"{s(f['max_s']):>6s} {f['target_s']:6.0f}s  {verdict}", flush=True)
 
 
-def _raise_interrupt(_signum, _frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="32 MiB per run, 2 repeats, 3 tuned and 2 default kills")
@@ -470,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = dict(item.split("=", 1) for item in args.override)
     count = max(1, int(args.size_mib * 1024 * 1024) // args.msg_size)
 
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, bench_cluster._raise_interrupt)
     args.envelope = None
     if args.node_cpus is not None:
         try:
@@ -506,10 +502,10 @@ def run(args, count: int, kills: int, default_kills: int, skip: set[str]) -> int
             throughput = bench_throughput(root, args, count)
         if "tuned" not in skip and kills > 0:
             failovers.append(bench_failover(root, "tuned", kills, {**TUNED_BROKER, **args.overrides}, TUNED_PRODUCER,
-                                            FAILOVER_TARGET_TUNED_S, args.stall_cap_s, args.envelope))
+                                            FAILOVER_TARGET_TUNED_S, args.stall_cap_s, envelope))
         if "defaults" not in skip and default_kills > 0:
             failovers.append(bench_failover(root, "defaults", default_kills, args.overrides, {},
-                                            FAILOVER_TARGET_DEFAULT_S, args.stall_cap_s, args.envelope))
+                                            FAILOVER_TARGET_DEFAULT_S, args.stall_cap_s, envelope))
         ok = not any(f["problems"] for f in failovers)
     except KeyboardInterrupt:
         print("# interrupted; brokers stopped", file=sys.stderr)

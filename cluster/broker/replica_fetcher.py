@@ -41,32 +41,6 @@ _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
                     ("grpc.max_send_message_length", 256 * 1024 * 1024)]
 
 
-class LogView:
-    """``ReplicaLogView`` of a partition for the follower state machine."""
-
-    def __init__(self, partition: Partition) -> None:
-        self._partition = partition
-
-    @property
-    def log_start_offset(self) -> int:
-        return self._partition.log_start_offset
-
-    @property
-    def log_end_offset(self) -> int:
-        return self._partition.log_end_offset
-
-    @property
-    def durable_log_end_offset(self) -> int:
-        return self._partition.durable_log_end_offset
-
-    @property
-    def latest_epoch(self) -> int:
-        return self._partition.latest_epoch
-
-    def end_offset_for_epoch(self, leader_epoch: int) -> tuple[int, int]:
-        return self._partition.end_offset_for_epoch(leader_epoch)
-
-
 class ReplicaFetcherManager:
     """Routes each follower partition to the fetcher of its leader."""
 
@@ -186,7 +160,7 @@ class ReplicaFetcher:
             state = partition.follower_state
             if partition.deleted or state is None or state.leader_id != self.leader_id:
                 continue
-            position = state.next_fetch(now_ms, LogView(partition),
+            position = state.next_fetch(now_ms, partition,
                                         allow_unflushed=id(partition) in self._backlogged)
             if position is not None:
                 fetches.append((partition, position))
@@ -232,10 +206,9 @@ class ReplicaFetcher:
 
     def _handle_partition(self, partition: Partition, state, position, result: PartitionFetchResult,
                           now_ms: int) -> None:
-        view = LogView(partition)
         diverging = None if result.diverging_epoch is None else EpochEndOffset(*result.diverging_epoch)
         try:
-            outcome = state.on_fetch_response(position, now_ms, view, error_code=ErrorCode(result.error_code),
+            outcome = state.on_fetch_response(position, now_ms, partition, error_code=ErrorCode(result.error_code),
                                               high_watermark=result.high_watermark,
                                               log_start_offset=result.log_start_offset, diverging_epoch=diverging)
         except TruncationBelowHighWatermarkError as exc:
@@ -249,9 +222,9 @@ class ReplicaFetcher:
             try:
                 partition.append_as_follower(result.records, now_ms)
             except Exception:
-                state.on_records_appended(view)   # leave the append state; the next fetch retries from our end
+                state.on_records_appended(partition)   # leave the append state; the next fetch retries from our end
                 raise
-            state.on_records_appended(view)
+            state.on_records_appended(partition)
             if result.log_end_offset > partition.log_end_offset:
                 self._backlogged.add(id(partition))
                 self.wakeup.set()   # the leader has more: fetch it while this append is being fsynced
