@@ -22,6 +22,16 @@ quorum of one):
    <= 10 s at the defaults.  After the kills the partition is read back: every acknowledged record must be
    present exactly once, at the offset its delivery report named.
 
+3. the ceiling (after the throughput runs; ``--skip floor`` leaves it out): bench/replication_floor.py measures
+   in a fresh process the CPU of one follower copy of a megabyte through our ReplicaFetchService, both ends,
+   and the summary prints the most RF 3 acks=all could reach on these cores if replication cost nothing beyond
+   that floor: the single node's client and broker CPU per MB plus two follower copies, next to what RF 3
+   acks=all measured per MB.  When the ceiling is below the target, no implementation that moves the follower
+   copies through gRPC can show the target on this machine.  It also measures the fsynced write rate the
+   brokers' disk sustains (``--disk-seconds``): when the three brokers share that disk, RF 3 writes every
+   byte three times to it, so in runs longer than the disk's burst RF 3 gets at most a third of a disk-bound
+   single node.
+
 With ``--node-cpus X`` every broker process of every cluster (restarts after a kill included) runs in its own
 CPU cgroup limited to X CPUs (bench/cpu_envelope.py), modelling "each broker on its own machine" on a small VM:
 the single node gets X CPU, the 3-node cluster 3 x X, so the ratio measures replication rather than three
@@ -43,10 +53,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import random
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +84,7 @@ bench_cluster = _load_bench_cluster()
 from acked_stream import check_acknowledged_exactly_once, read_partition  # noqa: E402
 from cluster_process import create_topic  # noqa: E402
 from cpu_envelope import CpuEnvelope, EnvelopeError  # noqa: E402
+from replication_floor import ceiling, cpu_s_per_mb  # noqa: E402
 from throughput import MB, own_cpu_seconds, process_cpu_seconds, throughput_producer_config  # noqa: E402
 
 emit = bench_cluster.emit
@@ -254,6 +267,49 @@ def bench_throughput(root: Path, args, count: int) -> list[dict]:
     return results
 
 
+# -- the floor: what the machine allows at zero overhead ---------------------------------------------------------------
+def measure_replica_fetch_floor(mib: float, disk_dir: Path, disk_seconds: float) -> dict:
+    """bench/replication_floor.py in a fresh process (no producer threads around): CPU per MiB of one follower
+    copy through our ReplicaFetchService, both ends counted; and unless ``disk_seconds`` is 0, the fsynced write
+    rate the brokers' disk sustains."""
+    command = [sys.executable, str(BENCH_DIR / "replication_floor.py"), "--mib", str(mib)]
+    if disk_seconds > 0:
+        command += ["--disk-dir", str(disk_dir), "--disk-seconds", str(disk_seconds)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300 + disk_seconds, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"replication_floor.py exited {completed.returncode}: {completed.stderr.strip()[-500:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def bench_ceiling(throughput: list[dict], args, root: Path) -> dict | None:
+    """Measures the follower-copy floor (and the disk) and prints the ceiling next to what RF 3 acks=all cost."""
+    if not throughput:
+        return None
+    floor = measure_replica_fetch_floor(args.floor_mib, root, args.disk_seconds)
+    bound = ceiling(throughput[0], floor["cpu_s_per_mib"] * MB / (1024 * 1024), len(os.sched_getaffinity(0)),
+                    args.node_cpus)
+    measured = next((r for r in throughput if r["config"] == "3node-rf3-acks-all"), None)
+    if measured is not None:
+        client, brokers = cpu_s_per_mb(measured)
+        bound["rf3_acks_all_measured_ms_per_mb"] = round((client + brokers) * 1000, 3)
+    emit({**bound, "floor": floor},
+         f"ceiling at zero replication overhead: {bound['ceiling_mb_s']:.0f} MB/s = {bound['ceiling_ratio']:.2f}x "
+         f"single node ({bound['cores']} cores"
+         + (f", {args.node_cpus:g} CPU per broker" if args.node_cpus is not None else "")
+         + f"; a follower copy through ReplicaFetchService costs >= {bound['follower_copy_floor_ms_per_mb']:.2f} "
+         f"CPU-ms/MB; RF 3 >= {bound['rf3_floor_ms_per_mb']:.2f} CPU-ms/MB in all, measured "
+         f"{bound.get('rf3_acks_all_measured_ms_per_mb', float('nan')):.2f})")
+    disk = floor.get("disk")
+    if disk is not None:
+        bound["disk_sustained_mb_s"] = disk["sustained_mb_s"]
+        bound["disk_first_second_mb_s"] = disk["first_second_mb_s"]
+        emit(disk, f"disk under the brokers: {disk['first_second_mb_s']:.0f} MB/s fsynced in its first second, "
+                   f"{disk['sustained_mb_s']:.0f} MB/s sustained (last third of {disk['seconds']:.0f} s): three "
+                   f"replicas on it cap sustained RF 3 at {disk['sustained_mb_s'] / 3:.0f} MB/s, a third of a "
+                   f"disk-bound single node; runs shorter than the burst do not show it")
+    return bound
+
+
 # -- part 2: failover -------------------------------------------------------------------------------------------------
 class TimedStream:
     """An idempotent acks=all producer sending ``seq-N`` at a steady rate, timing sends and acknowledgements.
@@ -415,7 +471,8 @@ def throttled_pct(result: dict) -> str:
     return "-" if throttle is None else "/".join(f"{row['throttled_pct']:.0f}" for row in throttle.values())
 
 
-def print_table(throughput: list[dict], failovers: list[dict], envelope: CpuEnvelope | None = None) -> None:
+def print_table(throughput: list[dict], failovers: list[dict], envelope: CpuEnvelope | None = None,
+                bound: dict | None = None) -> None:
     cores = (f"{envelope.describe()}; client unlimited" if envelope is not None else "2 shared cores")
     print(f"#\n# ---- summary (figures for notes; {cores}) ----", flush=True)
     print(f"# {'configuration':22s} {'MB/s':>7s} {'msg/s':>9s} {'ratio':>6s}  broker CPU %"
@@ -426,6 +483,14 @@ def print_table(throughput: list[dict], failovers: list[dict], envelope: CpuEnve
               + (f"  {throttled_pct(r):>14s}" if envelope is not None else ""), flush=True)
     if throughput:
         print(f"# target: 3node-rf3-acks-all >= {THROUGHPUT_TARGET_RATIO}x single node", flush=True)
+    if bound is not None:
+        print(f"# {'ceiling (floor only)':22s} {bound['ceiling_mb_s']:7.1f} {'':9s} {bound['ceiling_ratio']:6.2f}  "
+              f"follower copy >= {bound['follower_copy_floor_ms_per_mb']:.2f} CPU-ms/MB; RF 3 acks=all >= "
+              f"{bound['rf3_floor_ms_per_mb']:.2f}, measured {bound.get('rf3_acks_all_measured_ms_per_mb', 0):.2f}",
+              flush=True)
+        if "disk_sustained_mb_s" in bound:
+            print(f"# {'disk (fsynced writes)':22s} {bound['disk_sustained_mb_s']:7.1f} sustained, "
+                  f"{bound['disk_first_second_mb_s']:.0f} first second: sustained RF 3 <= 1/3 of it", flush=True)
     print(f"# {'failover':22s} {'kills':>5s} {'median':>7s} {'min':>6s} {'max':>6s} {'target':>7s}  verdict",
           flush=True)
     for f in failovers:
@@ -450,7 +515,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default-kills", type=int, help="leader kills at default timeouts (default 5)")
     parser.add_argument("--stall-cap-s", type=float, default=60.0,
                         help="no acknowledgement this long after a kill is reported as a stall (default 60)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: throughput,tuned,defaults")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated parts to skip: throughput,floor,tuned,defaults")
+    parser.add_argument("--disk-seconds", type=float, default=20.0,
+                        help="seconds of fsynced writes measuring the disk after the throughput runs (0: skip)")
+    parser.add_argument("--floor-mib", type=float,
+                        help="MiB moved by the follower-copy floor measurement (default 256, 64 with --quick)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="broker config for every cluster of the run (repeatable), e.g. replica.fetch.max.bytes")
     parser.add_argument("--node-cpus", type=float, metavar="X",
@@ -460,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.size_mib = args.size_mib if args.size_mib is not None else (32 if args.quick else 256)
     args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
+    args.floor_mib = args.floor_mib if args.floor_mib is not None else (64 if args.quick else 256)
     kills = args.kills if args.kills is not None else (3 if args.quick else 10)
     default_kills = args.default_kills if args.default_kills is not None else (2 if args.quick else 5)
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
@@ -496,10 +567,13 @@ def run(args, count: int, kills: int, default_kills: int, skip: set[str]) -> int
     started = time.monotonic()
     ok = True
     throughput: list[dict] = []
+    bound: dict | None = None
     failovers: list[dict] = []
     try:
         if "throughput" not in skip:
             throughput = bench_throughput(root, args, count)
+            if "floor" not in skip:
+                bound = bench_ceiling(throughput, args, root)
         if "tuned" not in skip and kills > 0:
             failovers.append(bench_failover(root, "tuned", kills, {**TUNED_BROKER, **args.overrides}, TUNED_PRODUCER,
                                             FAILOVER_TARGET_TUNED_S, args.stall_cap_s, envelope))
@@ -513,7 +587,7 @@ def run(args, count: int, kills: int, default_kills: int, skip: set[str]) -> int
     except Exception as exc:  # noqa: BLE001 -- harness error or replication fault: reported, exit 1
         print(f"# bench failed: {type(exc).__name__}: {exc}", flush=True)
         ok = False
-    print_table(throughput, failovers, envelope)
+    print_table(throughput, failovers, envelope, bound)
     if args.keep or not ok:
         print(f"# broker logs kept in {root}", flush=True)
     else:
