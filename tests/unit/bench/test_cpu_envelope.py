@@ -3,7 +3,6 @@ on close, and a machine where no envelope can be made says why instead of runnin
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,20 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from bench_modules import load_bench_module
 
-
-def _load_cpu_envelope():
-    """bench/cpu_envelope.py by file: putting bench/ on sys.path would let bench/cluster.py shadow the
-    ``cluster`` package for every test collected after this one."""
-    path = Path(__file__).resolve().parents[3] / "bench" / "cpu_envelope.py"
-    spec = importlib.util.spec_from_file_location("bench_cpu_envelope", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_cpu_envelope = _load_cpu_envelope()
+_cpu_envelope = load_bench_module("cpu_envelope")
 CpuEnvelope = _cpu_envelope.CpuEnvelope
 EnvelopeError = _cpu_envelope.EnvelopeError
 detect_root = _cpu_envelope.detect_root

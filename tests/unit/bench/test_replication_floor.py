@@ -3,24 +3,10 @@ byte arrives, both processes' CPU is counted) and the ceiling it implies is the 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from bench_modules import load_bench_module
 
-
-def _load_replication_floor():
-    """By file: putting bench/ on sys.path would let bench/cluster.py shadow the ``cluster`` package."""
-    path = Path(__file__).resolve().parents[3] / "bench" / "replication_floor.py"
-    spec = importlib.util.spec_from_file_location("bench_replication_floor", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_floor = _load_replication_floor()
+_floor = load_bench_module("replication_floor")
 
 
 def _single(mb_s: float, client_pct: float, broker_pct: float) -> dict:
