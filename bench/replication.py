@@ -18,7 +18,8 @@ quorum of one):
    partition leader is killed with -9, and the time from the kill to the first acknowledgement of a record
    *sent after the kill* is recorded.  The killed broker is restarted and the ISR must be full again before
    the next kill.  Run with tuned timeouts (``--kills``, default 10) and at the defaults (``--default-kills``,
-   default 5, fewer because each waits out the 9 s broker session timeout).  Targets: <= 2 s tuned,
+   default 10 too: the issue asks for the median of 10; each waits out the 9 s broker session timeout, so this
+   part takes a few minutes).  Targets: <= 2 s tuned,
    <= 10 s at the defaults.  After the kills the partition is read back: every acknowledged record must be
    present exactly once, at the offset its delivery report named.
 
@@ -44,7 +45,7 @@ with other work: figures are for notes).  The exit status is non-zero only for a
 replication fault: a lost, duplicated or moved acknowledged record, a produce error, or no acknowledgement
 within ``--stall-cap-s`` of a kill.
 
-    .venv/bin/python bench/replication.py [--quick] [--size-mib 256] [--repeats 3] [--kills 10] [--default-kills 5]
+    .venv/bin/python bench/replication.py [--quick] [--size-mib 256] [--repeats 3] [--kills 10] [--default-kills 10]
                                           [--node-cpus 0.5]
 """
 
@@ -512,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="throughput runs per configuration, median shown (default 3)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="time budget per throughput run (default 60)")
     parser.add_argument("--kills", type=int, help="leader kills with tuned timeouts (default 10)")
-    parser.add_argument("--default-kills", type=int, help="leader kills at default timeouts (default 5)")
+    parser.add_argument("--default-kills", type=int, help="leader kills at default timeouts (default 10)")
     parser.add_argument("--stall-cap-s", type=float, default=60.0,
                         help="no acknowledgement this long after a kill is reported as a stall (default 60)")
     parser.add_argument("--skip", default="",
@@ -532,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args.repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
     args.floor_mib = args.floor_mib if args.floor_mib is not None else (64 if args.quick else 256)
     kills = args.kills if args.kills is not None else (3 if args.quick else 10)
-    default_kills = args.default_kills if args.default_kills is not None else (2 if args.quick else 5)
+    default_kills = args.default_kills if args.default_kills is not None else (2 if args.quick else 10)
     skip = {part.strip() for part in args.skip.split(",") if part.strip()}
     args.overrides = dict(item.split("=", 1) for item in args.override)
     count = max(1, int(args.size_mib * 1024 * 1024) // args.msg_size)
@@ -561,7 +562,7 @@ def run(args, count: int, kills: int, default_kills: int, skip: set[str]) -> int
           "repeats": args.repeats, "kills_tuned": kills, "kills_defaults": default_kills,
           "node_cpus": args.node_cpus, "envelope": envelope.describe() if envelope is not None else None},
          f"work dir {root}; throughput: {count:,} records of {args.msg_size} B per run, median of {args.repeats}; "
-         f"failover: {kills} kills tuned, {default_kills} at defaults (fewer: each waits out the default timeouts); "
+         f"failover: {kills} kills tuned, {default_kills} at defaults; "
          + (f"{envelope.describe()}, own cgroup per node, client unlimited" if envelope is not None
             else "brokers and client share all cores"))
     started = time.monotonic()

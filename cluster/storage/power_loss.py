@@ -12,8 +12,9 @@ opened, ``restore_synced_lengths`` cuts every journaled file back to its recorde
 through the seam and never synced is cut to nothing.  Files the seam never wrote (checkpoints replaced by
 an atomic rename, files renamed into place by the cleaner: their inode differs from the journal's) are left
 alone, as a rename+fsync is already durable.  Truncations are assumed durable at once (a gentler model than
-a real disk, which might resurrect truncated bytes).  The Raft metadata log (raft_store.py) does not write
-through the seam, so it is not covered.
+a real disk, which might resurrect truncated bytes).  The Raft metadata log (raft_store.py) writes its
+``raft.log`` through the seam too, so a power loss also takes the metadata entries a node never fsynced; its
+other files (quorum-state, meta.json, snapshots) are written atomically.
 
 Journal format, one record per line (the path last, so it may contain spaces):
 ``S <inode> <synced_length> <path>`` a file's synced length; ``F 0 0 <path>`` forget a deleted file;

@@ -35,7 +35,7 @@ import crc32c
 
 from cluster.core.errors import invariant
 from cluster.raft.log import ElectionState, LogEntry, SnapshotId
-from cluster.storage.fs import LOCAL_FS
+from cluster.storage.fs import LOCAL_FS, FileSystem
 
 _HEADER = struct.Struct(">II")          # body length, CRC-32C of body
 _BODY = struct.Struct(">qiB")           # offset, epoch, flags
@@ -51,11 +51,6 @@ class RaftStoreError(Exception):
     """The raft directory belongs to another cluster or node, or a snapshot file is corrupt."""
 
 
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """tmp + fsync + rename + directory fsync: after return, ``path`` holds ``data`` across a crash."""
-    LOCAL_FS.write_file_atomically(str(path), data)
-
-
 def encode_record(entry: LogEntry) -> bytes:
     body = _BODY.pack(entry.offset, entry.epoch, _FLAG_CONTROL if entry.is_control else 0) + entry.payload
     return _HEADER.pack(len(body), crc32c.crc32c(body)) + body
@@ -64,7 +59,9 @@ def encode_record(entry: LogEntry) -> bytes:
 class RaftStore:
     """A ``RaftLogView`` on files, plus the writes the shell performs for a ``Ready``."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, cluster_id: str, node_id: int) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, cluster_id: str, node_id: int,
+                 fs: FileSystem = LOCAL_FS) -> None:
+        self._fs = fs   # raft.log goes through the storage seam, so the power-loss test hook covers it too
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory_id = self._format_or_check(cluster_id, node_id)
@@ -76,9 +73,7 @@ class RaftStore:
         self._start = self._snapshot_id.end_offset if self._snapshot_id else 0
         self._log_path = self.directory / _LOG_NAME
         self.truncated_bytes = self._recover_log()
-        self._fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT, 0o644)
-        self._file_end = os.lseek(self._fd, 0, os.SEEK_END)
-        self._dirty = False
+        self._open_log_for_append()
 
     # -- formatting ------------------------------------------------------------------------------------------------
     def _format_or_check(self, cluster_id: str, node_id: int) -> str:
@@ -86,7 +81,7 @@ class RaftStore:
         if not path.exists():
             directory_id = uuid.uuid4().hex
             meta = {"cluster_id": cluster_id, "node_id": node_id, "directory_id": directory_id}
-            write_file_atomically(path, json.dumps(meta).encode())
+            self._write_atomically(path, json.dumps(meta).encode())
             return directory_id
         meta = json.loads(path.read_bytes())
         if meta["cluster_id"] != cluster_id:
@@ -106,7 +101,7 @@ class RaftStore:
     def write_election_state(self, state: ElectionState) -> None:
         """Durable before return (the node may send a vote right after)."""
         raw = {"epoch": state.epoch, "voted_id": state.voted_id, "leader_id": state.leader_id}
-        write_file_atomically(self.directory / _STATE_NAME, json.dumps(raw).encode())
+        self._write_atomically(self.directory / _STATE_NAME, json.dumps(raw).encode())
         self.election_state = state
 
     # -- peers' directory ids (kept here because it is per-node durable state of the quorum) ----------------------
@@ -117,7 +112,7 @@ class RaftStore:
         return {int(k): v for k, v in json.loads(path.read_bytes()).items()}
 
     def write_peer_directory_ids(self, directory_ids: dict[int, str]) -> None:
-        write_file_atomically(self.directory / _PEERS_NAME,
+        self._write_atomically(self.directory / _PEERS_NAME,
                               json.dumps({str(k): v for k, v in sorted(directory_ids.items())}).encode())
 
     # -- recovery ------------------------------------------------------------------------------------------------------
@@ -173,7 +168,7 @@ class RaftStore:
             positions.append(position)
             chunks.append(record)
             position += len(record)
-        write_file_atomically(self._log_path, b"".join(chunks))
+        self._write_atomically(self._log_path, b"".join(chunks))
         return list(entries), positions
 
     # -- RaftLogView -----------------------------------------------------------------------------------------------
@@ -233,7 +228,7 @@ class RaftStore:
             self._positions.append(self._file_end + sum(len(c) for c in chunks))
             chunks.append(record)
         data = b"".join(chunks)
-        os.pwrite(self._fd, data, self._file_end)
+        self._fs.pwrite(self._fd, data, self._file_end)
         self._file_end += len(data)
         self._dirty = True
 
@@ -244,14 +239,14 @@ class RaftStore:
         if index == len(self._entries):
             return
         self._file_end = self._positions[index]
-        os.ftruncate(self._fd, self._file_end)
+        self._fs.truncate(self._fd, self._file_end)
         del self._entries[index:], self._epochs[index:], self._positions[index:]
         self._dirty = True
 
     def sync(self) -> None:
         """fsync of the log file: makes every append and truncation so far durable."""
         if self._dirty:
-            os.fsync(self._fd)
+            self._fs.fsync(self._fd)
             self._dirty = False
 
     def install_snapshot(self, snapshot_id: SnapshotId, data: bytes) -> None:
@@ -271,24 +266,31 @@ class RaftStore:
 
     def _write_snapshot(self, snapshot_id: SnapshotId, data: bytes) -> None:
         path = self.directory / f"{snapshot_id.end_offset:020d}-{snapshot_id.epoch:010d}{_SNAPSHOT_SUFFIX}"
-        write_file_atomically(path, struct.pack(">I", crc32c.crc32c(data)) + bytes(data))
+        self._write_atomically(path, struct.pack(">I", crc32c.crc32c(data)) + bytes(data))
         previous = self._snapshot_path
         self._snapshot_id, self._snapshot_path = snapshot_id, path
         if previous is not None and previous != path:
             previous.unlink(missing_ok=True)   # the new snapshot is durable: the old one is garbage
 
     def _replace_log(self, entries: list[LogEntry], snapshot_id: SnapshotId) -> None:
-        os.close(self._fd)
+        self._fs.close(self._fd)
         self._entries, self._positions = self._rewrite_log(entries)
         self._epochs = [e.epoch for e in self._entries]
         self._start = snapshot_id.end_offset
-        self._fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT, 0o644)
-        self._file_end = os.lseek(self._fd, 0, os.SEEK_END)
+        self._open_log_for_append()
+
+    def _write_atomically(self, path: Path, data: bytes) -> None:
+        """tmp + fsync + rename + directory fsync: after return, ``path`` holds ``data`` across a crash."""
+        self._fs.write_file_atomically(str(path), data)
+
+    def _open_log_for_append(self) -> None:
+        self._fd = self._fs.open_write(str(self._log_path), create=True)
+        self._file_end = self._fs.file_size(self._fd)
         self._dirty = False
 
     def close(self) -> None:
         self.sync()
-        os.close(self._fd)
+        self._fs.close(self._fd)
 
 
 def _scan_records(data: bytes) -> tuple[list[LogEntry], list[int], int]:

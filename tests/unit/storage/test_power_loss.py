@@ -8,7 +8,9 @@ import os
 from storage_testlib import NOW_MS, append_many, read_all, segment_files
 
 from cluster.storage import LogConfig, PartitionLog, power_loss
+from cluster.raft.log import LogEntry, SnapshotId
 from cluster.storage.fs import LOCAL_FS, FileSystem
+from cluster.storage.raft_store import RaftStore
 
 CONFIG = {"segment_bytes": 1_000, "index_interval_bytes": 150}
 
@@ -143,3 +145,52 @@ def test_a_torn_journal_record_is_ignored(tmp_path):
         journal.write(f"S 1 999 {path}".encode())      # no newline: the crash tore it
     crash_and_restart(tmp_path, hook=True)
     assert open(path, "rb").read() == b"a" * 30
+
+
+# -- the Raft metadata log ---------------------------------------------------------------------------------------------
+def _raft_entries(start: int, end: int, epoch: int = 1) -> list[LogEntry]:
+    return [LogEntry(offset, epoch, f"record {offset}".encode()) for offset in range(start, end)]
+
+
+def _kill(store: RaftStore) -> None:
+    """kill -9: the descriptor goes away, nothing is synced (the process would not get to sync either)."""
+    os.close(store._fd)
+
+
+def test_raft_log_keeps_what_it_fsynced_and_loses_what_it_only_wrote(tmp_path):
+    fs, _ = crash_and_restart(tmp_path, hook=True)
+    store = RaftStore(tmp_path / "meta", cluster_id="c", node_id=1, fs=fs)
+    store.append(_raft_entries(0, 4))
+    store.sync()                                   # what the driver does before answering anyone
+    store.append(_raft_entries(4, 7))              # written, never fsynced
+    _kill(store)
+
+    fs2, cut = crash_and_restart(tmp_path, hook=True)
+    assert [path for path, _before, _after in cut] == [str(tmp_path / "meta" / "raft.log")]
+    again = RaftStore(tmp_path / "meta", cluster_id="c", node_id=1, fs=fs2)
+    assert again.log_end_offset == 4
+    assert list(again.read_entries(0, 4)) == _raft_entries(0, 4)
+    again.close()
+
+
+def test_raft_log_truncation_and_compaction_stay_covered(tmp_path):
+    """A truncated-and-rewritten tail and a log replaced by compaction (a rename: a new inode) are tracked
+    afresh: their synced bytes survive, a later unsynced append does not."""
+    fs, _ = crash_and_restart(tmp_path, hook=True)
+    store = RaftStore(tmp_path / "meta", cluster_id="c", node_id=1, fs=fs)
+    store.append(_raft_entries(0, 6))
+    store.truncate_to(4)
+    store.append(_raft_entries(4, 6, epoch=2))
+    store.sync()
+    store.compact_to_snapshot(SnapshotId(3, 1), b"state up to offset 3")
+    store.append(_raft_entries(6, 8, epoch=2))
+    store.sync()
+    store.append(_raft_entries(8, 9, epoch=2))   # never fsynced
+    _kill(store)
+
+    fs2, cut = crash_and_restart(tmp_path, hook=True)
+    assert cut, "the unsynced record must have been cut"
+    again = RaftStore(tmp_path / "meta", cluster_id="c", node_id=1, fs=fs2)
+    assert (again.log_start_offset, again.log_end_offset) == (3, 8)
+    assert list(again.read_entries(3, 8)) == _raft_entries(3, 4) + _raft_entries(4, 8, epoch=2)
+    again.close()
