@@ -7,8 +7,8 @@ import os
 
 from storage_testlib import NOW_MS, append_many, read_all, segment_files
 
-from cluster.storage import LogConfig, PartitionLog, power_loss
 from cluster.raft.log import LogEntry, SnapshotId
+from cluster.storage import LogConfig, PartitionLog, power_loss
 from cluster.storage.fs import LOCAL_FS, FileSystem
 from cluster.storage.raft_store import RaftStore
 
