@@ -348,6 +348,12 @@ class BrokerConfig:
         return config
 
     def _validate_cross_key_rules(self) -> None:
+        roles = self.get("process.roles")
+        if sorted(set(roles)) != ["broker", "controller"]:
+            # Kafka also runs broker-only and controller-only nodes; here every node is both, so a node told to be
+            # one of them would silently be the other too.  Refuse instead of ignoring the setting.
+            raise ConfigError(f"process.roles={','.join(roles)} is not supported: every kraftpy node is both a "
+                              "broker and a metadata-quorum voter (process.roles=broker,controller)")
         if self.retention_ms == 0:
             raise ConfigError("log.retention.ms must not be 0 (use -1 for unlimited retention)")
         ports = [parse_listener(item)[2] for item in self.get("listeners")]

@@ -75,3 +75,14 @@ def test_unknown_or_bad_topic_config_is_rejected():
         validate_topic_configs({"retention.mss": "1"})
     with pytest.raises(ConfigError, match="cleanup.policy"):
         validate_topic_configs({"cleanup.policy": "forever"})
+
+
+@pytest.mark.parametrize("roles", ["broker", "controller"])
+def test_a_broker_only_or_controller_only_node_is_refused_naming_the_key(roles):
+    with pytest.raises(ConfigError, match="process.roles=" + roles + " is not supported"):
+        BrokerConfig.from_sources({"process.roles": roles}, environ={})
+
+
+def test_both_roles_in_either_order_are_accepted():
+    config = BrokerConfig.from_sources({"process.roles": "controller,broker"}, environ={})
+    assert sorted(config.get("process.roles")) == ["broker", "controller"]
