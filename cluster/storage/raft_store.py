@@ -12,13 +12,14 @@ raft directory::
     <end>-<epoch>.snapshot  u32 CRC-32C of data, data (only the latest is kept)
 
 Durability: ``append``/``truncate_to`` write through the OS and become durable with ``sync()`` (the driver
-calls it in a worker thread, once per Ready).  Every file operation goes through the storage seam
-(``fs.FileSystem``), so the power-loss test hook (power_loss.py) models a lost unsynced tail here too.  Election state and snapshots are written atomically and
-fsynced before the call returns.  "Write a snapshot, then drop the entries below it" is crash-safe because
-the snapshot is made durable first and recovery treats it as the truth: entries below its end offset are
-dropped on open, and entries above it are kept only if the log holds the snapshot's last entry with the
-snapshot's epoch (the log-matching property then says the suffix continues it); otherwise the log is empty.
-Recovery also truncates a torn tail at the first short, corrupt (CRC) or non-contiguous record.
+calls it in a worker thread, once per Ready). Appends, truncations, fsyncs and rewrites go through the storage
+seam (``fs.FileSystem``), so the power-loss test hook (power_loss.py) models a lost unsynced tail here too.
+Election state and snapshots are written atomically and fsynced before the call returns. "Write a snapshot,
+then drop the entries below it" is crash-safe because the snapshot is made durable first and recovery treats
+it as the truth: entries below its end offset are dropped on open, and entries above it are kept only if the
+log holds the snapshot's last entry with the snapshot's epoch (the log-matching property then says the suffix
+continues it); otherwise the log is empty. Recovery also truncates a torn tail at the first short, corrupt
+(CRC) or non-contiguous record.
 
 Entries are kept in memory next to their file positions (the metadata log is bounded by snapshots).
 """
