@@ -115,7 +115,7 @@ class RaftStore:
 
     def write_peer_directory_ids(self, directory_ids: dict[int, str]) -> None:
         self._write_atomically(self.directory / _PEERS_NAME,
-                              json.dumps({str(k): v for k, v in sorted(directory_ids.items())}).encode())
+                               json.dumps({str(k): v for k, v in sorted(directory_ids.items())}).encode())
 
     # -- recovery ------------------------------------------------------------------------------------------------------
     def _find_latest_snapshot(self) -> tuple[SnapshotId | None, Path | None]:
@@ -140,9 +140,12 @@ class RaftStore:
         entries, positions, valid_end = _scan_records(data)
         cut = len(data) - valid_end
         if cut:
-            with open(self._log_path, "r+b") as f:
-                f.truncate(valid_end)
-                os.fsync(f.fileno())
+            fd = self._fs.open_write(str(self._log_path))
+            try:
+                self._fs.truncate(fd, valid_end)
+                self._fs.fsync(fd)
+            finally:
+                self._fs.close(fd)
         snapshot = self._snapshot_id
         if snapshot is not None and entries and entries[0].offset < snapshot.end_offset:
             entries, positions = self._finish_compaction(entries, positions, snapshot)
