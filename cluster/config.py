@@ -252,6 +252,14 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     # Not a Kafka key, tests only: a file holding a signed offset in ms that the broker's wall clock adds
     # (cluster/core/clock.py; re-read at most every 100 ms), for the clock-skew nemesis.  Empty: no offset.
     ConfigDef("kraftpy.test.clock.offset.file", TYPE_STRING, "", read_only=True),
+    # Not a Kafka key, tests only: deliberate bugs that the fault harnesses must catch (jepsen_like's "the harness
+    # can fail" runs and the process tests).  ``drop_producer_state_on_become_leader``: a new partition leader
+    # forgets every idempotent producer; ``short_session_on_new_controller``: a newly active controller gives
+    # brokers only half a session to find it (the behaviour before issue 16).  Empty (the default): none.
+    ConfigDef("kraftpy.test.broken", TYPE_LIST, [],
+              _one_of("drop_producer_state_on_become_leader", "short_session_on_new_controller"),
+              "must name known deliberate bugs: drop_producer_state_on_become_leader, "
+              "short_session_on_new_controller", read_only=True),
     # Not Kafka keys (Kafka logs through log4j): the broker's log line format ("text" or "json", one line per
     # event) and per-logger levels ("INFO" or "cluster.raft=DEBUG,root=INFO"); --log-format/--log-level win.
     ConfigDef("logging.format", TYPE_STRING, "text", lambda value: value in ("text", "json"),
