@@ -38,7 +38,7 @@ from cluster.broker.group_coordinator import OFFSETS_TOPIC
 from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
 from cluster.broker.raft_driver import NotLeaderError, RaftDriver, parse_voters
 from cluster.broker.replica_fetcher import ReplicaFetcherManager
-from cluster.core.clock import wall_clock_ms
+from cluster.core.clock import monotonic_ms, wall_clock_ms
 from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.metadata import (
     BrokerEndpoint,
@@ -158,6 +158,14 @@ class ImageTopicStore:
         return self._by_id.get(topic_id)
 
 
+class ControllerMovedError(KafkaError):
+    """A controller call abandoned because the quorum leader changed while it was under way."""
+
+    def __init__(self, old_leader_id: int, new_leader_id: int | None) -> None:
+        super().__init__(ErrorCode.NOT_CONTROLLER,
+                         f"quorum leader moved from {old_leader_id} to {new_leader_id} during the call")
+
+
 class NotControllerError(KafkaError):
     def __init__(self, leader_id: int | None) -> None:
         super().__init__(ErrorCode.NOT_CONTROLLER, f"not the active controller (leader {leader_id})")
@@ -199,6 +207,11 @@ class ClusterRuntime:
         self.fault = FaultFilter(config.get("kraftpy.test.fault.file"))
         self._refused_with: ErrorCode | None = None   # last registration refusal, logged once
         self.heartbeat_interval_ms = config.get("broker.heartbeat.interval.ms")
+        # One heartbeat attempt may take a third of a session: a controller that does not answer by then is
+        # given up for the next quorum leader well before the session runs out.
+        self.heartbeat_attempt_timeout_ms = max(config.get("broker.session.timeout.ms") // 3, 1)
+        self._controller_moved = asyncio.Event()   # set (and replaced) whenever the quorum leader changes
+        self.broken = frozenset(config.get("kraftpy.test.broken"))   # deliberate bugs for the fault harnesses
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
         self.fetchers = ReplicaFetcherManager(
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
@@ -379,9 +392,15 @@ class ClusterRuntime:
         log.info("metadata quorum leader is now %s (epoch %d)", leader_id, epoch)
         if leader_id == self.node_id and self.driver is not None:
             self._leader_start_offset = self.driver.store.log_end_offset
-            # Half a session (at least two heartbeats) for live brokers to find us; see reset_sessions.
-            session_ms = self.broker.config.get("broker.session.timeout.ms")
-            self.controller.reset_sessions(wall_ms(), max(session_ms // 2, 2 * self.heartbeat_interval_ms))
+            # Every registered broker gets a whole session from our election, as Kafka's BrokerHeartbeatManager
+            # starts empty on a new active controller: the brokers may still be waiting on the old controller.
+            grace_ms = None
+            if "short_session_on_new_controller" in self.broken:   # the deliberate bug: half a session
+                grace_ms = max(self.controller.config.broker_session_timeout_ms // 2, 2 * self.heartbeat_interval_ms)
+            self.controller.reset_sessions(monotonic_ms(), grace_ms)
+        # Our next controller call goes to the new leader at once (see call_controller and _lifecycle).
+        self._controller_moved.set()
+        self._controller_moved = asyncio.Event()
 
     async def _wait_applied(self, end_offset: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -417,16 +436,18 @@ class ClusterRuntime:
 
     async def execute(self, op: str, args: dict):
         """One controller operation (on the active controller); returns a JSON-able result."""
-        now = wall_ms()
+        # Broker sessions run on monotonic time (a skewed wall clock must not expire them), read when the decision
+        # runs: a heartbeat that waited for the controller's lock still counts from when it was decided.
         if op == "register":
             endpoints = [BrokerEndpoint(name, host, port) for name, host, port in args["endpoints"]]
             error, epoch = await self._decide(lambda c: c.register_broker(
-                args["broker_id"], uuid.UUID(args["incarnation_id"]), endpoints, args.get("rack"), now,
+                args["broker_id"], uuid.UUID(args["incarnation_id"]), endpoints, args.get("rack"), monotonic_ms(),
                 max(self.driver.store.log_end_offset, 0)))
             return {"error_code": int(error), "broker_epoch": epoch}
         if op == "heartbeat":
             result = await self._decide(lambda c: c.broker_heartbeat(
-                args["broker_id"], args["broker_epoch"], args["offset"], False, bool(args.get("shutdown")), now))
+                args["broker_id"], args["broker_epoch"], args["offset"], False, bool(args.get("shutdown")),
+                monotonic_ms()))
             return {"error_code": int(result.error_code), "fenced": result.is_fenced,
                     "should_shutdown": result.should_shutdown, "caught_up": result.is_caught_up}
         if op == "create_topics":
@@ -494,9 +515,12 @@ class ClusterRuntime:
         return await self.execute(op, args)
 
     # -- calling the active controller (from any node) -------------------------------------------------------------
-    async def call_controller(self, op: str, args: dict, timeout_ms: int = CONTROLLER_CALL_TIMEOUT_MS):
+    async def call_controller(self, op: str, args: dict, timeout_ms: int = CONTROLLER_CALL_TIMEOUT_MS,
+                              attempt_timeout_ms: int | None = None):
         """Runs ``op`` on the active controller, wherever it is; retries while there is none.
 
+        A call to another node is abandoned as soon as our Raft sees a new quorum leader (a frozen controller
+        never answers; its successor should hear from us at once), and after ``attempt_timeout_ms`` if given.
         Raises KafkaError(NOT_CONTROLLER) (retriable) when no controller answered within ``timeout_ms``.
         """
         deadline = time.monotonic() + timeout_ms / 1000
@@ -513,7 +537,13 @@ class ClusterRuntime:
                 if leader == self.node_id:
                     return await self.execute(op, args)
                 if leader is not None:
-                    return await self._remote_call(leader, op, args, deadline - time.monotonic())
+                    attempt_s = deadline - time.monotonic()
+                    if attempt_timeout_ms is not None:
+                        attempt_s = min(attempt_s, attempt_timeout_ms / 1000)
+                    return await self._call_until_controller_moves(leader, op, args, attempt_s)
+            except ControllerMovedError as exc:
+                last_error = exc.message
+                continue   # straight to the new leader
             except NotControllerError as exc:
                 last_error = exc.message
                 if exc.leader_id not in (None, leader, self.node_id):
@@ -522,6 +552,21 @@ class ClusterRuntime:
                 last_error = f"controller {leader} unreachable: {exc.code()}"
             await asyncio.sleep(0.05)
         raise KafkaError(ErrorCode.NOT_CONTROLLER, f"no active controller answered {op}: {last_error}")
+
+    async def _call_until_controller_moves(self, leader: int, op: str, args: dict, timeout_s: float):
+        """``_remote_call``, abandoned with ControllerMovedError when the quorum leader changes meanwhile."""
+        moved = self._controller_moved
+        call = asyncio.ensure_future(self._remote_call(leader, op, args, timeout_s))
+        watch = asyncio.ensure_future(moved.wait())
+        try:
+            await asyncio.wait((call, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not call.done():
+                call.cancel()
+        if call.cancelled():
+            raise ControllerMovedError(leader, self.driver.leader_id if self.driver else None)
+        return call.result()
 
     async def _remote_call(self, leader: int, op: str, args: dict, timeout_s: float):
         if self.fault.blocks(leader):   # test fault hook: as if the network lost the call
@@ -561,7 +606,15 @@ class ClusterRuntime:
                 log.warning("broker lifecycle: %s", exc)
             except Exception:  # noqa: BLE001 -- the lifecycle loop must outlive any one failure
                 log.exception("broker lifecycle call failed")
-            await asyncio.sleep((self.heartbeat_interval_ms if not self.fenced else 200) / 1000)
+            await self._sleep_unless_controller_moves((self.heartbeat_interval_ms if not self.fenced else 200) / 1000)
+
+    async def _sleep_unless_controller_moves(self, seconds: float) -> None:
+        """The pause between heartbeats, cut short by a new quorum leader: it hears from us at once, as Kafka's
+        brokers send their next heartbeat to a new controller as soon as they learn of it."""
+        try:
+            await asyncio.wait_for(self._controller_moved.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def _register(self) -> None:
         reply = await self.call_controller("register", {
@@ -582,7 +635,8 @@ class ClusterRuntime:
 
     async def _heartbeat(self) -> None:
         reply = await self.call_controller("heartbeat", {
-            "broker_id": self.node_id, "broker_epoch": self.broker_epoch, "offset": self.applied_hw - 1})
+            "broker_id": self.node_id, "broker_epoch": self.broker_epoch, "offset": self.applied_hw - 1},
+            attempt_timeout_ms=self.heartbeat_attempt_timeout_ms)
         code = reply["error_code"]
         if code in (ErrorCode.STALE_BROKER_EPOCH, ErrorCode.BROKER_ID_NOT_REGISTERED):
             log.warning("heartbeat: %s; registering again", ErrorCode(code).name)
@@ -609,7 +663,7 @@ class ClusterRuntime:
             if not self.is_active_controller():
                 continue
             try:
-                fenced = await self._decide(lambda c: c.tick(wall_ms()))
+                fenced = await self._decide(lambda c: c.tick(monotonic_ms()))
                 if fenced:
                     log.warning("fenced brokers %s: session expired", list(fenced))
                 if rebalance and time.monotonic() >= next_rebalance:

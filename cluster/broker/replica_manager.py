@@ -28,6 +28,7 @@ from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_c
 from cluster.core.clock import wall_clock_ms
 from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError, OffsetOutOfRangeError
 from cluster.replication import PendingIsrChange
+from cluster.replication.producer_state import ProducerStateTable
 from cluster.storage.partition_log import LogConfig, PartitionLog
 from cluster.transport.replica_fetch_grpc import (
     FetchRequest,
@@ -63,6 +64,9 @@ class ReplicaManager:
         self.fetchers = None
         self.registered_broker_epoch = lambda broker_id: -1
         self._eligibility_brokers = None   # broker registrations the ISR eligibility was last computed from
+        # A deliberate bug the fault harnesses must catch (kraftpy.test.broken): a new leader forgets its producers.
+        self._drop_producer_state_on_become_leader = (
+            "drop_producer_state_on_become_leader" in config.get("kraftpy.test.broken"))
 
     # lifecycle ------------------------------------------------------------------------------------------
     def open_all(self) -> None:
@@ -215,9 +219,11 @@ class ReplicaManager:
         for (name, partition_index), local in changes.leaders.items():
             partition = self._partition_for(name, partition_index)
             registration = local.registration
-            partition.become_leader(registration.leader_epoch, registration.partition_epoch, registration.replicas,
-                                    registration.isr, current_ms, self.replica_lag_time_max_ms,
-                                    self.min_insync_replicas(name))
+            new_epoch = partition.become_leader(
+                registration.leader_epoch, registration.partition_epoch, registration.replicas, registration.isr,
+                current_ms, self.replica_lag_time_max_ms, self.min_insync_replicas(name))
+            if new_epoch and self._drop_producer_state_on_become_leader:
+                partition.producer_state = ProducerStateTable()
             if self.fetchers is not None:
                 self.fetchers.remove(partition)
         for (name, partition_index), local in changes.followers.items():

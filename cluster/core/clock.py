@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["POLL_INTERVAL_NS", "offset_ms", "use_offset_file", "wall_clock_ms"]
+__all__ = ["POLL_INTERVAL_NS", "monotonic_ms", "offset_ms", "use_offset_file", "wall_clock_ms"]
 
 POLL_INTERVAL_NS = 100_000_000
 
@@ -56,3 +56,9 @@ def wall_clock_ms() -> int:
     if _Offset.path is None:
         return time.time_ns() // 1_000_000
     return time.time_ns() // 1_000_000 + offset_ms()
+
+
+def monotonic_ms() -> int:
+    """Milliseconds of ``time.monotonic``: for durations a skewed wall clock must not stretch or shrink (broker
+    sessions: a clock that jumps ahead on the controller must not expire every session at once)."""
+    return time.monotonic_ns() // 1_000_000

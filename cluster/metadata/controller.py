@@ -12,8 +12,9 @@ response)`` and changes nothing.  State changes only through ``replay(record)``,
 
 The one exception is broker *session* state (last heartbeat time): as in Kafka's
 ``BrokerHeartbeatManager`` it is soft, lives only on the active controller and is never logged, so
-``broker_heartbeat`` and ``register_broker`` update it directly.  A new active controller starts
-every session fresh, which delays fencing after a failover but never fences a live broker.
+``broker_heartbeat`` and ``register_broker`` update it directly, on the caller's monotonic clock.  A new
+active controller starts every session fresh (a whole session from its election), which delays fencing after a
+failover but never fences a live broker.
 
 Leader election follows ``PartitionChangeBuilder`` without ELR (Kafka 3.9 default): keep the current
 leader if it is still acceptable, else the first replica (in assignment order) that is in the ISR and
@@ -262,11 +263,12 @@ class QuorumController:
         """A newly active controller gives every registered broker ``grace_ms`` (default: a whole session) from
         ``now_ms`` to send it a heartbeat.
 
-        Session times are soft state that is never logged (as in Kafka), so without this the first ``tick``
-        of a new controller would fence every broker it has not heard from yet.  A grace shorter than a session
-        bounds failover when the old controller's node died with its partition leaderships: its broker is then
-        fenced a grace after the election instead of a whole session (live brokers heartbeat every
-        ``broker.heartbeat.interval.ms`` and find the new controller as soon as it is elected).
+        Session times are soft state that is never logged (as in Kafka, whose BrokerHeartbeatManager starts empty
+        on a new active controller), so without this the first ``tick`` of a new controller would fence every
+        broker it has not heard from yet.  Less than a whole session is unsafe: brokers may still be waiting on
+        the old controller when it was frozen rather than dead, and a broker that heartbeats within its session
+        must never be fenced.  (``grace_ms`` exists for the deliberate bug ``short_session_on_new_controller`` that
+        the fault harnesses must catch.)
         """
         timeout_ms = self.config.broker_session_timeout_ms
         grace = timeout_ms if grace_ms is None else min(max(grace_ms, 0), timeout_ms)

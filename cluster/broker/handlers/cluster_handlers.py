@@ -11,6 +11,7 @@ again right after sees its topic.  InitProducerId hands out ids from blocks the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -27,6 +28,8 @@ from cluster.wire.messages import delete_topics_response as dtr
 from cluster.wire.messages import find_coordinator_response as fcr
 from cluster.wire.messages import init_producer_id_response as ipr
 from cluster.wire.messages import metadata_response as mr
+
+log = logging.getLogger("cluster.broker.handlers")
 
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 VISIBLE_TIMEOUT_S = 2.0
@@ -221,6 +224,11 @@ async def handle_init_producer_id(context: RequestContext, request) -> ipr.InitP
     except KafkaError as exc:
         code = exc.error_code if exc.error_code != ErrorCode.NOT_CONTROLLER else ErrorCode.COORDINATOR_NOT_AVAILABLE
         return ipr.InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1)
+    if request.producer_id >= 0:
+        # KIP-360: an idempotent producer asks to bump its epoch after an error it could not resolve; it then
+        # re-sends what was unacknowledged under the new id, which no broker can tell from a new write.
+        log.info("InitProducerId from %s (%s): bump of producer id %d epoch %d answered with new producer id %d",
+                 context.peer, context.client_id, request.producer_id, request.producer_epoch, producer_id)
     return ipr.InitProducerIdResponse(error_code=0, producer_id=producer_id, producer_epoch=0)
 
 
