@@ -130,7 +130,8 @@ bench-cluster: setup
 # Seeded partition-replication simulation (cluster/testing/replication_sim.py): real PartitionLeaderState,
 # FollowerFetchState and QuorumController under crashes, pauses, fencing and a faulty network; safety checked after
 # every event, convergence after healing.  Prints steps/s and seeds run; a failing seed prints its replay (exit 1).
-# BROKEN=truncate_to_hw|hw_counts_unflushed|elect_outside_isr switches on a deliberate bug to watch it get caught.
+# BROKEN=truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed|short_session_on_new_controller
+# switches on a deliberate bug to watch it get caught.
 .PHONY: sim-replication
 sim-replication: setup
 	$(BIN)/python -m cluster.testing.replication_sim --seeds $(or $(SEEDS),5000) --start $(or $(START),0) \
@@ -149,3 +150,11 @@ bench-replication: setup
 .PHONY: bench-replication-envelope
 bench-replication-envelope: setup
 	$(BIN)/python bench/replication.py --node-cpus 0.5 --skip tuned,defaults $(BENCH_ARGS)
+
+# Issue 16's scenario at full scale (tests/integration/test_controller_transitions.py): the active controller frozen
+# for 15 s (or killed) under an idempotent confluent-kafka stream with Kafka's default timeouts, ROUNDS times per
+# scenario.  `make test` runs the same test scaled down (3 s sessions, 5 s pauses, 2 rounds).
+.PHONY: test-transitions
+test-transitions: setup
+	KRAFTPY_TRANSITION_SCALE=full KRAFTPY_TRANSITION_ROUNDS=$(or $(ROUNDS),5) \
+	  $(PYTEST) -s tests/integration/test_controller_transitions.py

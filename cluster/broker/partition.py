@@ -176,11 +176,16 @@ class Partition:
 
         A duplicate of a recently appended idempotent batch is not appended again: its original offsets are
         returned.  Raises KafkaError with the Kafka error code for every rejected batch (NOT_ENOUGH_REPLICAS
-        when acks=all and the ISR is below min.insync.replicas); the log is untouched in that case.
+        first of all when acks=all and the ISR is below min.insync.replicas); the log is untouched in that case.
         """
         state = self.leader_state
         if state is None:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self}: not the leader")
+        # Under min.insync.replicas nothing else is looked at, as in Kafka's Partition.appendRecordsToLeader: a
+        # retried batch that skips one we cannot take now must get NOT_ENOUGH_REPLICAS (retriable, not
+        # persisted), not OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka bumps its epoch and re-sends every
+        # unacknowledged record under a new producer id: a duplicate wherever the originals survive.
+        state.check_append_allowed(required_acks)
         if len(batch_bytes) > self.log_config.max_message_bytes:
             raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE,
                              f"batch of {len(batch_bytes)} bytes exceeds max.message.bytes "
@@ -196,7 +201,6 @@ class Partition:
                                                      header.base_sequence, header.last_offset_delta)
         if duplicate is not None:
             return duplicate.base_offset, duplicate.last_offset, -1
-        state.check_append_allowed(required_acks)
         batch = bytearray(batch_bytes)
         log_append_time_ms = -1
         if self.log_config.message_timestamp_type == "LogAppendTime":

@@ -29,11 +29,19 @@ without a last fetched epoch), ``hw_counts_unflushed`` (the leader's unfsynced l
 watermark), ``elect_outside_isr`` (the controller may elect a replica outside the ISR: the real controller with
 ``unclean.leader.election.enable=true``, the Jepsen 2013 failure), ``fetch_ahead_counts_unflushed`` (a follower
 fetching ahead of its fsync, as the broker does under a backlog, is credited with its whole log end instead of its
-durable offset).  Followers fetch ahead of their fsync at random (half of their fetches), so the broker's
-pipelining is exercised in every run.
+durable offset), ``short_session_on_new_controller`` (a newly elected controller gives brokers half a session
+instead of a whole one; the paused-controller failure of issue 16).  Followers fetch ahead of their fsync at
+random (half of their fetches), so the broker's pipelining is exercised in every run.
+
+The active controller can be frozen too: its calls wait until it is continued, and past an election delay a new
+controller takes over the same committed metadata (``QuorumController.reset_sessions``, as the broker's shell
+calls it) while brokers keep calling the frozen one until they learn of the new one.  One more safety property
+is checked at every fence: a broker is fenced only by a controller that has been active for a whole session and
+has not heard from it for that session.
 
     python -m cluster.testing.replication_sim --seeds 500 [--start 0] [--replicas 3] [--steps 3000]
-           [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed] [--keep-going]
+           [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed|
+                     short_session_on_new_controller] [--keep-going]
 """
 
 from __future__ import annotations
@@ -84,7 +92,9 @@ class BrokenVariant:
     HW_COUNTS_UNFLUSHED = "hw_counts_unflushed"
     ELECT_OUTSIDE_ISR = "elect_outside_isr"
     FETCH_AHEAD_COUNTS_UNFLUSHED = "fetch_ahead_counts_unflushed"
-    ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR, FETCH_AHEAD_COUNTS_UNFLUSHED)
+    SHORT_SESSION_ON_NEW_CONTROLLER = "short_session_on_new_controller"
+    ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR, FETCH_AHEAD_COUNTS_UNFLUSHED,
+           SHORT_SESSION_ON_NEW_CONTROLLER)
 
 
 class SimViolation(Exception):
@@ -123,6 +133,7 @@ class Profile:
     correlated_crash_probability: float
     crash_after_ack_probability: float  # targets the window where only the ISR's disks hold the write
     pause_rate_per_s: float
+    controller_pause_rate_per_s: float  # the active controller frozen; past an election delay, a new one takes over
     partition_rate_per_s: float
     produce_rate_per_s: float
     fsync_delay_max_ms: tuple[int, ...]  # per broker: a slow disk widens every durability window
@@ -141,6 +152,7 @@ class Profile:
             correlated_crash_probability=rng.choice((0.0, 0.3, 0.7)),
             crash_after_ack_probability=rng.choice((0.0, 0.0, 0.02, 0.1)),
             pause_rate_per_s=rng.choice((0.0, 0.2, 0.5)),
+            controller_pause_rate_per_s=rng.choice((0.0, 0.1, 0.3)),
             partition_rate_per_s=rng.choice((0.0, 0.2, 0.5)),
             produce_rate_per_s=rng.choice((10.0, 40.0, 100.0)),
             fsync_delay_max_ms=tuple(rng.choice((1, 10, 50, 300)) for _ in range(16)),
@@ -218,6 +230,7 @@ class SimReplica:
         self.broker_id = broker_id
         self.alive = True
         self.incarnation = 0
+        self.known_controller_epoch = 0   # the controller incarnation its calls go to
         self.broker_epoch = -1
         self.paused_until_ms = 0
         self.batches: list[Batch] = []
@@ -319,6 +332,12 @@ class ReplicationSim:
         self._next_payload_id = 0
         self.acked: dict[int, Batch] = {}  # base offset -> acknowledged batch
         self._hw_seen: dict[tuple[int, int], int] = {}  # (broker, leader epoch) -> highest HW observed
+        # The active controller: which incarnation (a new one after an election), whether it is frozen, when it was
+        # elected, and when it last heard each broker (to check that it fences only brokers silent for a session).
+        self.controller_epoch = 0
+        self.controller_paused_until_ms = 0
+        self.controller_elected_ms = 0
+        self._heard_from_ms: dict[int, int] = {}
 
     # == running ==============================================================================================
     def run(self, steps: int) -> ReplicationSimResult:
@@ -396,19 +415,81 @@ class ReplicationSim:
             return False
         replica.broker_epoch = broker_epoch
         replica.alive = True
+        replica.known_controller_epoch = self.controller_epoch
+        self._heard_from_ms[replica.broker_id] = self.now_ms
         self._commit(result.records)
         return True
 
     def _schedule_controller_tick(self) -> None:
         def tick() -> None:
-            self._commit(self.controller.tick(self.now_ms).records)
+            if self.controller_paused_until_ms <= self.now_ms:
+                result = self.controller.tick(self.now_ms)
+                self._check_fenced_only_silent_brokers(result.response)
+                self._commit(result.records)
             self._schedule_controller_tick()
         self._schedule(self.now_ms + 100, None, tick)
 
     def _on_heartbeat(self, beat: Heartbeat) -> None:
         result = self.controller.broker_heartbeat(beat.broker_id, beat.broker_epoch, beat.metadata_offset,
                                                   False, False, self.now_ms)
+        if result.response.error_code == ErrorCode.NONE:   # not a late one from a previous incarnation
+            self._heard_from_ms[beat.broker_id] = self.now_ms
         self._commit(result.records)
+
+    def _send_to_controller(self, src: int, deliver: Callable[[], None]) -> None:
+        """A call to the controller ``src`` believes active: a frozen one takes it when it is continued, and a
+        controller that was replaced meanwhile never answers it (the broker learns of the new one later)."""
+        addressed_to = self.replicas[src].known_controller_epoch
+
+        def arrive() -> None:
+            if addressed_to != self.controller_epoch:
+                return
+            if self.controller_paused_until_ms > self.now_ms:
+                self._schedule(self.controller_paused_until_ms, None, arrive)
+                return
+            deliver()
+        self._send(src, CONTROLLER_ID, arrive)
+
+    def _controller_pause_fault(self) -> None:
+        """SIGSTOP of the active controller; if it stays stopped past an election delay (Raft's fetch timeout), a
+        new controller is elected on the same committed metadata, which is what QuorumController models."""
+        if self.controller_paused_until_ms > self.now_ms:
+            return
+        session_ms = self.profile.session_timeout_ms
+        pause_ms = self.rng.randint(100, 3 * session_ms)
+        election_delay_ms = self.rng.randint(session_ms // 6, session_ms // 3)
+        self.controller_paused_until_ms = self.now_ms + pause_ms
+        if pause_ms > election_delay_ms:
+            self._schedule(self.now_ms + election_delay_ms, None, self._elect_new_controller)
+
+    def _elect_new_controller(self) -> None:
+        self.controller_epoch += 1
+        self.controller_paused_until_ms = self.now_ms   # the new one runs; the frozen one is no longer asked
+        self.controller_elected_ms = self.now_ms
+        grace_ms = None
+        if self.broken == BrokenVariant.SHORT_SESSION_ON_NEW_CONTROLLER:
+            grace_ms = self.profile.session_timeout_ms // 2
+        self.controller.reset_sessions(self.now_ms, grace_ms)
+        # Brokers learn of it from the metadata quorum, some only after their call to the frozen one gave up.
+        for b in self.broker_ids:
+            self._schedule(self.now_ms + self.rng.randint(1, self.profile.session_timeout_ms // 2), b,
+                           lambda b=b, epoch=self.controller_epoch: self._learn_controller(b, epoch))
+
+    def _learn_controller(self, b: int, epoch: int) -> None:
+        replica = self.replicas[b]
+        replica.known_controller_epoch = max(replica.known_controller_epoch, epoch)
+
+    def _check_fenced_only_silent_brokers(self, fenced: tuple[int, ...]) -> None:
+        """Issue 16: a broker is fenced only by a controller that has been active for a whole session and has not
+        heard from it for that session; a broker that heartbeats within its session is never fenced."""
+        session_ms = self.profile.session_timeout_ms
+        for b in fenced:
+            active_ms = self.now_ms - self.controller_elected_ms
+            silent_ms = self.now_ms - self._heard_from_ms.get(b, 0)
+            if active_ms < session_ms or silent_ms < session_ms:
+                raise SimViolation("fenced-live-broker", f"broker {b} fenced by a controller active for {active_ms} ms "
+                                                         f"that last heard from it {silent_ms} ms ago (session "
+                                                         f"{session_ms} ms)")
 
     def _on_alter_partition(self, request: AlterPartitionRequest) -> None:
         change = request.change
@@ -457,7 +538,7 @@ class ReplicationSim:
             if replica.alive and replica.incarnation == incarnation:
                 replica.high_watermark_checkpoint = replica.high_watermark
                 beat = Heartbeat(b, replica.broker_epoch, max(replica.metadata_offset, 0))
-                self._send(b, CONTROLLER_ID, lambda: self._on_heartbeat(beat))
+                self._send_to_controller(b, lambda: self._on_heartbeat(beat))
                 self._schedule(self.now_ms + self.profile.session_timeout_ms // 4, b, heartbeat_tick)
 
         def isr_tick() -> None:
@@ -647,7 +728,7 @@ class ReplicationSim:
         replica.alter_sends += 1
         sends, incarnation = replica.alter_sends, replica.incarnation
         request = AlterPartitionRequest(replica.broker_id, replica.incarnation, replica.broker_epoch, change)
-        self._send(replica.broker_id, CONTROLLER_ID, lambda: self._on_alter_partition(request))
+        self._send_to_controller(replica.broker_id, lambda: self._on_alter_partition(request))
 
         def timeout() -> None:  # no answer: outcome unknown, resend the same proposal
             if (replica.alive and replica.incarnation == incarnation and replica.alter_sends == sends
@@ -712,7 +793,8 @@ class ReplicationSim:
     def _schedule_chaos(self) -> None:
         p = self.profile
         for rate, action in ((p.produce_rate_per_s, self._produce), (p.crash_rate_per_s, self._crash_fault),
-                             (p.pause_rate_per_s, self._pause_fault), (p.partition_rate_per_s, self._cut_fault)):
+                             (p.pause_rate_per_s, self._pause_fault), (p.partition_rate_per_s, self._cut_fault),
+                             (p.controller_pause_rate_per_s, self._controller_pause_fault)):
             if rate > 0:
                 self._schedule_poisson(rate, action)
 
@@ -817,6 +899,9 @@ class ReplicationSim:
     def _heal_and_quiesce(self) -> None:
         self._healing = True
         self._cut_links.clear()
+        self.controller_paused_until_ms = min(self.controller_paused_until_ms, self.now_ms)
+        for replica in self.replicas.values():
+            replica.known_controller_epoch = self.controller_epoch
         for b in self.broker_ids:
             replica = self.replicas[b]
             replica.paused_until_ms = min(replica.paused_until_ms, self.now_ms)

@@ -119,3 +119,29 @@ def test_crediting_a_fetch_ahead_with_unflushed_data_is_caught_within_60_seeds()
     found = first_failure(BrokenVariant.FETCH_AHEAD_COUNTS_UNFLUSHED, 60)
     assert found is not None, "the simulator missed a leader counting a follower's unfsynced fetch-ahead"
     assert found[1] in {"acked-lost", "offset-reused", "truncate-below-hw"}, found
+
+
+def test_controller_pauses_and_changes_happen_and_fence_no_broker_heard_within_a_session():
+    changes = 0
+    for seed in range(GOOD_SEEDS // 5):
+        sim = ReplicationSim(seed)
+        result = sim.run(GOOD_STEPS)
+        assert result.ok, f"seed {seed}: {result.violation}\n{result.traceback_text}"
+        changes += sim.controller_epoch
+    assert changes > GOOD_SEEDS // 10, f"only {changes} controller changes in {GOOD_SEEDS // 5} seeds"
+
+
+def test_a_new_controller_giving_half_a_session_is_caught_within_10_seeds():
+    found = first_failure(BrokenVariant.SHORT_SESSION_ON_NEW_CONTROLLER, 10)
+    assert found is not None, "the simulator missed a new controller fencing brokers that were finding it"
+    assert found[1] == "fenced-live-broker", found
+
+
+def test_the_checker_flags_a_fence_before_a_new_controller_was_active_for_a_session():
+    sim = ReplicationSim(3)
+    sim._start()
+    sim.now_ms = sim.controller_elected_ms = 10_000
+    sim._heard_from_ms = {b: 0 for b in sim.broker_ids}   # silent for ages, but the controller is brand new
+    with pytest.raises(SimViolation) as caught:
+        sim._check_fenced_only_silent_brokers((1,))
+    assert caught.value.kind == "fenced-live-broker"
