@@ -30,7 +30,8 @@ watermark), ``elect_outside_isr`` (the controller may elect a replica outside th
 ``unclean.leader.election.enable=true``, the Jepsen 2013 failure), ``fetch_ahead_counts_unflushed`` (a follower
 fetching ahead of its fsync, as the broker does under a backlog, is credited with its whole log end instead of its
 durable offset), ``short_session_on_new_controller`` (a newly elected controller gives brokers half a session
-instead of a whole one; the paused-controller failure of issue 16).  Followers fetch ahead of their fsync at
+instead of a whole one; the paused-controller failure of issue 16), ``drop_producer_state_on_become_leader`` (a
+new leader forgets its idempotent producers, so a retry of a batch it already holds is appended again).  Followers fetch ahead of their fsync at
 random (half of their fetches), so the broker's pipelining is exercised in every run.
 
 The active controller can be frozen too: its calls wait until it is continued, and past an election delay a new
@@ -39,9 +40,15 @@ calls it) while brokers keep calling the frozen one until they learn of the new 
 is checked at every fence: a broker is fenced only by a controller that has been active for a whole session and
 has not heard from it for that session.
 
+Clients are idempotent producers that behave as librdkafka does (``SimProducer``): numbered batches retried
+with the same numbers until acknowledged, up to five in flight, and a new producer id with renumbered batches on
+OUT_OF_ORDER_SEQUENCE_NUMBER.  Leaders deduplicate with the real ``ProducerStateTable``, rebuilt from the log
+whenever it is cut, and check min.insync.replicas before sequences as the broker does.  So one more property:
+no committed write is duplicated (each client batch is acknowledged at one offset and committed once).
+
     python -m cluster.testing.replication_sim --seeds 500 [--start 0] [--replicas 3] [--steps 3000]
            [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed|
-                     short_session_on_new_controller] [--keep-going]
+                     short_session_on_new_controller|drop_producer_state_on_become_leader] [--keep-going]
 """
 
 from __future__ import annotations
@@ -73,11 +80,15 @@ from cluster.replication.leader import (
     PartitionLeaderState,
     PendingIsrChange,
 )
+from cluster.replication.producer_state import NO_PRODUCER_ID, ProducerStateTable
 from cluster.storage.epoch_cache import LeaderEpochCache
 
 __all__ = ["BrokenVariant", "ReplicationSim", "ReplicationSimResult", "SimViolation", "main"]
 
 CONTROLLER_ID = 0
+PRODUCER_EPOCH = 0
+MAX_IN_FLIGHT = 5   # librdkafka's max.in.flight for an idempotent producer
+PRODUCERS = 4
 TOPIC = "sim-topic"
 MIN_INSYNC_REPLICAS = 2
 FETCH_MAX_BATCHES = 4
@@ -93,8 +104,9 @@ class BrokenVariant:
     ELECT_OUTSIDE_ISR = "elect_outside_isr"
     FETCH_AHEAD_COUNTS_UNFLUSHED = "fetch_ahead_counts_unflushed"
     SHORT_SESSION_ON_NEW_CONTROLLER = "short_session_on_new_controller"
+    DROP_PRODUCER_STATE_ON_BECOME_LEADER = "drop_producer_state_on_become_leader"
     ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR, FETCH_AHEAD_COUNTS_UNFLUSHED,
-           SHORT_SESSION_ON_NEW_CONTROLLER)
+           SHORT_SESSION_ON_NEW_CONTROLLER, DROP_PRODUCER_STATE_ON_BECOME_LEADER)
 
 
 class SimViolation(Exception):
@@ -110,7 +122,9 @@ class Batch:
     base_offset: int
     count: int
     leader_epoch: int
-    payload_id: int
+    payload_id: int          # which client records these are: the same id twice in a log is a duplicate
+    producer_id: int = NO_PRODUCER_ID
+    first_sequence: int = -1
 
     @property
     def end_offset(self) -> int:
@@ -118,7 +132,7 @@ class Batch:
 
     def tail_from(self, offset: int) -> Batch:
         """The part of the batch from ``offset`` on (only the broken follower ever fetches mid-batch)."""
-        return Batch(offset, self.end_offset - offset, self.leader_epoch, self.payload_id)
+        return dataclasses.replace(self, base_offset=offset, count=self.end_offset - offset)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -222,6 +236,31 @@ class Heartbeat:
     metadata_offset: int
 
 
+# -- one idempotent producer ----------------------------------------------------------------------------------
+class SimProducer:
+    """An idempotent producer as librdkafka runs one: numbered batches, retried with the same numbers until
+    acknowledged, to one leader at a time, at most MAX_IN_FLIGHT; on OUT_OF_ORDER_SEQUENCE_NUMBER it takes a new
+    producer id and renumbers every unacknowledged batch from 0 (KIP-360's epoch bump)."""
+
+    def __init__(self, producer_id: int) -> None:
+        self.producer_id = producer_id
+        self.next_sequence = 0
+        self.unacked: dict[int, tuple[int, int]] = {}   # first sequence -> (record count, payload id), in order
+        self.bumps = 0
+
+    def add(self, count: int, payload_id: int) -> int:
+        first_sequence, self.next_sequence = self.next_sequence, self.next_sequence + count
+        self.unacked[first_sequence] = (count, payload_id)
+        return first_sequence
+
+    def bump_epoch(self) -> None:
+        self.bumps += 1
+        self.producer_id += 1
+        pending, self.unacked, self.next_sequence = list(self.unacked.values()), {}, 0
+        for count, payload_id in pending:
+            self.add(count, payload_id)
+
+
 # -- one replica ----------------------------------------------------------------------------------------------
 class SimReplica:
     """One broker's copy of the partition plus its replication state; also the follower's ``ReplicaLogView``."""
@@ -246,6 +285,7 @@ class SimReplica:
         self.image = None  # the metadata image this broker has applied
         self.metadata_offset = -1
         self.pending_produces: list[Batch] = []
+        self.producer_state = ProducerStateTable()   # rebuilt from the log whenever the log is cut
         self.alter_sends = 0
         self.hide_last_fetched_epoch = False
 
@@ -276,6 +316,11 @@ class SimReplica:
                                          f"{self.log_end_offset}")
             self.epoch_cache.assign(batch.leader_epoch, batch.base_offset, flush=False)
             self.batches.append(batch)
+            self._replay_producer(batch)
+
+    def _replay_producer(self, batch: Batch) -> None:
+        self.producer_state.replay(batch.producer_id, PRODUCER_EPOCH, batch.first_sequence, batch.count - 1,
+                                   batch.base_offset, 0)
 
     def truncate_to(self, offset: int) -> None:
         """Kafka truncates whole batches: a batch reaching past ``offset`` goes entirely."""
@@ -284,6 +329,9 @@ class SimReplica:
         self.epoch_cache.truncate_from_end(self.log_end_offset, flush=False)
         self.durable_log_end_offset = min(self.durable_log_end_offset, self.log_end_offset)
         self.log_version += 1
+        self.producer_state = ProducerStateTable()   # as the broker does: replay what is left
+        for batch in self.batches:
+            self._replay_producer(batch)
 
     def batch_at(self, base_offset: int) -> Batch | None:
         i = bisect_right([b.base_offset for b in self.batches], base_offset) - 1
@@ -330,6 +378,8 @@ class ReplicationSim:
         self._cut_links: set[tuple[int, int]] = set()
         self._healing = False
         self._next_payload_id = 0
+        self.producers = [SimProducer(1000 * (i + 1)) for i in range(PRODUCERS)]
+        self._acked_payloads: dict[int, int] = {}       # payload id -> base offset it was acknowledged at
         self.acked: dict[int, Batch] = {}  # base offset -> acknowledged batch
         self._hw_seen: dict[tuple[int, int], int] = {}  # (broker, leader epoch) -> highest HW observed
         # The active controller: which incarnation (a new one after an election), whether it is frozen, when it was
@@ -633,6 +683,8 @@ class ReplicationSim:
             high_watermark=replica.high_watermark, durable_log_end_offset=durable)
         replica.known_leader_epoch = p.leader_epoch
         self.leaders_elected += 1
+        if self.broken == BrokenVariant.DROP_PRODUCER_STATE_ON_BECOME_LEADER:
+            replica.producer_state = ProducerStateTable()
 
     def _resign(self, replica: SimReplica) -> None:
         replica.leader = None
@@ -752,14 +804,36 @@ class ReplicationSim:
                    and r.paused_until_ms <= self.now_ms]
         if not leaders:
             return
-        replica = self.rng.choice(leaders)
+        replica, producer = self.rng.choice(leaders), self.rng.choice(self.producers)
+        in_flight = {b.first_sequence: r for r in self.replicas.values() for b in r.pending_produces
+                     if b.producer_id == producer.producer_id}
+        if any(r is not replica for r in in_flight.values()):
+            return   # librdkafka drains what is in flight to the old leader before it sends to a new one
+        first_sequence = next((seq for seq in producer.unacked if seq not in in_flight), None)
+        if first_sequence is None:   # nothing to retry: a new batch, if the in-flight window allows
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                return
+            self._next_payload_id += 1
+            first_sequence = producer.add(self.rng.randint(1, 3), self._next_payload_id)
+        self._append_as_leader(replica, producer, first_sequence)
+
+    def _append_as_leader(self, replica: SimReplica, producer: SimProducer, first_sequence: int) -> None:
+        """The broker's order (Partition.append_records): min ISR first, then the producer's sequence."""
         state = replica.leader
+        count, payload_id = producer.unacked[first_sequence]
         try:
             state.check_append_allowed(-1)
-        except KafkaError:
+            duplicate = replica.producer_state.check_append(producer.producer_id, PRODUCER_EPOCH, first_sequence,
+                                                            count - 1)
+        except KafkaError as exc:
+            if exc.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER:
+                producer.bump_epoch()
+            return   # NOT_ENOUGH_REPLICAS: nothing written, retried later
+        if duplicate is not None:   # answered with the original offsets once they are committed
+            replica.pending_produces.append(replica.batch_at(duplicate.base_offset))
             return
-        self._next_payload_id += 1
-        batch = Batch(replica.log_end_offset, self.rng.randint(1, 3), state.leader_epoch, self._next_payload_id)
+        batch = Batch(replica.log_end_offset, count, state.leader_epoch, payload_id, producer.producer_id,
+                      first_sequence)
         replica.append([batch])
         state.on_local_append(replica.log_end_offset, self.now_ms)
         if self.broken == BrokenVariant.HW_COUNTS_UNFLUSHED:
@@ -778,6 +852,13 @@ class ReplicationSim:
         replica.pending_produces = still_waiting
 
     def _record_ack(self, leader: SimReplica, batch: Batch) -> None:
+        acked_at = self._acked_payloads.setdefault(batch.payload_id, batch.base_offset)
+        if acked_at != batch.base_offset:
+            raise SimViolation("idempotent-duplicate", f"records {batch.payload_id} acknowledged at offset {acked_at} "
+                                                       f"and again at {batch.base_offset} (by leader {leader.broker_id})")
+        for producer in self.producers:
+            if batch.producer_id == producer.producer_id:
+                producer.unacked.pop(batch.first_sequence, None)
         previous = self.acked.get(batch.base_offset)
         if previous is not None and previous != batch:
             raise SimViolation("offset-reused", f"offset {batch.base_offset} acknowledged as {previous} and then "
@@ -895,6 +976,17 @@ class ReplicationSim:
             if held is None or held.payload_id != batch.payload_id or held.count != batch.count:
                 raise SimViolation("acked-lost", f"{who}: acknowledged {batch} but its log holds {held} there")
 
+    def _check_no_payload_twice(self, replica: SimReplica) -> None:
+        """No committed write duplicated for the idempotent producer: each client batch is in the log once."""
+        where: dict[int, int] = {}
+        for batch in replica.batches:
+            if batch.base_offset >= replica.high_watermark:
+                break
+            first = where.setdefault(batch.payload_id, batch.base_offset)
+            if first != batch.base_offset:
+                raise SimViolation("idempotent-duplicate", f"broker {replica.broker_id}: records {batch.payload_id} "
+                                                           f"committed at offsets {first} and {batch.base_offset}")
+
     # == healing and convergence ==============================================================================
     def _heal_and_quiesce(self) -> None:
         self._healing = True
@@ -935,6 +1027,7 @@ class ReplicationSim:
         reference = leader.batches
         if any(r.batches != reference for r in self.replicas.values()):
             return False
+        self._check_no_payload_twice(leader)
         if leader.leader.high_watermark != leader.log_end_offset:
             return False
         self._check_acked_present(leader, "converged log")

@@ -2,7 +2,8 @@
 
 The seeds are fixed, so every bound below is exact and the tests are deterministic.  A simulator that never
 fails proves nothing; the broken variants show that the checks find the failures Kafka shipped (KIP-101
-truncation by high watermark, a high watermark ahead of durability, unclean election).
+truncation by high watermark, a high watermark ahead of durability, unclean election) and the transition failures of
+issue 16 (a new controller fencing brokers still finding it, a new leader appending a retried batch twice).
 """
 
 from __future__ import annotations
@@ -145,3 +146,23 @@ def test_the_checker_flags_a_fence_before_a_new_controller_was_active_for_a_sess
     with pytest.raises(SimViolation) as caught:
         sim._check_fenced_only_silent_brokers((1,))
     assert caught.value.kind == "fenced-live-broker"
+
+
+def test_a_new_leader_that_forgets_its_producers_is_caught_within_10_seeds():
+    found = first_failure(BrokenVariant.DROP_PRODUCER_STATE_ON_BECOME_LEADER, 10)
+    assert found is not None, "the simulator missed a retried batch appended twice by a new leader"
+    assert found[1] == "idempotent-duplicate", found
+
+
+def test_the_checker_flags_one_client_batch_committed_twice():
+    sim = ReplicationSim(3)
+    replica = sim.replicas[1]
+    replica.append([Batch(0, 2, 0, 7, 1000, 0), Batch(2, 2, 0, 7, 1001, 0)])
+    replica.high_watermark = 4
+    with pytest.raises(SimViolation) as caught:
+        sim._check_no_payload_twice(replica)
+    assert caught.value.kind == "idempotent-duplicate"
+    sim._record_ack(replica, Batch(0, 2, 0, 7, 1000, 0))
+    with pytest.raises(SimViolation) as caught:
+        sim._record_ack(replica, Batch(2, 2, 0, 7, 1001, 0))
+    assert caught.value.kind == "idempotent-duplicate"
