@@ -230,7 +230,9 @@ def check_exactly_once(stream: IdempotentStream, found: dict[int, list[tuple[int
 
 
 def check_transitions(cluster: ProcessCluster, faulty: int, timeline: Timeline, leaders_before: dict[int, int],
-                      log_marks: dict[int, int], fault_kind: str) -> None:
+                      log_marks: dict[int, int], fault_kind: str, took: list[float]) -> None:
+    """The checks on what the probe saw; ``took`` receives, per partition the faulty node led, the seconds from the
+    new controller's election to its new leader."""
     survivors = {n for n in cluster.nodes if n != faulty}
     missing = [(round(t, 1), sorted(brokers)) for t, brokers in timeline.brokers if not survivors <= brokers]
     assert not missing, f"brokers that kept running were fenced (absent from Metadata): {missing[:5]}"
@@ -248,6 +250,7 @@ def check_transitions(cluster: ProcessCluster, faulty: int, timeline: Timeline, 
         moved = [t for t, now in seen if now not in (faulty, -1, None)]
         assert moved, f"partition {partition} led by the {fault_kind} node {faulty} never got a new leader"
         took_s = moved[0] - timeline.controller_elected_at
+        took.append(round(took_s, 2))
         assert took_s <= SESSION_MS / 1000 + 1, (
             f"partition {partition}: new leader {took_s:.1f} s after the new controller's election "
             f"(session {SESSION_MS} ms)")
@@ -278,9 +281,9 @@ def run_round(cluster: ProcessCluster, round_no: int, fault_kind: str, controlle
     probe.join()
     stream.finish()
     # Both checks run, so that one failing round says everything that went wrong in it.
-    problems = []
+    problems, took = [], []
     for check in (lambda: check_transitions(cluster, controller, probe.timeline, leaders_before, log_marks,
-                                            fault_kind),
+                                            fault_kind, took),
                   lambda: check_exactly_once(stream, read_all(cluster.bootstrap, topic))):
         try:
             check()
@@ -289,7 +292,8 @@ def run_round(cluster: ProcessCluster, round_no: int, fault_kind: str, controlle
     assert not problems, f"round {round_no}, {fault_kind} of controller {controller}: " + "; ".join(problems)
     assert wait_for(lambda: set(_admin_brokers(cluster.bootstrap)) == set(cluster.nodes), 30, 0.2), \
         "the node that came back was never unfenced"
-    return {"controller": controller, "acked": len(stream.acked), "failed": len(stream.failed)}
+    return {"controller": controller, "acked": len(stream.acked), "failed": len(stream.failed),
+            "new_leader_after_election_s": took}
 
 
 def _admin_brokers(bootstrap: str) -> list[int]:
