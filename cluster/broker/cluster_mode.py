@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 import uuid
 
@@ -190,7 +191,7 @@ class ClusterRuntime:
             num_partitions=config.get("num.partitions"),
             default_replication_factor=config.get("default.replication.factor"),
             unclean_leader_election_enable=bool(config.get("unclean.leader.election.enable")),
-            delete_topic_enable=bool(config.get("delete.topic.enable"))))
+            delete_topic_enable=bool(config.get("delete.topic.enable"))), rng=random.SystemRandom())
         self.applied_hw = 0                # every entry below this offset has been replayed here
         self.incarnation_id = uuid.uuid4()
         self.broker_epoch = -1

@@ -171,10 +171,13 @@ class AlterPartitionResult:
 class QuorumController:
     """Decides metadata changes from ``image``; see the module docstring for the write path."""
 
-    def __init__(self, config: ControllerConfig | None = None, rng: random.Random | None = None,
+    def __init__(self, config: ControllerConfig | None = None, *, rng: random.Random,
                  image: MetadataImage = MetadataImage.EMPTY) -> None:  # type: ignore[attr-defined]
         self.config = config or ControllerConfig()
-        self._rng = rng or random.Random(0)  # only for topic ids; injected so the simulator is seeded
+        # Only for topic ids, and required: the broker passes an OS-seeded source (ids must differ across
+        # clusters and across controllers, KIP-516), the simulator and tests a seeded one.  A seeded default gave
+        # every cluster's first topic the same id, and a new controller could re-issue a deleted topic's id.
+        self._rng = rng
         self.image = image
         self._last_contact_ms: dict[int, int] = {}  # soft session state: broker id -> last heartbeat
 
@@ -286,7 +289,7 @@ class QuorumController:
         # Fence one broker at a time, each decided on the image the previous one leaves behind
         # (Kafka fences the stalest broker per check), so an ISR shrinks member by member and its
         # last member stays: fencing all at once would leave every fenced member in the ISR.
-        scratch = QuorumController(self.config, image=self.image)
+        scratch = QuorumController(self.config, rng=self._rng, image=self.image)
         records: list = []
         for broker_id in expired:
             fence = scratch._fence_records(scratch.image.cluster.brokers[broker_id])

@@ -455,7 +455,7 @@ class ReplicationSim:
         endpoints = [BrokerEndpoint("PLAINTEXT", "sim", 9092 + replica.broker_id, 0)]
         incarnation = uuid.UUID(int=self.rng.getrandbits(128))
         # Decide first on a scratch copy (no sessions, nothing kept) to learn where the record will land.
-        scratch = QuorumController(self.controller.config, image=self.controller.image)
+        scratch = QuorumController(self.controller.config, rng=random.Random(0), image=self.controller.image)
         probe = scratch.register_broker(replica.broker_id, incarnation, endpoints, None, self.now_ms,
                                         self.metadata_offset + 1_000_000)
         broker_epoch = self.metadata_offset + len(probe.records)

@@ -55,7 +55,7 @@ ops = st.one_of(
 
 class Model:
     def __init__(self, seed: int) -> None:
-        self.controller = QuorumController(ControllerConfig(default_replication_factor=2), random.Random(seed))
+        self.controller = QuorumController(ControllerConfig(default_replication_factor=2), rng=random.Random(seed))
         self.rng = random.Random(seed)
         self.now_ms = 0
         self.offset = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 
 from cluster.metadata import BrokerEndpoint, ControllerConfig, QuorumController
@@ -11,7 +12,7 @@ class Harness:
     """Owns a controller and the log offset; ``commit`` replays a result and returns its response."""
 
     def __init__(self, config: ControllerConfig | None = None) -> None:
-        self.controller = QuorumController(config or ControllerConfig())
+        self.controller = QuorumController(config or ControllerConfig(), rng=random.Random(0))
         self.offset = 0  # offset of the last committed record
         self.log: list = []  # every committed record, in order
 
