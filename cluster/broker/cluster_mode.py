@@ -203,6 +203,7 @@ class ClusterRuntime:
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
         self.driver: RaftDriver | None = None
+        self.new_cluster = False   # our metadata log was empty at start: see is_serving_ready
         # Test-only link cutter (kraftpy.test.fault.file); drops nothing unless the key names a file.
         self.fault = FaultFilter(config.get("kraftpy.test.fault.file"))
         self._refused_with: ErrorCode | None = None   # last registration refusal, logged once
@@ -228,6 +229,7 @@ class ClusterRuntime:
         # One port per node: the controller service rides on the Raft gRPC server (see module docstring).
         self.driver.add_generic_rpc_handlers(controller_rpc_handlers(self._serve_call))
         self.driver.add_generic_rpc_handlers(replica_fetch_rpc_handlers(self._serve_replica_fetch))
+        self.new_cluster = raft_store.log_end_offset <= 0
         await self.driver.start()
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
@@ -272,11 +274,18 @@ class ClusterRuntime:
         return False
 
     def is_serving_ready(self) -> bool:
-        """This incarnation is registered and unfenced in the committed image, and a quorum leader is known."""
+        """This incarnation is registered and unfenced in the committed image, and a quorum leader is known.
+
+        In a new cluster (our metadata log was empty at start) also every voter is a live broker (every node is a
+        broker here): the nodes start together, a fraction of a second apart, and a client's first look at the
+        cluster then shows all of it -- it can create a topic with a replication factor of all the nodes at once.
+        """
         registration = self.image.cluster.brokers.get(self.node_id)
-        return (self.driver is not None and self.driver.leader_id is not None and self.broker_epoch >= 0
+        if not (self.driver is not None and self.driver.leader_id is not None and self.broker_epoch >= 0
                 and registration is not None and registration.broker_epoch == self.broker_epoch
-                and not registration.fenced)
+                and not registration.fenced):
+            return False
+        return not self.new_cluster or set(self.voters) <= set(self.image.cluster.unfenced_broker_ids())
 
     async def _wait_until(self, predicate, deadline: float) -> bool:
         """Waits until ``predicate()`` holds (True) or the monotonic ``deadline`` passes (False)."""
