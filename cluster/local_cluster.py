@@ -88,7 +88,10 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
     bootstrap = ",".join(f"{args.host}:{kport}" for _n, kport, _c in node_ports(args.base_port, args.nodes))
     print(f"cluster id {cluster_id}: {args.nodes} nodes, logs in {data_dir}/node-N.log")
     print(f"controller quorum voters: {voters}")
-    print(f"bootstrap servers: {bootstrap}", flush=True)
+    print(f"bootstrap servers: {bootstrap}")
+    for node_id, process in enumerate(processes, 1):
+        print(f"node {node_id}: pid {process.pid}")
+    sys.stdout.flush()
 
     stopping = False
 
@@ -128,28 +131,57 @@ async def _voters_from_broker(bootstrap: str) -> str:
     raise RuntimeError(f"{bootstrap} is not in cluster mode (controller.quorum.voters is empty)")
 
 
-async def describe_quorum(voters: str, timeout_s: float = 5.0) -> dict:
-    """The leader's quorum view: asks each voter; a follower's NOT_CONTROLLER reply names the leader."""
+DESCRIBE_QUORUM_TIMEOUT_S = 10.0
+VOTER_CALL_TIMEOUT_S = 1.0
+RETRY_BACKOFF_S = 0.1
+
+
+def _voter_addresses(voters: str) -> list[tuple[int, str]]:
+    """(id, host:port) of each entry of ``controller.quorum.voters`` (id 0 when the caller named no id)."""
+    entries = []
+    for item in voters.split(","):
+        if "@" in item:
+            node_id, address = item.strip().split("@", 1)
+            entries.append((int(node_id), address))
+    return entries
+
+
+async def describe_quorum(voters: str, timeout_s: float = DESCRIBE_QUORUM_TIMEOUT_S) -> dict:
+    """The leader's quorum view.  Asks the voters in turn; a follower's NOT_CONTROLLER reply names the leader it
+    knows, which is asked next.  Right after a controller change the followers may still name the old leader, or
+    none while they elect: the voters are asked again until ``timeout_s`` has passed."""
     import grpc
 
     from cluster.transport.controller_grpc import ControllerClient
-    addresses = [item.split("@", 1)[1].strip() for item in voters.split(",") if "@" in item]
+    entries = _voter_addresses(voters)
+    by_id = {node_id: address for node_id, address in entries if node_id > 0}
     deadline = time.monotonic() + timeout_s
     last_error = "no voter answered"
+    hint: int | None = None
+    followed: int | None = None   # the hint last followed: two stale followers must not send us to and fro
+    turn = 0
     while time.monotonic() < deadline:
-        for address in addresses:
-            async with grpc.aio.insecure_channel(address) as channel:
-                try:
-                    reply = await ControllerClient(channel).call("describe_quorum", {}, cluster_id=None,
-                                                                 source_id=None, timeout_s=1.0)
-                except grpc.aio.AioRpcError as exc:
-                    last_error = f"{address}: {exc.code()}"
-                    continue
-            if reply.error_code == 0:
-                return reply.result
-            last_error = f"{address}: {reply.error_message}"
-        await asyncio.sleep(0.2)
-    raise RuntimeError(last_error)
+        if hint in by_id:
+            address, followed, hint = by_id[hint], hint, None
+        else:
+            address = entries[turn % len(entries)][1]
+            turn += 1
+        async with grpc.aio.insecure_channel(address) as channel:
+            try:
+                reply = await ControllerClient(channel).call(
+                    "describe_quorum", {}, cluster_id=None, source_id=None,
+                    timeout_s=max(0.05, min(VOTER_CALL_TIMEOUT_S, deadline - time.monotonic())))
+            except grpc.aio.AioRpcError as exc:
+                last_error = f"{address}: {exc.code()}"
+                continue
+        if reply.error_code == 0:
+            return reply.result
+        last_error = f"{address}: {reply.error_message}"
+        if reply.leader_id != followed and by_id.get(reply.leader_id) not in (None, address):
+            hint = reply.leader_id   # follow it at once
+        elif turn % len(entries) == 0:
+            await asyncio.sleep(RETRY_BACKOFF_S)   # every voter asked: let the election go on
+    raise RuntimeError(f"no active controller answered within {timeout_s:.0f} s (last: {last_error})")
 
 
 def format_quorum(info: dict) -> str:
@@ -171,7 +203,7 @@ def cmd_describe_quorum(args: argparse.Namespace) -> int:
             voters = ",".join(f"0@{address}" for address in voters.split(","))
         if not voters:
             voters = await _voters_from_broker(args.bootstrap_server)
-        return await describe_quorum(voters)
+        return await describe_quorum(voters, args.timeout_s)
 
     try:
         info = asyncio.run(run())
@@ -270,6 +302,8 @@ def add_commands(subparsers) -> None:
     describe = actions.add_parser("describe-quorum", help="leader, epoch, high watermark and each voter's lag")
     describe.add_argument("--bootstrap-server", default="127.0.0.1:19092")
     describe.add_argument("--bootstrap-controller", help="host:port of a voter (skips asking a broker)")
+    describe.add_argument("--timeout-s", type=float, default=DESCRIBE_QUORUM_TIMEOUT_S,
+                          help="how long to look for the active controller (it may be changing)")
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe_quorum)
     status = actions.add_parser("status", help="brokers, active controller, under-replicated and offline "
