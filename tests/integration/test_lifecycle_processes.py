@@ -10,7 +10,8 @@ Real broker processes of a three-node cluster (every node a broker and a voter):
 * hand-over: right after the quorum leader is killed (-9), ``kraftpy cluster describe-quorum`` and the ``kraftpy``
   admin commands succeed through every surviving node's bootstrap address.
 
-Every test stops what it started, also when it fails (``finally``; the helpers SIGKILL after their timeout).
+Every test stops what it started, also when it fails (the ``cluster`` fixture, ``_stop_local_cluster``; the helpers
+SIGKILL after their timeout).
 """
 
 from __future__ import annotations
@@ -45,8 +46,15 @@ LEADER_LINE = re.compile(r"^(\S+) INFO .*metadata quorum leader is now (\d+) ", 
 BAD_LINE = re.compile(r"Traceback|^\S+ (ERROR|CRITICAL) ", re.MULTILINE)
 
 
-def _cluster(tmp_path: Path) -> ProcessCluster:
-    return ProcessCluster(tmp_path, "lifecycle-" + uuid.uuid4().hex[:10])
+@pytest.fixture
+def cluster(tmp_path):
+    """A started three-node cluster of its own; stopped (SIGKILL after 10 s) also when the test fails."""
+    made = ProcessCluster(tmp_path, "lifecycle-" + uuid.uuid4().hex[:10])
+    try:
+        made.start_all()
+        yield made
+    finally:
+        made.stop_all()
 
 
 def _sigterm(node) -> None:
@@ -76,54 +84,39 @@ def _assert_clean_shutdown(node) -> None:
 
 
 # -- shutdown ----------------------------------------------------------------------------------------------------------
-def test_sigterm_to_all_three_at_once_ends_every_process_cleanly(tmp_path):
-    cluster = _cluster(tmp_path)
-    try:
-        cluster.start_all()
-        for node in cluster.nodes.values():
-            _sigterm(node)
-        waited = {node.name: _wait_exit(node, EXIT_BOUND_S) for node in cluster.nodes.values()}
-        assert all(seconds is not None for seconds in waited.values()), f"still running after SIGTERM: {waited}"
-        for node in cluster.nodes.values():
-            _assert_clean_shutdown(node)
-    finally:
-        cluster.stop_all()
+def test_sigterm_to_all_three_at_once_ends_every_process_cleanly(cluster):
+    for node in cluster.nodes.values():
+        _sigterm(node)
+    waited = {node.name: _wait_exit(node, EXIT_BOUND_S) for node in cluster.nodes.values()}
+    assert all(seconds is not None for seconds in waited.values()), f"still running after SIGTERM: {waited}"
+    for node in cluster.nodes.values():
+        _assert_clean_shutdown(node)
 
 
-def test_sigterm_one_by_one_down_to_a_survivor_without_quorum(tmp_path):
-    cluster = _cluster(tmp_path)
-    try:
-        cluster.start_all()
-        leader = cluster.quorum()["leader_id"]
-        order = [leader] + [node_id for node_id in cluster.nodes if node_id != leader]   # the leader first
-        for node_id in order:
-            node = cluster.nodes[node_id]
-            _sigterm(node)
-            seconds = _wait_exit(node, EXIT_BOUND_S)
-            assert seconds is not None, f"{node.name} still running {EXIT_BOUND_S} s after SIGTERM"
-            _assert_clean_shutdown(node)
-    finally:
-        cluster.stop_all()
+def test_sigterm_one_by_one_down_to_a_survivor_without_quorum(cluster):
+    leader = cluster.quorum()["leader_id"]
+    order = [leader] + [node_id for node_id in cluster.nodes if node_id != leader]   # the leader first
+    for node_id in order:
+        node = cluster.nodes[node_id]
+        _sigterm(node)
+        seconds = _wait_exit(node, EXIT_BOUND_S)
+        assert seconds is not None, f"{node.name} still running {EXIT_BOUND_S} s after SIGTERM"
+        _assert_clean_shutdown(node)
 
 
-def test_second_sigterm_during_a_waiting_shutdown_exits_at_once(tmp_path):
-    cluster = _cluster(tmp_path)
-    try:
-        cluster.start_all()
-        for node_id in (1, 2):
-            cluster.nodes[node_id].stop()
-        survivor = cluster.nodes[3]   # no quorum: its controlled shutdown waits for a controller in vain
-        _sigterm(survivor)
-        assert wait_for(lambda: "shutting down" in survivor.log_path.read_text(errors="replace"), 5.0)
-        time.sleep(0.3)
-        assert survivor.is_alive(), "the survivor stopped before the second signal: nothing was tested"
-        _sigterm(survivor)
-        seconds = _wait_exit(survivor, EXIT_BOUND_S)
-        assert seconds is not None and seconds < SECOND_SIGNAL_BOUND_S, \
-            f"second SIGTERM: exited after {seconds} s\n{_shutdown_log(survivor)[-3000:]}"
-        assert "exiting now" in _shutdown_log(survivor)
-    finally:
-        cluster.stop_all()
+def test_second_sigterm_during_a_waiting_shutdown_exits_at_once(cluster):
+    for node_id in (1, 2):
+        cluster.nodes[node_id].stop()
+    survivor = cluster.nodes[3]   # no quorum: its controlled shutdown waits for a controller in vain
+    _sigterm(survivor)
+    assert wait_for(lambda: "shutting down" in survivor.log_path.read_text(errors="replace"), 5.0)
+    time.sleep(0.3)
+    assert survivor.is_alive(), "the survivor stopped before the second signal: nothing was tested"
+    _sigterm(survivor)
+    seconds = _wait_exit(survivor, EXIT_BOUND_S)
+    assert seconds is not None and seconds < SECOND_SIGNAL_BOUND_S, \
+        f"second SIGTERM: exited after {seconds} s\n{_shutdown_log(survivor)[-3000:]}"
+    assert "exiting now" in _shutdown_log(survivor)
 
 
 # -- start-up ----------------------------------------------------------------------------------------------------------
@@ -196,39 +189,34 @@ def _kraftpy(capsys, *args: str) -> tuple[int, str]:
     return status, (captured.err.strip() or captured.out.strip())[-1000:]
 
 
-def test_cli_right_after_a_controller_change_succeeds_through_every_surviving_node(tmp_path, capsys):
-    cluster = _cluster(tmp_path)
-    try:
-        cluster.start_all()
-        name = "before-" + uuid.uuid4().hex[:6]
-        assert _kraftpy(capsys, "topics", "create", "--bootstrap-server", cluster.nodes[1].bootstrap, name,
-                        "--partitions", "3", "--replication-factor", "3")[0] == 0
-        leader = cluster.quorum()["leader_id"]
-        cluster.nodes[leader].kill9()
-        killed = time.monotonic()
-        failures, ran = [], []
-        for node_id, node in cluster.nodes.items():
-            if node_id == leader:
-                continue
-            bootstrap = ["--bootstrap-server", node.bootstrap]
-            # The commands that need the controller first, while the survivors may still be electing.
-            commands = {
-                "topics create": ["topics", "create", *bootstrap, f"after-{node_id}", "--partitions", "1",
-                                  "--replication-factor", "2"],
-                "cluster describe-quorum": ["cluster", "describe-quorum", *bootstrap, "--json"],
-                "groups list": ["groups", "list", *bootstrap],
-                "cluster status": ["cluster", "status", *bootstrap, "--json"],
-                "topics list": ["topics", "list", *bootstrap],
-                "topics describe": ["topics", "describe", *bootstrap, name],
-            }
-            for what, argv in commands.items():
-                status, output = _kraftpy(capsys, *argv)
-                ran.append(f"node {node_id} {what}: exit {status} at {time.monotonic() - killed:.1f} s")
-                # cluster status exits 1 for "answered: unhealthy" (the dead node's replicas); 2 is "unreachable".
-                if status not in ((0, 1) if what == "cluster status" else (0,)):
-                    failures.append(f"node {node_id} {what}: exit {status}: {output}")
-                elif what == "cluster describe-quorum" and json.loads(output)["leader_id"] == leader:
-                    failures.append(f"node {node_id} {what} names the dead leader: {output}")
-        assert not failures, "\n".join(failures + ran)
-    finally:
-        cluster.stop_all()
+def test_cli_right_after_a_controller_change_succeeds_through_every_surviving_node(cluster, capsys):
+    name = "before-" + uuid.uuid4().hex[:6]
+    assert _kraftpy(capsys, "topics", "create", "--bootstrap-server", cluster.nodes[1].bootstrap, name,
+                    "--partitions", "3", "--replication-factor", "3")[0] == 0
+    leader = cluster.quorum()["leader_id"]
+    cluster.nodes[leader].kill9()
+    killed = time.monotonic()
+    failures, ran = [], []
+    for node_id, node in cluster.nodes.items():
+        if node_id == leader:
+            continue
+        bootstrap = ["--bootstrap-server", node.bootstrap]
+        # The commands that need the controller first, while the survivors may still be electing.
+        commands = {
+            "topics create": ["topics", "create", *bootstrap, f"after-{node_id}", "--partitions", "1",
+                              "--replication-factor", "2"],
+            "cluster describe-quorum": ["cluster", "describe-quorum", *bootstrap, "--json"],
+            "groups list": ["groups", "list", *bootstrap],
+            "cluster status": ["cluster", "status", *bootstrap, "--json"],
+            "topics list": ["topics", "list", *bootstrap],
+            "topics describe": ["topics", "describe", *bootstrap, name],
+        }
+        for what, argv in commands.items():
+            status, output = _kraftpy(capsys, *argv)
+            ran.append(f"node {node_id} {what}: exit {status} at {time.monotonic() - killed:.1f} s")
+            # cluster status exits 1 for "answered: unhealthy" (the dead node's replicas); 2 is "unreachable".
+            if status not in ((0, 1) if what == "cluster status" else (0,)):
+                failures.append(f"node {node_id} {what}: exit {status}: {output}")
+            elif what == "cluster describe-quorum" and json.loads(output)["leader_id"] == leader:
+                failures.append(f"node {node_id} {what} names the dead leader: {output}")
+    assert not failures, "\n".join(failures + ran)
