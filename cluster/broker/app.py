@@ -12,7 +12,8 @@ registration: a client connecting earlier is refused and retries, instead of mee
 or controller.
 
 Shutdown is bounded (``SHUTDOWN_TIMEOUT_S``, after which the process exits regardless).  A second SIGTERM or
-SIGINT during it skips the graceful steps and exits at once: everything acknowledged is already durable.
+SIGINT during it skips the graceful steps and exits at once (what was acknowledged is on disk already, unless
+a topic opted out of fsync before acknowledgement).
 """
 
 from __future__ import annotations

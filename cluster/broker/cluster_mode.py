@@ -235,14 +235,13 @@ class ClusterRuntime:
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
 
     async def wait_caught_up(self, timeout_s: float = CATCH_UP_TIMEOUT_S) -> bool:
-        """Before the Kafka listener opens: waits until a leader is known and its high watermark is applied.
+        """Before the Kafka listeners are bound and the group coordinator loads: waits until a leader is known and
+        its high watermark is applied, so that stray logs are told apart from ours (``applied_leaders_metadata``).
 
-        A restarted broker would otherwise answer Metadata from an empty image (no brokers, no topics), which
-        librdkafka treats as a partial response and may then wait for a controller until its admin timeout.
-        Kafka's broker likewise serves only after its initial metadata catch-up.  Bounded: without a quorum the
-        listener opens anyway after ``timeout_s`` (returns False), or after ``LEADER_WAIT_S`` if no leader is known
-        by then (the others may be starting one by one after us).  A node with an empty metadata log (a new
-        cluster) does not wait: its peers are as empty as it is.
+        Kafka's broker likewise starts only after its initial metadata catch-up.  Bounded: without a quorum it
+        gives up after ``timeout_s`` (returns False), or after ``LEADER_WAIT_S`` if no leader is known by then (the
+        others may be starting one by one after us); ``wait_registered`` then still keeps clients out for a while.
+        A node with an empty metadata log (a new cluster) does not wait here: its peers are as empty as it is.
         """
         driver = self.driver
         if driver is None or driver.store.log_end_offset <= 0:
@@ -312,8 +311,9 @@ class ClusterRuntime:
 
     async def controlled_shutdown(self, timeout_ms: int = CONTROLLED_SHUTDOWN_TIMEOUT_MS) -> bool:
         """First step of a SIGTERM, while the Kafka listeners still serve: hands over quorum leadership at once
-        (so the others need not wait for a fetch timeout) and leaves elections to the others, then asks the controller, by heartbeats with
-        want_shutdown, to move this broker's partition leaderships until it answers that we may stop.
+        (so the others need not wait for a fetch timeout) and leaves elections to the others, then asks the
+        controller, by heartbeats with want_shutdown, to move this broker's partition leaderships until it answers
+        that we may stop.
 
         Bounded by ``timeout_ms``; returns False when the controller did not agree in time (no quorum, say).
         """

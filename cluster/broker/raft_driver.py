@@ -187,10 +187,6 @@ class RaftDriver:
         self._shutdown_requested = True
         self._wake.set()
 
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutdown_requested or self.node.shutting_down
-
     def quorum_info(self):
         """``QuorumInfo`` (leader's view of each replica's end offset) or None when not the leader."""
         return self.node.quorum_info()
