@@ -158,11 +158,11 @@ async def describe_quorum(voters: str, timeout_s: float = DESCRIBE_QUORUM_TIMEOU
     deadline = time.monotonic() + timeout_s
     last_error = "no voter answered"
     hint: int | None = None
-    followed: int | None = None   # the hint last followed: two stale followers must not send us to and fro
+    followed: set[int] = set()   # hints followed since the last round: stale followers must not ping-pong us
     turn = 0
     while time.monotonic() < deadline:
         if hint in by_id:
-            address, followed, hint = by_id[hint], hint, None
+            address, hint = by_id[hint], None
         else:
             address = entries[turn % len(entries)][1]
             turn += 1
@@ -172,14 +172,17 @@ async def describe_quorum(voters: str, timeout_s: float = DESCRIBE_QUORUM_TIMEOU
                     "describe_quorum", {}, cluster_id=None, source_id=None,
                     timeout_s=max(0.05, min(VOTER_CALL_TIMEOUT_S, deadline - time.monotonic())))
             except grpc.aio.AioRpcError as exc:
-                last_error = f"{address}: {exc.code()}"
-                continue
-        if reply.error_code == 0:
+                reply, last_error = None, f"{address}: {exc.code()}"
+        if reply is not None and reply.error_code == 0:
             return reply.result
-        last_error = f"{address}: {reply.error_message}"
-        if reply.leader_id != followed and by_id.get(reply.leader_id) not in (None, address):
-            hint = reply.leader_id   # follow it at once
-        elif turn % len(entries) == 0:
+        if reply is not None:
+            last_error = f"{address}: {reply.error_message}"
+            if reply.leader_id not in followed and by_id.get(reply.leader_id) not in (None, address):
+                hint = reply.leader_id   # follow it at once
+                followed.add(hint)
+                continue
+        if turn % len(entries) == 0:
+            followed.clear()
             await asyncio.sleep(RETRY_BACKOFF_S)   # every voter asked: let the election go on
     raise RuntimeError(f"no active controller answered within {timeout_s:.0f} s (last: {last_error})")
 
