@@ -5,10 +5,12 @@ single broker's ``./data/node-1``) with one fresh cluster id (Kafka's
 ``kafka-storage format``; a directory formatted before keeps its id), starts N broker processes on loopback
 (Kafka ports ``base-port + i``, controller/gRPC ports ``base-port + 100 + i``; every node is a voter), prints
 the bootstrap servers and waits.  Ctrl-C or SIGTERM is forwarded to every node as SIGTERM, and the command
-exits once all have stopped (SIGKILL after ``--stop-timeout-s``).
+exits once all have stopped (SIGKILL after ``--stop-timeout-s``); a second one is forwarded too, so the nodes
+skip the rest of their graceful shutdown.
 
 ``cluster describe-quorum`` asks a broker (DescribeConfigs) for ``controller.quorum.voters`` unless
-``--bootstrap-controller`` names one, then asks the voters over gRPC for the leader's view of the quorum.
+``--bootstrap-controller`` names one, then asks the voters over gRPC for the leader's view of the quorum, following
+the leader a follower names and asking again while a new leader is elected (``--timeout-s``).
 
 ``cluster status`` is the one-glance health check an operator (or a script) runs: the live brokers, the active
 controller (the metadata quorum leader) and every partition that is under-replicated (ISR smaller than its
@@ -97,6 +99,8 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
 
     def on_signal(_signum, _frame) -> None:
         nonlocal stopping
+        if stopping:   # a second Ctrl-C: the nodes (in sessions of their own) get a second SIGTERM and exit at once
+            _signal_running(processes)
         stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
@@ -105,9 +109,7 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     if not stopping:
         print("a node exited; stopping the others", file=sys.stderr)
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+    _signal_running(processes)
     deadline = time.monotonic() + args.stop_timeout_s
     for process in processes:
         try:
@@ -117,6 +119,12 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
             process.wait()
     print("all nodes stopped", flush=True)
     return 0 if stopping else 1
+
+
+def _signal_running(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
 
 
 # -- describe-quorum ------------------------------------------------------------------------------------------------
