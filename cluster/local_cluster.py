@@ -5,10 +5,12 @@ single broker's ``./data/node-1``) with one fresh cluster id (Kafka's
 ``kafka-storage format``; a directory formatted before keeps its id), starts N broker processes on loopback
 (Kafka ports ``base-port + i``, controller/gRPC ports ``base-port + 100 + i``; every node is a voter), prints
 the bootstrap servers and waits.  Ctrl-C or SIGTERM is forwarded to every node as SIGTERM, and the command
-exits once all have stopped (SIGKILL after ``--stop-timeout-s``).
+exits once all have stopped (SIGKILL after ``--stop-timeout-s``); a second one is forwarded too, so the nodes
+skip the rest of their graceful shutdown.
 
 ``cluster describe-quorum`` asks a broker (DescribeConfigs) for ``controller.quorum.voters`` unless
-``--bootstrap-controller`` names one, then asks the voters over gRPC for the leader's view of the quorum.
+``--bootstrap-controller`` names one, then asks the voters over gRPC for the leader's view of the quorum, following
+the leader a follower names and asking again while a new leader is elected (``--timeout-s``).
 
 ``cluster status`` is the one-glance health check an operator (or a script) runs: the live brokers, the active
 controller (the metadata quorum leader) and every partition that is under-replicated (ISR smaller than its
@@ -88,12 +90,17 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
     bootstrap = ",".join(f"{args.host}:{kport}" for _n, kport, _c in node_ports(args.base_port, args.nodes))
     print(f"cluster id {cluster_id}: {args.nodes} nodes, logs in {data_dir}/node-N.log")
     print(f"controller quorum voters: {voters}")
-    print(f"bootstrap servers: {bootstrap}", flush=True)
+    print(f"bootstrap servers: {bootstrap}")
+    for node_id, process in enumerate(processes, 1):
+        print(f"node {node_id}: pid {process.pid}")
+    sys.stdout.flush()
 
     stopping = False
 
     def on_signal(_signum, _frame) -> None:
         nonlocal stopping
+        if stopping:   # a second Ctrl-C: the nodes (in sessions of their own) get a second SIGTERM and exit at once
+            _signal_running(processes)
         stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
@@ -102,9 +109,7 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     if not stopping:
         print("a node exited; stopping the others", file=sys.stderr)
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+    _signal_running(processes)
     deadline = time.monotonic() + args.stop_timeout_s
     for process in processes:
         try:
@@ -114,6 +119,12 @@ def cmd_local_cluster(args: argparse.Namespace) -> int:
             process.wait()
     print("all nodes stopped", flush=True)
     return 0 if stopping else 1
+
+
+def _signal_running(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
 
 
 # -- describe-quorum ------------------------------------------------------------------------------------------------
@@ -128,28 +139,60 @@ async def _voters_from_broker(bootstrap: str) -> str:
     raise RuntimeError(f"{bootstrap} is not in cluster mode (controller.quorum.voters is empty)")
 
 
-async def describe_quorum(voters: str, timeout_s: float = 5.0) -> dict:
-    """The leader's quorum view: asks each voter; a follower's NOT_CONTROLLER reply names the leader."""
+DESCRIBE_QUORUM_TIMEOUT_S = 10.0
+VOTER_CALL_TIMEOUT_S = 1.0
+RETRY_BACKOFF_S = 0.1
+
+
+def _voter_addresses(voters: str) -> list[tuple[int, str]]:
+    """(id, host:port) of each entry of ``controller.quorum.voters`` (id 0 when the caller named no id)."""
+    entries = []
+    for item in voters.split(","):
+        if "@" in item:
+            node_id, address = item.strip().split("@", 1)
+            entries.append((int(node_id), address))
+    return entries
+
+
+async def describe_quorum(voters: str, timeout_s: float = DESCRIBE_QUORUM_TIMEOUT_S) -> dict:
+    """The leader's quorum view.  Asks the voters in turn; a follower's NOT_CONTROLLER reply names the leader it
+    knows, which is asked next.  Right after a controller change the followers may still name the old leader, or
+    none while they elect: the voters are asked again until ``timeout_s`` has passed."""
     import grpc
 
     from cluster.transport.controller_grpc import ControllerClient
-    addresses = [item.split("@", 1)[1].strip() for item in voters.split(",") if "@" in item]
+    entries = _voter_addresses(voters)
+    by_id = {node_id: address for node_id, address in entries if node_id > 0}
     deadline = time.monotonic() + timeout_s
     last_error = "no voter answered"
+    hint: int | None = None
+    followed: set[int] = set()   # hints followed since the last round: stale followers must not ping-pong us
+    turn = 0
     while time.monotonic() < deadline:
-        for address in addresses:
-            async with grpc.aio.insecure_channel(address) as channel:
-                try:
-                    reply = await ControllerClient(channel).call("describe_quorum", {}, cluster_id=None,
-                                                                 source_id=None, timeout_s=1.0)
-                except grpc.aio.AioRpcError as exc:
-                    last_error = f"{address}: {exc.code()}"
-                    continue
-            if reply.error_code == 0:
-                return reply.result
+        if hint in by_id:
+            address, hint = by_id[hint], None
+        else:
+            address = entries[turn % len(entries)][1]
+            turn += 1
+        async with grpc.aio.insecure_channel(address) as channel:
+            try:
+                reply = await ControllerClient(channel).call(
+                    "describe_quorum", {}, cluster_id=None, source_id=None,
+                    timeout_s=max(0.05, min(VOTER_CALL_TIMEOUT_S, deadline - time.monotonic())))
+            except grpc.aio.AioRpcError as exc:
+                reply, last_error = None, f"{address}: {exc.code()}"
+        if reply is not None and reply.error_code == 0:
+            return reply.result
+        if reply is not None:
             last_error = f"{address}: {reply.error_message}"
-        await asyncio.sleep(0.2)
-    raise RuntimeError(last_error)
+            if reply.leader_id not in followed and by_id.get(reply.leader_id) not in (None, address):
+                hint = reply.leader_id   # follow it at once
+                followed.add(hint)
+                continue
+        if turn % len(entries) == 0:
+            followed.clear()
+            await asyncio.sleep(RETRY_BACKOFF_S)   # every voter asked: let the election go on
+    raise RuntimeError(f"no active controller answered within {timeout_s:.0f} s (last: {last_error})")
 
 
 def format_quorum(info: dict) -> str:
@@ -171,7 +214,7 @@ def cmd_describe_quorum(args: argparse.Namespace) -> int:
             voters = ",".join(f"0@{address}" for address in voters.split(","))
         if not voters:
             voters = await _voters_from_broker(args.bootstrap_server)
-        return await describe_quorum(voters)
+        return await describe_quorum(voters, args.timeout_s)
 
     try:
         info = asyncio.run(run())
@@ -270,6 +313,8 @@ def add_commands(subparsers) -> None:
     describe = actions.add_parser("describe-quorum", help="leader, epoch, high watermark and each voter's lag")
     describe.add_argument("--bootstrap-server", default="127.0.0.1:19092")
     describe.add_argument("--bootstrap-controller", help="host:port of a voter (skips asking a broker)")
+    describe.add_argument("--timeout-s", type=float, default=DESCRIBE_QUORUM_TIMEOUT_S,
+                          help="how long to look for the active controller (it may be changing)")
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(func=cmd_describe_quorum)
     status = actions.add_parser("status", help="brokers, active controller, under-replicated and offline "

@@ -110,8 +110,10 @@ class Cluster:
             if len(self.nodes) > 1:    # the mount hides what __init__ wrote
                 for i, node in enumerate(self.nodes.values(), 1):
                     write_meta_properties(node.data_dir, self.cluster_id, i)
+        for node in self.nodes.values():   # all before waiting: a node serves once the quorum unfenced it
+            node.start(wait=False)
         for node in self.nodes.values():
-            node.start()
+            node.wait_serving()
         if len(self.nodes) > 1:
             self.wait_all_registered(timeout_s)
 

@@ -116,10 +116,16 @@ class BrokerNode:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout_s: float = 30.0) -> None:
-        self._control.submit(self._start, timeout_s).result()
+    def start(self, timeout_s: float = 30.0, *, wait: bool = True) -> None:
+        """Starts the broker and, with ``wait``, waits until it answers ApiVersions.  A cluster node answers only
+        once the quorum has unfenced it, so a whole cluster is started with ``wait=False`` and then
+        ``wait_serving`` for each node (cluster_control.ClusterControl.start)."""
+        self._control.submit(self._start, timeout_s, wait).result()
 
-    def _start(self, timeout_s: float) -> None:
+    def wait_serving(self, timeout_s: float = 30.0) -> None:
+        self._control.submit(self._wait_serving, timeout_s).result()
+
+    def _start(self, timeout_s: float, wait: bool) -> None:
         if self.alive():
             return
         if self.process is not None and not self._killed:
@@ -137,6 +143,10 @@ class BrokerNode:
                                             stderr=subprocess.STDOUT, cwd=str(self.repo_root), env=env,
                                             start_new_session=True, preexec_fn=_die_with_parent)
         self.paused = False
+        if wait:
+            self._wait_serving(timeout_s)
+
+    def _wait_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.alive():

@@ -3,13 +3,24 @@
 Lifecycle (after uvicorn's server): startup (config -> metadata store -> open and recover every partition log
 -> listen), serve until SIGTERM/SIGINT, then shutdown (in cluster mode first a controlled shutdown: hand over
 quorum leadership and move partition leaderships; then stop accepting, let the flusher make every appended
-byte durable, close logs).  A second signal is not needed: shutdown is bounded.
+byte durable, close logs).
+
+In cluster mode the listeners are bound before the broker registers (the registration carries their ports)
+but accept connections only once the controller has unfenced this broker and its metadata has caught up
+(``ClusterRuntime.wait_registered``, bounded), as Kafka's broker serves only after its initial catch-up and
+registration: a client connecting earlier is refused and retries, instead of meeting a cluster without brokers
+or controller.
+
+Shutdown is bounded (``SHUTDOWN_TIMEOUT_S``, after which the process exits regardless).  A second SIGTERM or
+SIGINT during it skips the graceful steps and exits at once (what was acknowledged is on disk already, unless
+a topic opted out of fsync before acknowledgement).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 
@@ -26,6 +37,10 @@ from cluster.transport.kafka_server import start_kafka_server
 
 log = logging.getLogger("cluster.broker")
 
+# The whole graceful shutdown (controlled shutdown, final flush, closing logs) ends within this, or the process
+# exits without finishing it: a broker asked to stop must stop, as Kafka bounds its controlled shutdown.
+SHUTDOWN_TIMEOUT_S = 10.0
+
 
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
@@ -37,6 +52,7 @@ class Broker:
         self._connections: list[set] = []
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+        self._signals = 0
         self.bound_ports: list[int] = []
         self.bytes_in = 0
         self.bytes_out = 0
@@ -166,34 +182,59 @@ class Broker:
                                                name="high-watermark-checkpoints"))
         self.group_coordinator = GroupCoordinatorRuntime(self)
         self.group_coordinator.start()
-        router = RequestRouter(self)
-        max_request_bytes = self.config.get("socket.request.max.bytes")
-        for name, host, port in self.config.listeners:
-            server, connections = await start_kafka_server(router, host, port, max_request_bytes,
-                                                           self.config.get("queued.max.requests"), name)
-            self._servers.append(server)
-            self._connections.append(connections)
-            bound = server.sockets[0].getsockname()[1]
-            self.bound_ports.append(bound)
-            log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
+        await self._bind_listeners(start_serving=self.cluster is None)
         if self.cluster is not None:
-            self.cluster.start_broker_lifecycle()
+            self.cluster.start_broker_lifecycle()   # registers the bound ports
+            await self.cluster.wait_registered()
+            for server in self._servers:
+                await server.start_serving()
+        for (name, host, _port), bound in zip(self.config.listeners, self.bound_ports, strict=True):
+            log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
         self.ready = True
         self.metrics.ready.set(1)
         log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
                  store.cluster_id, self.config.log_dir)
 
-    async def serve_until_signalled(self) -> None:
+    async def _bind_listeners(self, *, start_serving: bool) -> None:
+        router = RequestRouter(self)
+        max_request_bytes = self.config.get("socket.request.max.bytes")
+        for name, host, port in self.config.listeners:
+            server, connections = await start_kafka_server(router, host, port, max_request_bytes,
+                                                           self.config.get("queued.max.requests"), name,
+                                                           start_serving=start_serving)
+            self._servers.append(server)
+            self._connections.append(connections)
+            self.bound_ports.append(server.sockets[0].getsockname()[1])
+
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT: the first stops the broker gracefully, a second one exits at once."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stopped.set)
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self._stopped.set()
+            return
+        log.warning("second %s during shutdown: exiting now, skipping the graceful steps",
+                    signal.Signals(signum).name)
+        _exit_now(128 + signum)
+
+    async def serve_until_signalled(self) -> None:
+        self.handle_signals()
         flusher_task = self._tasks[0]
         waiter = asyncio.create_task(self._stopped.wait())
         done, _ = await asyncio.wait([waiter, flusher_task], return_when=asyncio.FIRST_COMPLETED)
         if flusher_task in done and flusher_task.exception() is not None:
             raise flusher_task.exception()
         log.info("shutting down")
-        await self.stop()
+        stopping = asyncio.create_task(self.stop(), name="broker-stop")
+        done, _ = await asyncio.wait({stopping}, timeout=SHUTDOWN_TIMEOUT_S)
+        if not done:
+            log.error("shutdown did not finish within %.0f s: exiting without finishing it", SHUTDOWN_TIMEOUT_S)
+            _exit_now(1)
+        stopping.result()
 
     async def stop(self) -> None:
         self.ready = False
@@ -227,7 +268,22 @@ class Broker:
         log.info("broker stopped")
 
 
+def _exit_now(status: int) -> None:
+    """Ends the process at once (no graceful steps, no waiting for threads); the log says why first."""
+    logging.shutdown()
+    os._exit(status)
+
+
 async def run_broker(config: BrokerConfig) -> None:
     broker = Broker(config)
-    await broker.start()
+    # Before start: it may wait for the quorum (wait_caught_up, wait_registered), and SIGTERM must work then too.
+    broker.handle_signals()
+    start = asyncio.create_task(broker.start(), name="broker-start")
+    stopped = asyncio.create_task(broker._stopped.wait())
+    await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not start.done():   # nothing is served or acknowledged yet: no graceful steps to take
+        log.info("signalled while starting: exiting")
+        _exit_now(0)
+    stopped.cancel()
+    start.result()
     await broker.serve_until_signalled()

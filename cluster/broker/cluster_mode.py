@@ -39,6 +39,7 @@ from cluster.broker.group_coordinator import OFFSETS_TOPIC
 from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
 from cluster.broker.raft_driver import NotLeaderError, RaftDriver, parse_voters
 from cluster.broker.replica_fetcher import ReplicaFetcherManager
+from cluster.broker.waits import stop_tasks, wait_event
 from cluster.core.clock import monotonic_ms, wall_clock_ms
 from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.metadata import (
@@ -70,9 +71,16 @@ CONTROLLER_CALL_TIMEOUT_MS = 10_000
 # SIGTERM: how long the broker waits for the controller to move its partition leaderships before it stops anyway
 # (its session timeout fences it later).  Bounded so that a node without a quorum still stops promptly.
 CONTROLLED_SHUTDOWN_TIMEOUT_MS = 3000
-# Start-up: how long the Kafka listener waits for this node to apply the committed metadata (wait_caught_up).
+# Start-up: how long the Kafka listener waits for this node to apply the committed metadata (wait_caught_up), and
+# how long it waits in all before it accepts clients even though this broker is not registered and unfenced
+# (wait_registered; no quorum, say).
 CATCH_UP_TIMEOUT_S = 10.0
 LEADER_WAIT_S = 2.0
+SERVE_WAIT_TIMEOUT_S = 10.0
+STOP_TASKS_TIMEOUT_S = 1.0
+# Start-up waits re-check after every applied commit, and at least this often (leadership and our own
+# registration also change between commits).
+RECHECK_S = 0.1
 METADATA_DIR = "__cluster_metadata-0"
 
 
@@ -204,6 +212,7 @@ class ClusterRuntime:
         self._tasks: list[asyncio.Task] = []
         self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
         self.driver: RaftDriver | None = None
+        self.new_cluster = False   # our metadata log was empty at start: see is_serving_ready
         # Test-only link cutter (kraftpy.test.fault.file); drops nothing unless the key names a file.
         self.fault = FaultFilter(config.get("kraftpy.test.fault.file"))
         self._refused_with: ErrorCode | None = None   # last registration refusal, logged once
@@ -234,33 +243,71 @@ class ClusterRuntime:
         # One port per node: the controller service rides on the Raft gRPC server (see module docstring).
         self.driver.add_generic_rpc_handlers(controller_rpc_handlers(self._serve_call))
         self.driver.add_generic_rpc_handlers(replica_fetch_rpc_handlers(self._serve_replica_fetch))
+        self.new_cluster = raft_store.log_end_offset <= 0
         await self.driver.start()
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
 
     async def wait_caught_up(self, timeout_s: float = CATCH_UP_TIMEOUT_S) -> bool:
-        """Before the Kafka listener opens: waits until a leader is known and its high watermark is applied.
+        """Before the Kafka listeners are bound and the group coordinator loads: waits until a leader is known and
+        its high watermark is applied, so that stray logs are told apart from ours (``applied_leaders_metadata``).
 
-        A restarted broker would otherwise answer Metadata from an empty image (no brokers, no topics), which
-        librdkafka treats as a partial response and may then wait for a controller until its admin timeout.
-        Kafka's broker likewise serves only after its initial metadata catch-up.  Bounded: without a quorum the
-        listener opens anyway after ``timeout_s`` (returns False), or after ``LEADER_WAIT_S`` if no leader is known
-        by then (the others may be starting one by one after us).  A node with an empty metadata log (a new
-        cluster) does not wait: its peers are as empty as it is.
+        Kafka's broker likewise starts only after its initial metadata catch-up.  Bounded: without a quorum it
+        gives up after ``timeout_s`` (returns False), or after ``LEADER_WAIT_S`` if no leader is known by then (the
+        others may be starting one by one after us); ``wait_registered`` then still keeps clients out for a while.
+        A node with an empty metadata log (a new cluster) does not wait here: its peers are as empty as it is.
         """
         driver = self.driver
         if driver is None or driver.store.log_end_offset <= 0:
             return True
         started = time.monotonic()
-        while (waited := time.monotonic() - started) < timeout_s:
-            if driver.leader_id is None and waited >= LEADER_WAIT_S:
-                break
-            if driver.leader_id is not None and driver.high_watermark > 0 and self.applied_hw >= driver.high_watermark:
-                return True
-            await asyncio.sleep(0.02)
-        log.warning("metadata not caught up with a quorum leader after %.1f s; serving clients anyway",
+        if (await self._wait_until(lambda: driver.leader_id is not None, started + LEADER_WAIT_S)
+                and await self._wait_until(self.applied_leaders_metadata, started + timeout_s)):
+            return True
+        log.warning("metadata not caught up with a quorum leader after %.1f s; going on without it",
                     time.monotonic() - started)
         return False
+
+    async def wait_registered(self, timeout_s: float = SERVE_WAIT_TIMEOUT_S) -> bool:
+        """After ``start_broker_lifecycle``, before the Kafka listeners accept: waits until ``is_serving_ready``.
+
+        So a client never meets this broker while its Metadata would list no brokers or no controller (librdkafka
+        calls that a partial response, and its AdminClient then waits for a controller until it times out):
+        Kafka's broker too serves only once it has caught up and its controller has unfenced it.  Bounded: after
+        ``timeout_s`` (no quorum, or the controller refuses us) it logs and returns False, and the listeners
+        open anyway; Metadata then lists at least this broker (``metadata_brokers``).
+        """
+        started = time.monotonic()
+        if await self._wait_until(self.is_serving_ready, started + timeout_s):
+            log.info("registered, unfenced and caught up after %d ms: serving clients",
+                     (time.monotonic() - started) * 1000)
+            return True
+        log.warning("not registered and unfenced by a controller after %.1f s (quorum leader %s); serving clients "
+                    "anyway", time.monotonic() - started, self.driver.leader_id if self.driver else None)
+        return False
+
+    def is_serving_ready(self) -> bool:
+        """This incarnation is registered and unfenced in the committed image, and a quorum leader is known.
+
+        In a new cluster (our metadata log was empty at start) also every voter is a live broker (every node is a
+        broker here): the nodes start together, a fraction of a second apart, and a client's first look at the
+        cluster then shows all of it -- it can create a topic with a replication factor of all the nodes at once.
+        """
+        registration = self.image.cluster.brokers.get(self.node_id)
+        if not (self.driver is not None and self.driver.leader_id is not None and self.broker_epoch >= 0
+                and registration is not None and registration.broker_epoch == self.broker_epoch
+                and not registration.fenced):
+            return False
+        return not self.new_cluster or set(self.voters) <= set(self.image.cluster.unfenced_broker_ids())
+
+    async def _wait_until(self, predicate, deadline: float) -> bool:
+        """Waits until ``predicate()`` holds (True) or the monotonic ``deadline`` passes (False)."""
+        while not predicate():
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return False
+            await wait_event(self._applied, min(remaining_s, RECHECK_S))
+        return True
 
     def applied_leaders_metadata(self) -> bool:
         """True when a quorum leader is known and every entry it committed (as far as we know) is applied here;
@@ -278,17 +325,19 @@ class ClusterRuntime:
 
     async def controlled_shutdown(self, timeout_ms: int = CONTROLLED_SHUTDOWN_TIMEOUT_MS) -> bool:
         """First step of a SIGTERM, while the Kafka listeners still serve: hands over quorum leadership at once
-        (so the others need not wait for a fetch timeout), then asks the controller, by heartbeats with
-        want_shutdown, to move this broker's partition leaderships until it answers that we may stop.
+        (so the others need not wait for a fetch timeout) and leaves elections to the others, then asks the
+        controller, by heartbeats with want_shutdown, to move this broker's partition leaderships until it answers
+        that we may stop.
 
         Bounded by ``timeout_ms``; returns False when the controller did not agree in time (no quorum, say).
         """
         for task in self._tasks:
             if task.get_name() == "broker-lifecycle":
                 task.cancel()   # its heartbeats would race ours
-        if self.driver is not None and self.driver.role is Role.LEADER:
-            log.info("controlled shutdown: resigning metadata quorum leadership (epoch %d)", self.driver.epoch)
-            self.driver.resign()
+        if self.driver is not None:
+            if self.driver.role is Role.LEADER:
+                log.info("controlled shutdown: resigning metadata quorum leadership (epoch %d)", self.driver.epoch)
+            self.driver.begin_shutdown()   # and from now on never campaign, vote or lead (RaftNode.begin_shutdown)
         if self.broker_epoch < 0:
             return True   # never registered: nothing to move
         started = time.monotonic()
@@ -313,8 +362,8 @@ class ClusterRuntime:
         return False
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        """Bounded: every wait below ends on its own (cluster/broker/waits.py says why that needs care)."""
+        await stop_tasks(self._tasks, STOP_TASKS_TIMEOUT_S)
         await self.fetchers.stop()
         if self.driver is not None:
             await self.driver.stop()
@@ -745,6 +794,31 @@ class ClusterRuntime:
             if endpoint is not None:
                 brokers.append((broker_id, endpoint.host, endpoint.port, registration.rack))
         return brokers
+
+    def metadata_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:
+        """The brokers a Metadata answer lists: the live ones, and this broker too while it is not among them
+        (it accepts clients unregistered only after ``wait_registered`` gave up), so that no answer is empty."""
+        brokers = self.live_brokers(listener_name)
+        if any(broker_id == self.node_id for broker_id, *_ in brokers):
+            return brokers
+        endpoint = next((e for e in self._endpoints() if listener_name in (None, e[0])), None)
+        if endpoint is None:
+            return brokers
+        _name, host, port = endpoint
+        return sorted(brokers + [(self.node_id, host, port, self.broker.config.get("broker.rack"))])
+
+    def metadata_controller_id(self, broker_ids) -> int:
+        """The controller id a Metadata answer names, always one of the listed ``broker_ids`` (-1 if none).
+
+        As in Kafka's KRaft brokers, which forward admin requests to the active controller: the quorum leader
+        when it is listed, else this broker, else the first listed.  librdkafka's AdminClient waits until the
+        controller id is a broker it knows, so a leader that is fenced, dead or unknown must not be named.
+        """
+        leader = self.driver.leader_id if self.driver is not None else None
+        for candidate in (leader, self.node_id):
+            if candidate in broker_ids:
+                return candidate
+        return min(broker_ids, default=-1)
 
     def broker_address(self, broker_id: int, listener_name: str | None = None) -> tuple[str, int] | None:
         """(host, port) of ``broker_id`` for ``listener_name`` (None: its first endpoint), or None."""

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from cluster.broker.waits import stop_tasks, wait_event
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.raft.config import RaftConfig
 from cluster.raft.log import LogEntry, SnapshotId
@@ -46,6 +47,10 @@ from cluster.transport.raft_grpc import FaultFilter, RaftGrpcServer, RaftPeerCli
 log = logging.getLogger(__name__)
 
 _INBOX_MAX = 10_000
+# stop(): how long the loop may take to finish the Ready in flight (an fsync) before it is cancelled, and how long
+# a cancelled loop may take to end before it is abandoned (the process exits soon after either way).
+STOP_DRAIN_S = 1.0
+STOP_CANCEL_S = 1.0
 
 
 class NotLeaderError(KafkaError):
@@ -116,6 +121,8 @@ class RaftDriver:
         self._proposals: deque[tuple[bytes, asyncio.Future[int]]] = deque()
         self._pending: dict[int, tuple[int, asyncio.Future[int]]] = {}   # offset -> (epoch, future)
         self._resign_requested = False
+        self._shutdown_requested = False
+        self._stopping = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._peer_directory_ids = store.read_peer_directory_ids()
@@ -143,16 +150,15 @@ class RaftDriver:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"raft-driver-{self.node_id}")
 
     async def stop(self, *, resign: bool = True, resign_wait_s: float = 0.3) -> None:
-        """Resigns gracefully if leader (so others elect at once), then stops serving."""
+        """Begins the shutdown (a leader resigns, so others elect at once), then stops serving.  Bounded: the
+        loop is told to end by a flag, cancelled if it has not after ``STOP_DRAIN_S``, abandoned after that."""
         if resign and self.node.role is Role.LEADER:
-            self.resign()
+            self.begin_shutdown()
             await asyncio.sleep(resign_wait_s)   # let EndQuorumEpoch leave
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None and not await stop_tasks([self._task], STOP_DRAIN_S, cancel=False):
+            await stop_tasks([self._task], STOP_CANCEL_S)
         for _epoch, future in list(self._pending.values()):
             if not future.done():
                 future.set_exception(NotLeaderError(None, self.epoch, "quorum member stopped"))
@@ -173,6 +179,12 @@ class RaftDriver:
     def resign(self) -> None:
         """Asks the node to resign leadership at its next turn (hands over to the most caught-up voter)."""
         self._resign_requested = True
+        self._wake.set()
+
+    def begin_shutdown(self) -> None:
+        """From the next turn on this member resigns if leader and never campaigns, votes or leads again
+        (``RaftNode.begin_shutdown``); it keeps answering until ``stop``."""
+        self._shutdown_requested = True
         self._wake.set()
 
     def quorum_info(self):
@@ -216,7 +228,7 @@ class RaftDriver:
     # == the loop ===================================================================================================
     async def _run(self) -> None:
         node = self.node
-        while True:
+        while not self._stopping:
             now_ms = self._now_ms()
             self._feed(now_ms)
             ready = node.poll(now_ms)
@@ -227,15 +239,14 @@ class RaftDriver:
                 continue
             delay_s = max(0, ready.next_deadline_ms - self._now_ms()) / 1000
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, delay_s)   # not wait_for: see cluster/broker/waits.py
 
     def _feed(self, now_ms: int) -> None:
         node = self.node
         while self._inbox:
             node.step(self._inbox.popleft(), now_ms)
+        if self._shutdown_requested and not node.shutting_down:
+            node.begin_shutdown(now_ms)
         if self._resign_requested:
             self._resign_requested = False
             node.resign(now_ms)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import grpc
 
 from cluster.broker.partition import NO_LEADER, Partition
+from cluster.broker.waits import stop_tasks, wait_event
 from cluster.core.errors import ErrorCode
 from cluster.replication import EpochEndOffset, FetchAction, TruncationBelowHighWatermarkError
 from cluster.transport.replica_fetch_grpc import (
@@ -34,6 +35,7 @@ from cluster.transport.replica_fetch_grpc import (
 log = logging.getLogger("cluster.broker.replica_fetcher")
 
 IDLE_POLL_S = 0.1          # re-check backoffs at least this often while nothing can be fetched
+STOP_TIMEOUT_S = 1.0       # stop(): how long a cancelled fetch may take to end before it is abandoned
 MAX_REQUESTS_IN_FLIGHT = 8  # per leader; each covers the partitions that were ready when it was sent
 RPC_GRACE_S = 5.0          # a fetch's deadline: the leader's long-poll plus this
 # Fetch responses carry up to replica.fetch.response.max.bytes; gRPC's default receive limit is 4 MiB.
@@ -100,6 +102,7 @@ class ReplicaFetcher:
         # fsync of what was just appended (the transfer overlaps the fsync).
         self._backlogged: set[int] = set()
         self.wakeup = asyncio.Event()
+        self._stopping = False
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self._client = ReplicaFetchClient(self._channel)
         self._task = asyncio.create_task(self._run(), name=f"replica-fetcher-{leader_id}")
@@ -116,17 +119,14 @@ class ReplicaFetcher:
             partition.fetcher_wakeup = None
 
     async def stop(self) -> None:
-        for task in (self._task, *self._requests):
-            task.cancel()
-        for task in (self._task, *self._requests):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: its last error is irrelevant
-                pass
+        """Bounded (cluster/broker/waits.py says why the loop also ends on a flag)."""
+        self._stopping = True
+        self.wakeup.set()
+        await stop_tasks((self._task, *self._requests), STOP_TIMEOUT_S)
         await self._channel.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self.wakeup.clear()
             fetches = self._next_fetches(self.manager._now_ms()) \
                 if len(self._requests) < MAX_REQUESTS_IN_FLIGHT else []
@@ -135,10 +135,7 @@ class ReplicaFetcher:
                 self._requests.add(request)
                 request.add_done_callback(self._requests.discard)
                 continue
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), IDLE_POLL_S)
-            except TimeoutError:
-                pass
+            await wait_event(self.wakeup, IDLE_POLL_S)
 
     async def _fetch_guarded(self, fetches) -> None:
         try:

@@ -226,10 +226,20 @@ class KafkaClient(GroupsMixin, ReassignmentsMixin):
         return await connection.request(api_key, request, timeout_ms=timeout_ms)
 
     async def _controller_send(self, api_key: int, request, timeout_ms: int):
-        """Admin requests go to the controller (a KRaft broker forwards); NOT_CONTROLLER is retried by callers."""
+        """Admin requests go to the controller (a KRaft broker forwards); NOT_CONTROLLER is retried by callers.
+
+        A controller that cannot be reached (it may have just died: brokers list it until its session expires)
+        is not waited for: any broker forwards the request to whichever controller is active.
+        """
         node_id = self.cluster.controller_id if self.cluster.controller_id in self.cluster.brokers else None
         # The request may wait broker-side up to timeout_ms; leave the connection a margin on top.
-        return await self.send(api_key, request, node_id=node_id, timeout_ms=timeout_ms + self.request_timeout_ms)
+        connection_timeout_ms = timeout_ms + self.request_timeout_ms
+        try:
+            return await self.send(api_key, request, node_id=node_id, timeout_ms=connection_timeout_ms)
+        except BrokerConnectionError:
+            if node_id is None:
+                raise
+        return await self.send(api_key, request, timeout_ms=connection_timeout_ms)
 
     # -- metadata ----------------------------------------------------------------------------------
 
@@ -402,13 +412,18 @@ class KafkaClient(GroupsMixin, ReassignmentsMixin):
                                       resource=_resource(result.name))
 
     async def _admin_with_retry(self, api_key: int, request, timeout_ms: int, error_codes):
-        for attempt in range(self.retries + 1):
+        """Sends an admin request to the controller; NOT_CONTROLLER (a controller change under way) is retried
+        with fresh metadata, at least ``retries`` times and for as long as ``timeout_ms`` lasts."""
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+        attempt = 0
+        while True:
             response = await self._controller_send(api_key, request, timeout_ms)
-            if ErrorCode.NOT_CONTROLLER not in error_codes(response) or attempt == self.retries:
+            out_of_time = attempt >= self.retries and asyncio.get_running_loop().time() >= deadline
+            if ErrorCode.NOT_CONTROLLER not in error_codes(response) or out_of_time:
                 return response
+            attempt += 1
             await asyncio.sleep(self.retry_backoff_ms / 1000)
             await self.metadata([])
-        raise AssertionError("unreachable")
 
     async def describe_configs(
         self,

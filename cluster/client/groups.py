@@ -6,7 +6,9 @@ and the tests need; the client does not join groups itself (real consumers do th
 except ListGroups goes to the group's coordinator, found with FindCoordinator; COORDINATOR_NOT_AVAILABLE,
 COORDINATOR_LOAD_IN_PROGRESS and NOT_COORDINATOR mean "ask again (perhaps elsewhere) shortly", so the
 coordinator is looked up again and the request retried, as Kafka's AdminClient does.  ListGroups goes to
-every broker, since each one answers only for the groups it coordinates.
+every broker, since each one answers only for the groups it coordinates; a broker that cannot be reached is
+asked again, with fresh metadata, until it answers or leaves the metadata (a dead broker is listed until its
+session times out and the controller fences it) or the request timeout passes.
 
 A member's assignment comes back as opaque bytes; for groups of protocol type ``consumer`` it is a
 ConsumerProtocolAssignment preceded by its int16 version, decoded by ``decode_consumer_assignment``.
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cluster.client.connection import ApiKey
-from cluster.client.errors import KafkaResponseError, error_from_code
+from cluster.client.errors import BrokerConnectionError, KafkaResponseError, error_from_code
 from cluster.client.types import TopicPartition
 from cluster.core.errors import ErrorCode, ProtocolDecodeError
 from cluster.wire.messages import consumer_protocol_assignment as cpa
@@ -159,7 +161,7 @@ class GroupsMixin:
         wanted = {state.lower() for state in states}
         groups: dict[str, GroupListing] = {}
         for response in responses:
-            for group in response.groups:
+            for group in response.groups if response is not None else ():
                 if wanted and group.group_state and group.group_state.lower() not in wanted:
                     continue
                 groups[group.group_id] = GroupListing(group.group_id, group.protocol_type, group.group_state)
@@ -168,7 +170,9 @@ class GroupsMixin:
     async def _list_groups_from(self, node_id: int | None, states: Sequence[str]):
         request = lgq.ListGroupsRequest(states_filter=list(states), types_filter=[])
         for attempt in range(self.retries + 1):
-            response = await self.send(ApiKey.LIST_GROUPS, request, node_id=node_id)
+            response = await self._send_while_listed(ApiKey.LIST_GROUPS, request, node_id)
+            if response is None:
+                return None   # that broker is gone, and with it the groups it coordinated
             if response.error_code == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS and attempt < self.retries:
                 await self._group_backoff(attempt)
                 continue
@@ -176,6 +180,21 @@ class GroupsMixin:
                 raise error_from_code(response.error_code, None, api="ListGroups", resource=f"node {node_id}")
             return response
         raise AssertionError("unreachable")
+
+    async def _send_while_listed(self, api_key: int, request, node_id: int | None):
+        """``send`` to ``node_id``, retried while it cannot be reached but is still a broker of the metadata;
+        None once it is not (it died and was fenced).  Bounded by the request timeout."""
+        deadline = asyncio.get_running_loop().time() + self.request_timeout_ms / 1000
+        while True:
+            try:
+                return await self.send(api_key, request, node_id=node_id)
+            except BrokerConnectionError:
+                if node_id is None or asyncio.get_running_loop().time() >= deadline:
+                    raise
+            await asyncio.sleep(self.retry_backoff_ms / 1000)
+            await self.metadata([])
+            if node_id not in self.cluster.brokers:
+                return None
 
     async def describe_group(self, group_id: str) -> GroupDescription:
         """One group's state, protocol and members (state "Dead" when the group does not exist)."""

@@ -26,7 +26,8 @@ PROSPECTIVE node that has neither voted nor seen a leader in the candidate's epo
 candidate's ``(last epoch, LEO)`` is at least ours.  A request for a higher epoch first moves us (durably) to
 UNATTACHED in that epoch, even if the vote is then refused.  Pre-vote: the leader refuses; a follower refuses
 while it is successfully fetching from its leader; everyone else grants if the candidate's log is at least
-as up-to-date.  Units: all times are ``now_ms`` of the caller.
+as up-to-date.  A member that is shutting down (``RaftNode.begin_shutdown``) refuses every vote and pre-vote,
+and never campaigns.  Units: all times are ``now_ms`` of the caller.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class VotingMixin:
     def _start_prospective(self, now_ms: int) -> None:
         """Election or fetch timeout: ask for pre-votes for ``epoch + 1`` without changing the epoch."""
         invariant(self.is_voter, "an observer never campaigns")
+        if self.shutting_down:   # never stand for election while stopping; look again after a timeout
+            self._deadline_ms = now_ms + quorum.random_election_timeout_ms(self._rng, self.config.election_timeout_ms)
+            return
         self._set_role(Role.PROSPECTIVE, self.epoch, self.voted_id, self.leader_id)
         self._tally = ElectionTally(pre_vote=True, granted={self.node_id})
         self._deadline_ms = now_ms + quorum.random_election_timeout_ms(self._rng, self.config.election_timeout_ms)
@@ -78,6 +82,8 @@ class VotingMixin:
     def _maybe_finish_election(self, now_ms: int) -> None:
         tally = self._tally
         invariant(tally is not None, "no election in progress")
+        if self.shutting_down:
+            return   # a round begun before the shutdown never completes (see RaftNode.begin_shutdown)
         voter_count = len(self.voters)
         if quorum.count_in(tally.granted, self.voters) >= quorum.majority_size(voter_count):
             if tally.pre_vote:
@@ -118,8 +124,8 @@ class VotingMixin:
     # -- requests -------------------------------------------------------------------------------------------
     def _handle_vote_request(self, request: VoteRequest, now_ms: int) -> None:
         error = self._vote_request_error(request)
-        if error is not ErrorCode.NONE:
-            self._reply_vote(request, False, error)
+        if error is not ErrorCode.NONE or self.shutting_down:
+            self._reply_vote(request, False, error)   # a stopping member helps elect nobody
             return
         if request.pre_vote:
             self._reply_vote(request, self._can_grant_pre_vote(request), ErrorCode.NONE)

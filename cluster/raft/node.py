@@ -99,6 +99,8 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
         self.high_watermark = self._log.log_start_offset
         self._applied_offset = 0          # entries below this were handed to the state machine
         self._persisted = persisted_state  # what the shell has (or will have after the pending Ready)
+        # Set by ``begin_shutdown``: a stopping member never campaigns, votes or leads again (see there).
+        self.shutting_down = False
         self._handlers = self._build_handlers()
         self._initialize_role(persisted_state, now_ms)
 
@@ -162,6 +164,23 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
         self._log.append(LogEntry(offset, self.epoch, bytes(payload)))
         self._complete_parked_fetches()
         return Proposed(offset, self.epoch)
+
+    def begin_shutdown(self, now_ms: int) -> None:
+        """The shell is stopping this member: a leader resigns (EndQuorumEpoch names its successors), a
+        pre-vote round in progress is dropped, and from now on the node never starts a round, grants a vote or
+        pre-vote, or becomes leader.  It still answers, so the others learn epochs and leaders from it.
+
+        Why: a member that goes away must not be elected (its leadership would die with the process) nor help
+        elect (its vote could complete a majority the others then cannot reach).  The remaining voters elect
+        among themselves as when it crashes; with fewer than a majority of them left there is no leader,
+        which is right while the cluster is being stopped.
+        """
+        self._enter(now_ms)
+        self.shutting_down = True
+        if self.role is Role.LEADER:
+            self._resign(now_ms)
+        elif self.role is Role.PROSPECTIVE:
+            self._on_prospective_timeout(now_ms)
 
     def poll(self, now_ms: int) -> Ready:
         """Fires due timers and hands out everything the shell must do; ``advance`` must follow."""

@@ -223,11 +223,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
 async def start_kafka_server(
     dispatcher: RequestDispatcher, host: str, port: int, max_request_bytes: int, max_in_flight: int = 64,
-    listener_name: str | None = None,
+    listener_name: str | None = None, *, start_serving: bool = True,
 ) -> tuple[asyncio.AbstractServer, set[KafkaConnection]]:
     """Listens on host:port; returns the server and the live connection set (for shutdown).
 
-    Every connection accepted here carries ``listener_name`` (the NAME of ``NAME://host:port``).
+    Every connection accepted here carries ``listener_name`` (the NAME of ``NAME://host:port``).  With
+    ``start_serving=False`` the port is bound (so it is known and taken) but refuses connections until
+    ``server.start_serving()``: a cluster broker registers its port before it lets clients in.
     """
     connections: set[KafkaConnection] = set()
     loop = asyncio.get_running_loop()
@@ -238,5 +240,6 @@ async def start_kafka_server(
         connections.add(connection)
         return connection
 
-    server = await loop.create_server(factory, host or None, port, reuse_address=True, backlog=1024)
+    server = await loop.create_server(factory, host or None, port, reuse_address=True, backlog=1024,
+                                      start_serving=start_serving)
     return server, connections

@@ -185,7 +185,10 @@ class BrokerProcess:
     def is_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 30.0, *, wait: bool = True) -> None:
+        """Starts the process and, with ``wait``, waits until it answers ApiVersions.  A cluster node answers
+        only once the quorum has registered and unfenced it, so a cluster's nodes start with ``wait=False``
+        first and ``wait_ready`` after (see cluster_process.ProcessCluster.start_all)."""
         if self.is_alive():
             raise BrokerStartError(f"{self.name} already running as pid {self.pid}")
         self.starts += 1
@@ -201,9 +204,10 @@ class BrokerProcess:
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=str(REPO_ROOT), env=env, start_new_session=True,
                 preexec_fn=_die_with_parent)
-        self._wait_ready(timeout_s)
+        if wait:
+            self.wait_ready(timeout_s)
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:
@@ -224,6 +228,8 @@ class BrokerProcess:
         self.kill9()
         raise BrokerStartError(f"{self.name} not answering ApiVersions on {self.bootstrap} after {timeout_s}s "
                                f"(last error: {last_error!r}); log tail:\n{self.log_tail()}")
+
+    _wait_ready = wait_ready   # its name before it was public (bench/cluster.py uses it)
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM, wait up to `timeout_s`, then SIGKILL.  Returns the exit status (None if not running)."""

@@ -45,8 +45,12 @@ class ProcessCluster:
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start_all(self, timeout_s: float = 20.0) -> None:
+        """Starts every node, then waits for each: a node accepts clients only once registered and unfenced,
+        which needs a quorum, so waiting for one before starting the next would wait out its start-up bound."""
         for node in self.nodes.values():
-            node.start()
+            node.start(wait=False)
+        for node in self.nodes.values():
+            node.wait_ready(timeout_s)
         ids = set(self.nodes)
         assert wait_for(lambda: broker_ids(self.bootstrap) == ids, timeout_s, 0.2), "brokers never unfenced"
 

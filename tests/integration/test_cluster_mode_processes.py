@@ -91,8 +91,10 @@ def _broker_ids(bootstrap: str) -> set[int]:
 def cluster(tmp_path_factory):
     cluster = Cluster(tmp_path_factory.mktemp("kraft-cluster"))
     try:
+        for node in cluster.nodes.values():   # all at once: each accepts clients once the quorum unfenced it
+            node.start(wait=False)
         for node in cluster.nodes.values():
-            node.start()
+            node.wait_ready()
         assert _wait(lambda: _broker_ids(cluster.bootstrap) == {1, 2, 3}, 15, 0.2), "brokers never unfenced"
         yield cluster
     finally:

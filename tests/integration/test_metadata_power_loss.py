@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 from broker_process import BrokerProcess
-from cluster_process import ProcessCluster, broker_ids, topics, wait_for
+from cluster_process import ProcessCluster, topics, wait_for
 from confluent_kafka.admin import AdminClient, NewTopic
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -86,10 +86,7 @@ def _crash_everyone_and_restart(brokers: ProcessCluster) -> None:
         os.kill(node.pid, signal.SIGKILL)   # all at once: no node gets to fsync after another died
     for node in brokers.nodes.values():
         node.kill9()   # reaps the (already dead) process and records the crash in its log
-    for node in brokers.nodes.values():
-        node.start()
-    ids = set(brokers.nodes)
-    assert wait_for(lambda: broker_ids(brokers.bootstrap) == ids, 60, 0.2), "the brokers did not all come back"
+    brokers.start_all(timeout_s=60)   # all at once: each accepts clients only once the quorum has unfenced it
 
 
 def test_acknowledged_topic_creations_survive_every_broker_losing_power(tmp_path):

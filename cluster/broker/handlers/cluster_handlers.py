@@ -2,7 +2,7 @@
 
 Used instead of the single-node handlers when ``controller.quorum.voters`` is set (router.py swaps them in).
 Metadata answers from the committed image (every unfenced broker, each partition's leader, replicas, ISR and
-leader epoch, topic ids); CreateTopics, DeleteTopics, CreatePartitions and auto-creation go to the active
+leader epoch, topic ids; as controller id a listed broker, which forwards admin requests); CreateTopics, DeleteTopics, CreatePartitions and auto-creation go to the active
 controller and return once the change is visible in this broker's own image, so a client that asks this broker
 again right after sees its topic.  InitProducerId hands out ids from blocks the controller allocated
 (ProducerIdsRecord), so ids are unique across the cluster.
@@ -58,13 +58,13 @@ async def handle_metadata(context: RequestContext, request) -> mr.MetadataRespon
         await _auto_create(cluster, [name for name, _ in wanted if name is not None])
     live = {node_id for node_id, *_ in broker.live_brokers()}
     topics = [_describe_topic(cluster, name, topic_id, live) for name, topic_id in wanted]
-    leader = cluster.driver.leader_id if cluster.driver is not None else None
+    brokers = cluster.metadata_brokers(context.listener_name)
     return mr.MetadataResponse(
         throttle_time_ms=0,
         brokers=[mr.MetadataResponseBroker(node_id=node_id, host=host, port=port, rack=rack)
-                 for node_id, host, port, rack in broker.live_brokers(context.listener_name)],
+                 for node_id, host, port, rack in brokers],
         cluster_id=cluster.cluster_id,
-        controller_id=leader if leader is not None else -1,
+        controller_id=cluster.metadata_controller_id([node_id for node_id, *_ in brokers]),
         topics=topics,
         cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from raft_testlib import CONFIG, Harness
 
-from cluster.raft import EndQuorumEpochRequest, Role
+from cluster.raft import EndQuorumEpochRequest, Role, VoteRequest
 
 
 def test_leader_without_majority_contact_resigns_by_check_quorum():
@@ -73,3 +73,49 @@ def test_resign_is_refused_when_not_leader():
     harness = Harness()
     harness.elect(1)
     assert harness.nodes[2].resign(harness.clock[2] + 1) is False
+
+
+# -- shutdown: a stopping member resigns and then never campaigns, votes or leads ---------------------------------------
+def _begin_shutdown(harness: Harness, node_id: int) -> None:
+    harness.clock[node_id] += 1
+    harness.nodes[node_id].begin_shutdown(harness.clock[node_id])
+    harness.pump(node_id)
+
+
+def test_leader_that_begins_shutdown_resigns_and_the_others_elect_without_it():
+    harness = Harness()
+    harness.elect(1)
+    _begin_shutdown(harness, 1)
+    assert harness.nodes[1].role is Role.RESIGNED
+    harness.settle()
+    for _ in range(6):
+        harness.advance(harness.max_timer_ms)
+        harness.settle()
+    leaders = harness.leader_ids()
+    assert len(leaders) == 1 and leaders[0] in (2, 3)
+    assert harness.nodes[1].role is not Role.LEADER
+
+
+def test_stopping_member_never_campaigns_even_without_a_leader():
+    harness = Harness()
+    harness.elect(1)
+    harness.crash(2)
+    harness.crash(3)
+    _begin_shutdown(harness, 1)
+    epoch = harness.nodes[1].epoch
+    for _ in range(10):
+        harness.advance(harness.max_timer_ms, [1])
+        assert not harness.take(lambda m: isinstance(m, VoteRequest) and m.source_id == 1)
+    assert harness.nodes[1].epoch == epoch and harness.nodes[1].role is Role.RESIGNED
+
+
+def test_stopping_member_refuses_votes_so_a_lone_survivor_cannot_lead():
+    harness = Harness()
+    harness.elect(1)
+    harness.crash(1)
+    _begin_shutdown(harness, 2)
+    for _ in range(6):
+        harness.advance(harness.max_timer_ms, [2, 3])
+        harness.settle()
+    assert harness.leader_ids() == []
+    assert harness.nodes[2].voted_id in (None, 1) and harness.nodes[2].role is not Role.LEADER
