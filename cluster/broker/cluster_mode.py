@@ -612,9 +612,10 @@ class ClusterRuntime:
             await asyncio.wait((call, watch), return_when=asyncio.FIRST_COMPLETED)
         finally:
             watch.cancel()
-            if not call.done():
-                call.cancel()
-        if call.cancelled():
+            abandoned = not call.done()
+            if abandoned:
+                call.cancel()   # takes effect when the call next runs: it is not done yet after this line
+        if abandoned:
             raise ControllerMovedError(leader, self.driver.leader_id if self.driver else None)
         return call.result()
 
