@@ -177,16 +177,16 @@ def max_ack_gaps(sends: dict[str, Send], partitions: list[int], start_ns: int, e
     return out
 
 
-def unexpected_fencing(fencings: list[dict], windows: list[dict], excuse_s: float) -> list[dict]:
-    """Fencings of a broker no kill/pause touched in the `excuse_s` before (a session timeout plus slack):
-    a broker that kept running and kept heartbeating must stay unfenced.  `fencings`: [{"at_s", "brokers"}] on
-    the history's clock; `windows`: fault_windows() of the history."""
+def unexpected_fencing(fencings: list[dict], windows: list[dict], slack_s: float = 5.0) -> list[dict]:
+    """Fencings of a broker that was neither paused nor dead at the time (nor in the `slack_s` after, while a
+    resumed or restarted broker finds the controller again): a broker that kept running and heartbeating must
+    stay unfenced.  `fencings`: [{"at_s", "brokers"}] on the history's clock; `windows`: fault_windows()."""
     touched = [w for w in windows if w["kind"] in ("kill", "pause", "lose-unfsynced") and w.get("node")]
     out = []
     for fence in fencings:
         for broker in fence["brokers"]:
             node = f"n{broker}"
-            excused = any(w["node"] == node and w["start_s"] <= fence["at_s"] and w["end_s"] >= fence["at_s"] - excuse_s
+            excused = any(w["node"] == node and w["start_s"] <= fence["at_s"] <= w["end_s"] + slack_s
                           for w in touched)
             if not excused:
                 out.append({"broker": broker, "at_s": fence["at_s"], "line": fence.get("line")})
