@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from jepsen_like.checker import _stats, _summarise
+from jepsen_like.checker import checker_line, op_stats, ops_lines, summarise, valid_line
 from jepsen_like.history import Op, split_send_value
 from jepsen_like.stream import decode_value, is_idempotent
 
@@ -237,7 +237,7 @@ def check_stream(history: list[Op]) -> dict:
         valid = "unknown"
     else:
         valid = True
-    anomalies = {name: _summarise(name, errs, name not in BAD or not errs) for name, errs in errors.items()}
+    anomalies = {name: summarise(name, errs, name not in BAD or not errs) for name, errs in errors.items()}
     client_ops = [op for op in ops if op.f in ("send", "poll", "assign")]
     return {
         "workload": "stream",
@@ -249,32 +249,25 @@ def check_stream(history: list[Op]) -> dict:
         "partitions": per_partition,
         "final-read": final,
         "availability": {"max-ack-gap": gaps},
-        "stats": _stats(client_ops),
+        "stats": op_stats(client_ops),
         "info-causes": sorted({str(op.extra.get("error")) for op in ops if op.type == "info" and op.f == "send"})[:50],
         "op-count": len(history),
     }
 
 
 def summary(results: dict) -> str:
-    lines = []
-    stats = results.get("stats", {})
-    if stats:
-        lines.append("ops: " + "  ".join(
-            f"{f} " + "/".join(f"{n} {t}" for t, n in sorted(types.items())) for f, types in stats.items()))
-    lines.append(f"acknowledged records: {results['acknowledged']}")
+    lines = [*ops_lines(results), f"acknowledged records: {results['acknowledged']}"]
     columns = ("acknowledged", "info", "final_records", "lost", "duplicate-idempotent", "duplicate-non-idempotent",
                "reordered", "inconsistent-offsets", "group-skip", "max_ack_gap_s")
     lines.append("partition  " + "  ".join(columns))
     for p, row in sorted(results["partitions"].items(), key=lambda item: int(item[0])):
         lines.append(f"{p:>9}  " + "  ".join(f"{row.get(c)!s:>{len(c)}}" for c in columns))
-    lines.append("checker: " + "  ".join(f"{name} {a['count']}" for name, a in results["anomalies"].items()))
+    lines.append(checker_line(results))
     fencing = results.get("availability", {}).get("unexpected-fencing")
     if fencing is not None:
         lines.append(f"unexpected fencing (a broker no fault touched): {len(fencing)}"
                      + (f"  e.g. broker {fencing[0]['broker']} at {fencing[0]['at_s']:.1f}s" if fencing else ""))
     if not results.get("final-read", {}).get("complete"):
         lines.append("final read did not reach every partition's high_watermark")
-    valid = results["valid?"]
-    lines.append(f"valid: {str(valid).lower()}" + (f"  (bad: {', '.join(results['bad-error-types'])})"
-                                                   if results["bad-error-types"] else ""))
+    lines.append(valid_line(results))
     return "\n".join(lines)
