@@ -224,7 +224,9 @@ def check_stream(history: list[Op]) -> dict:
                             "high_watermark": final.get("high_watermark", {}).get(p),
                             "final_read_reached": final.get("reached", {}).get(p, False),
                             **{name: len(errs) for name, errs in found.items()}}
-    send_times = [op.time_ns for op in ops if op.f == "send" and op.type == "invoke"]
+    # From the first send to the last delivery report: records still pending after the workload stopped (drained
+    # after healing) count, so a cluster that stays unavailable after the faults end shows as a long gap.
+    send_times = [op.time_ns for op in ops if op.f == "send"]
     gaps = max_ack_gaps(sends, partitions, min(send_times, default=0), max(send_times, default=0))
     for p, gap in gaps.items():
         per_partition[p]["max_ack_gap_s"] = gap["max_gap_s"]
