@@ -157,6 +157,19 @@ def fault_params(kind: str, rng: random.Random) -> dict:
     return {"percent": 20}
 
 
+def partition_leader(leaders: dict[int, str], partition: int, avoid: str | None = None) -> str | None:
+    """The leader of `partition`, or (for pause-both) of the first partition from it on led by a node other than
+    `avoid`, so both roles are hit on different nodes when the cluster allows."""
+    if not leaders:
+        return None
+    count = max(leaders) + 1
+    for step in range(count):
+        leader = leaders.get((partition + step) % count)
+        if leader is not None and leader != avoid:
+            return leader
+    return leaders.get(partition)
+
+
 def load_schedule(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -199,11 +212,14 @@ class NemesisThread(threading.Thread):
         self.error: BaseException | None = None
         self.applied: list[dict] = []
         self.resolved: dict[int, list[str]] = {}   # role fault pair -> the nodes its start hit
+        # Finding a role holder takes time (seconds on a loaded machine); later events shift by it, so every
+        # fault still lasts as long as the schedule drew.
+        self.lag_s = 0.0
 
     def run(self) -> None:
         try:
             for event in self.schedule["events"]:
-                delay = self.t0 + event["at_s"] - time.monotonic()
+                delay = self.t0 + event["at_s"] + self.lag_s - time.monotonic()
                 if delay > 0 and self.stop_event.wait(delay):
                     return
                 self.apply(event)
@@ -280,7 +296,9 @@ class NemesisThread(threading.Thread):
         if pair in self.resolved:
             nodes = self.resolved.pop(pair)
         else:
+            started = time.monotonic()
             nodes = self.resolve_role(event)
+            self.lag_s += time.monotonic() - started
             self.resolved[pair] = nodes
         for name in nodes:
             self.apply({**event, "node": name})
@@ -289,10 +307,14 @@ class NemesisThread(threading.Thread):
         """Node names for a role fault's start.  When a role holder cannot be found (no quorum leader answers,
         the partition has no leader) a node drawn from the seed stands in, so the fault still happens; the
         history says so (`fallback`)."""
-        controller = self.cluster.leader() if event["target"] in ("controller", "both") else None
+        controller, leaders = self.cluster.metadata_roles(self.topic)
+        if event["target"] in ("controller", "both") and controller is None:
+            controller = self.cluster.leader()          # ask the quorum itself (describe-quorum)
+        if event["target"] == "leader":
+            controller = None
         leader = None
         if event["target"] in ("leader", "both"):
-            leader = self.partition_leader(event["partition"], avoid=controller)
+            leader = partition_leader(leaders, event["partition"], avoid=controller)
         found = [n for n in (controller, leader) if n is not None]
         wanted = 2 if event["target"] == "both" else 1
         names = list(self.cluster.nodes)
@@ -305,16 +327,3 @@ class NemesisThread(threading.Thread):
                               "leader": leader, "partition": event.get("partition"), "nodes": nodes,
                               "fallback": nodes != [n for n in (controller, leader) if n is not None]})
         return nodes
-
-    def partition_leader(self, partition: int, avoid: str | None = None) -> str | None:
-        """The leader of `partition` of the test topic, or (for pause-both) of the first partition from it on
-        led by a node other than `avoid`, so both roles are hit on different nodes when the cluster allows."""
-        leaders = self.cluster.partition_leaders(self.topic)
-        if not leaders:
-            return None
-        count = max(leaders) + 1
-        for step in range(count):
-            leader = leaders.get((partition + step) % count)
-            if leader is not None and leader != avoid:
-                return leader
-        return leaders.get(partition)

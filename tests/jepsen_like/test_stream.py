@@ -208,8 +208,8 @@ class FakeCluster:
     def leader(self):
         return self.controller
 
-    def partition_leaders(self, topic):
-        return dict(self.leaders)
+    def metadata_roles(self, topic):
+        return self.controller, dict(self.leaders)
 
 
 def run_events(cluster, events) -> list[Op]:
