@@ -150,6 +150,12 @@ def rate_args(args) -> list[str]:
     return ["--rate", str(args.rate)] if args.rate is not None else []
 
 
+# The faults that provoke each deliberate bug: a partition leader change with batches in flight (producer state
+# must survive it), or a new active controller (every broker's session must survive it).
+BROKEN_NEMESES = {"drop_producer_state_on_become_leader": "pause-leader,kill-leader,pause-both,pause-controller",
+                  "short_session_on_new_controller": "pause-controller,kill-controller"}
+
+
 def broken_symptoms(results: dict, variant: str) -> list[str]:
     """What in a run's results shows the deliberate bug `variant`; empty when the run looks healthy."""
     found = []
@@ -165,7 +171,8 @@ def broken_symptoms(results: dict, variant: str) -> list[str]:
 def cmd_broken(args) -> int:
     store = campaign_dir(args.store, f"broken-{args.variant}")
     test_args = ["--workload", "stream", "--nodes", str(args.nodes), "--time-limit", str(args.time_limit),
-                 *rate_args(args), "--nemesis", args.nemesis, "--nemesis-interval", str(args.nemesis_interval),
+                 *rate_args(args), "--nemesis", args.nemesis or BROKEN_NEMESES[args.variant],
+                 "--nemesis-interval", str(args.nemesis_interval),
                  "--override", f"kraftpy.test.broken={args.variant}", *args.extra]
     rows = []
     title = f"stream workload against kraftpy.test.broken={args.variant}"
@@ -217,14 +224,14 @@ def add_parsers(commands) -> None:
     unsafe.set_defaults(func=cmd_unsafe)
 
     broken = commands.add_parser("broken", help="show the stream workload catches a deliberately broken broker")
-    broken.add_argument("--variant", choices=("drop_producer_state_on_become_leader", "short_session_on_new_controller"),
-                        default="drop_producer_state_on_become_leader", help="value of kraftpy.test.broken")
+    broken.add_argument("--variant", choices=tuple(BROKEN_NEMESES), default="drop_producer_state_on_become_leader",
+                        help="value of kraftpy.test.broken")
     broken.add_argument("--seeds", type=int, default=10)
     broken.add_argument("--seed-start", type=int, default=0)
     broken.add_argument("--nodes", type=int, default=3)
     broken.add_argument("--time-limit", type=float, default=60.0)
     broken.add_argument("--rate", type=float, default=None, help="records/s per producer (default: test's)")
-    broken.add_argument("--nemesis", default="pause-controller,pause-leader,kill-leader,pause-both")
+    broken.add_argument("--nemesis", default=None, help="default: the faults that provoke the variant")
     broken.add_argument("--nemesis-interval", type=float, default=4.0)
     broken.add_argument("--store", default="runs")
     broken.add_argument("extra", nargs="*", help="more `test` arguments, after --")
