@@ -215,7 +215,7 @@ def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
 
 
 def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> list:
-    from jepsen_like.workload import PROFILES, ValueSource, Worker
+    from jepsen_like.workload import PROFILES, TOPIC, ValueSource, Worker
 
     workers: list[Worker] = []
     try:
@@ -234,7 +234,7 @@ def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> l
                               rate_per_worker=args.rate / args.concurrency, stop_event=stop,
                               run_tag=run_dir.name, client_log=client_log)
                        for i in range(args.concurrency)]
-            nemesis = NemesisThread(schedule, cluster, recorder, time.monotonic(), stop)
+            nemesis = NemesisThread(schedule, cluster, recorder, time.monotonic(), stop, topic=TOPIC)
             main_phase(args.time_limit, workers, nemesis, stop, log)
             heal_all(cluster, recorder)
             say(f"healed; recovering {args.recovery_s}s, then final reads", log)
