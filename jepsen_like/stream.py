@@ -40,6 +40,7 @@ DRAIN_SLACK_S = 10.0             # beyond message.timeout.ms, for the last deliv
 POLL_TIMEOUT_S = 0.5
 FINAL_CONSUME_BATCH = 1000
 MAX_BEHIND_S = 1.0               # a producer that fell further behind its rate skips ahead instead of bursting
+CLOSE_TIMEOUT_S = 15.0
 
 COMMON_PRODUCER = {"acks": "all", "max.in.flight.requests.per.connection": 5, "linger.ms": 5,
                    "message.timeout.ms": MESSAGE_TIMEOUT_MS, "retry.backoff.ms": 100}
@@ -201,10 +202,24 @@ class GroupConsumer(threading.Thread):
             self.error = exc
 
     def close(self) -> None:
+        if not close_bounded(self.consumer):
+            self.recorder.record(self.process, "info", "close", None, error="consumer close timed out")
+
+
+def close_bounded(consumer: Consumer, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+    """Consumer.close() leaves the group and waits for librdkafka's answer with no timeout of its own (seen hanging
+    for minutes right after faults), and it holds the main thread in C where not even SIGTERM gets through.  So it
+    runs on a daemon thread and is abandoned after `timeout_s`; True if it finished."""
+    def close() -> None:
         try:
-            self.consumer.close()
+            consumer.close()
         except (KafkaException, RuntimeError):
             pass
+
+    thread = threading.Thread(target=close, name="consumer-close", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return not thread.is_alive()
 
 
 def high_watermarks(consumer: Consumer, topic: str, partitions: int, deadline: float) -> dict[int, int]:
@@ -250,8 +265,5 @@ def final_read(bootstrap: str, recorder, process: int, partitions: int, deadline
         recorder.record(process, "ok", "final-read", result)
         return result
     finally:
-        try:
-            consumer.close()
-        except (KafkaException, RuntimeError):
-            pass
+        close_bounded(consumer)
 
