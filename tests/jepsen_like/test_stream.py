@@ -10,7 +10,7 @@ from jepsen_like.campaign import broken_symptoms
 from jepsen_like.checker import exit_code
 from jepsen_like.history import HistoryRecorder, Op, read_history, write_history
 from jepsen_like.nemesis import ROLE_TARGETS, NemesisThread, build_schedule, fault_windows
-from jepsen_like.stream import decode_value, encode_value
+from jepsen_like.stream import close_bounded, decode_value, encode_value
 from jepsen_like.stream_checker import check_stream, collect_sends, max_ack_gaps, unexpected_fencing
 
 
@@ -55,6 +55,19 @@ def clean() -> StreamHistory:
 def test_values_encode_producer_and_sequence():
     assert decode_value(encode_value("i3-1", 42)) == ("i3-1", 42)
     assert decode_value("garbage") is None
+
+
+def test_a_hanging_consumer_close_is_abandoned():
+    class Hangs:
+        def close(self):
+            threading.Event().wait(5)
+
+    class Closes:
+        def close(self):
+            pass
+
+    assert close_bounded(Hangs(), timeout_s=0.1) is False
+    assert close_bounded(Closes(), timeout_s=5) is True
 
 
 def test_clean_history_is_valid_and_counts_per_partition():
