@@ -100,6 +100,7 @@ def client_logger(path: Path) -> logging.Logger:
 def say(line: str, log) -> None:
     print(line, flush=True)
     log.write(line + "\n")
+    log.flush()     # a run that hangs or is killed still leaves how far it got
 
 
 def run_test(args: argparse.Namespace) -> int:
