@@ -60,14 +60,18 @@ sim: setup
 	$(BIN)/python -m cluster.testing.raft_sim --seeds $(or $(SEEDS),100000) --start $(or $(START),0) \
 	  --nodes $(or $(NODES),3) --steps $(or $(STEPS),500)
 
-# Jepsen-style fault injection (jepsen_like/): the queue workload on confluent-kafka against real broker
-# processes under a seeded fault schedule; exits 0 valid, 1 invalid, 2 unknown, 3 harness error.
+# Jepsen-style fault injection (jepsen_like/): a workload on confluent-kafka against real broker processes
+# under a seeded fault schedule; exits 0 valid, 1 invalid, 2 unknown, 3 harness error.
 # Runs land in runs/<timestamp-seed>/ (history.jsonl, schedule.json, results.json, summary.txt, nodes' logs).
+# WORKLOAD=queue (default: Jepsen's queue, ~20 ops/s) or WORKLOAD=stream (4 asynchronous producers, idempotent
+# and not, RATE records/s each, default 200; a consumer group; role faults on the controller and leaders).
 .PHONY: jepsen jepsen-smoke
-NEMESIS ?= kill,pause,partition
+WORKLOAD ?= queue
+STREAM_NEMESIS ?= pause-controller,kill-controller,pause-leader,kill-leader,pause-both
+NEMESIS ?= $(if $(filter stream,$(WORKLOAD)),$(STREAM_NEMESIS),kill,pause,partition)
 jepsen: setup
-	$(BIN)/python -m jepsen_like test --nodes $(or $(NODES),3) --time-limit $(or $(TIME),60) \
-	  --rate $(or $(RATE),20) --nemesis $(NEMESIS) --seed $(or $(SEED),0) \
+	$(BIN)/python -m jepsen_like test --workload $(WORKLOAD) --nodes $(or $(NODES),3) --time-limit $(or $(TIME),60) \
+	  $(if $(RATE),--rate $(RATE)) --nemesis $(NEMESIS) --seed $(or $(SEED),0) \
 	  --profile $(or $(PROFILE),safe)
 
 jepsen-smoke: setup
@@ -82,12 +86,23 @@ jepsen-smoke: setup
 jepsen-unsafe: setup
 	$(BIN)/python -m jepsen_like unsafe --seeds $(or $(SEEDS),10) $(UNSAFE_ARGS)
 
-# RUNS seeded safe-profile runs of TIME s on 3 nodes under partition,kill,pause,clock,lose-unfsynced; writes
-# table.md (seed, ops, acknowledged sends, anomalies, validity, faults) into runs/table-<timestamp>/.
-TABLE_NEMESIS ?= partition,kill,pause,clock,lose-unfsynced
+# RUNS seeded safe-profile runs of TIME s on 3 nodes of WORKLOAD (queue: partition,kill,pause,clock,lose-unfsynced;
+# stream: the role faults); writes table.md (seed, ops, acknowledged records, anomalies, validity, faults,
+# availability) into runs/table-<timestamp>/.
+TABLE_NEMESIS ?= $(if $(filter stream,$(WORKLOAD)),$(STREAM_NEMESIS),partition,kill,pause,clock,lose-unfsynced)
 jepsen-table: setup
-	$(BIN)/python -m jepsen_like table --runs $(or $(RUNS),20) --time-limit $(or $(TIME),60) \
-	  --nodes $(or $(NODES),3) --nemesis $(TABLE_NEMESIS)
+	$(BIN)/python -m jepsen_like table --workload $(WORKLOAD) --runs $(or $(RUNS),20) --time-limit $(or $(TIME),60) \
+	  --nodes $(or $(NODES),3) --nemesis $(TABLE_NEMESIS) $(if $(RATE),--rate $(RATE))
+
+# The stream workload must catch a deliberately broken broker (kraftpy.test.broken=BROKEN, through --override):
+# up to SEEDS seeded runs of TIME s under role faults; exits 0 at the first run that shows the bug
+# (drop_producer_state_on_become_leader: idempotent duplicates; short_session_on_new_controller: a broker fenced
+# that no fault touched), 1 if no seed did.
+.PHONY: jepsen-broken
+BROKEN ?= drop_producer_state_on_become_leader
+jepsen-broken: setup
+	$(BIN)/python -m jepsen_like broken --variant $(BROKEN) --seeds $(or $(SEEDS),10) --time-limit $(or $(TIME),60) \
+	  --nodes $(or $(NODES),3) $(if $(RATE),--rate $(RATE))
 
 # Consumer-group formation and rebalance times (bench/groups.py): 10 confluent-kafka members, 20 partitions,
 # with group.initial.rebalance.delay.ms 3000 (the default) and 0.  Prints figures; never fails for slowness.

@@ -1,4 +1,4 @@
-"""`python -m jepsen_like check HISTORY.jsonl` | `test ...` | `table ...` | `unsafe ...` | `cleanup`.
+"""`python -m jepsen_like check HISTORY.jsonl` | `test ...` | `table ...` | `unsafe ...` | `broken ...` | `cleanup`.
 
 Exit codes are the checker's verdict so CI can gate on them: 0 valid, 1 invalid, 2 unknown,
 3 harness error (bad arguments, unreadable history, broker that would not start).
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from jepsen_like.checker import EXIT_HARNESS_ERROR, check, exit_code, summary
 from jepsen_like.history import HistoryError, read_history
+from jepsen_like.nemesis import ROLE_FAULT_S
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -22,16 +23,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     except (OSError, HistoryError) as exc:
         print(f"jepsen_like check: cannot read history: {exc}", file=sys.stderr)
         return EXIT_HARNESS_ERROR
-    results = check(history)
+    if any(op.f == "final-read" or "id" in op.extra for op in history):   # written by the stream workload
+        from jepsen_like.stream_checker import check_stream
+        from jepsen_like.stream_checker import summary as stream_summary
+        results, verdict_summary = check_stream(history), stream_summary
+    else:
+        results, verdict_summary = check(history), summary
     out = Path(args.output) if args.output else history_path.parent / "results.json"
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(summary(results))
+    print(verdict_summary(results))
     print(f"results: {out}")
     return exit_code(results)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     from jepsen_like.harness import run_test
+    if args.rate is None:
+        args.rate = 200.0 if args.workload == "stream" else 20.0
     return run_test(args)
 
 
@@ -50,14 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
     checker.add_argument("--output", help="results file (default: results.json beside the history)")
     checker.set_defaults(func=cmd_check)
 
-    test = commands.add_parser("test", help="run the queue workload against broker processes under faults")
+    test = commands.add_parser("test", help="run a workload against broker processes under faults")
+    test.add_argument("--workload", choices=("queue", "stream"), default="queue",
+                      help="queue: Jepsen's queue, one synchronous send per worker; stream: asynchronous "
+                           "producers (idempotent and not) and a consumer group (stream.py)")
     test.add_argument("--nodes", type=int, default=1)
     test.add_argument("--time-limit", type=float, default=30.0, help="seconds of workload and faults")
-    test.add_argument("--rate", type=float, default=20.0, help="client ops per second, all workers together")
+    test.add_argument("--rate", type=float, default=None,
+                      help="queue: client ops per second, all workers together (default 20); "
+                           "stream: records per second per producer (default 200)")
+    test.add_argument("--producers", type=int, default=4, help="stream: producers")
+    test.add_argument("--idempotent-producers", type=int, default=None,
+                      help="stream: how many of the producers use enable.idempotence=true (default: the larger half)")
+    test.add_argument("--consumers", type=int, default=2, help="stream: members of the consumer group")
+    test.add_argument("--role-fault-s", type=float, nargs=2, default=list(ROLE_FAULT_S), metavar=("MIN", "MAX"),
+                      help="duration range of the role faults (pause-controller, ...), seconds")
     test.add_argument("--concurrency", type=int, default=3, help="client workers")
     test.add_argument("--keys", type=int, default=3, help="keys = partitions of the test topic")
     test.add_argument("--nemesis", default="kill",
-                      help="comma list of: none, partition, kill, pause, clock, disk, lose-unfsynced, delay, loss")
+                      help="comma list of: none, partition, kill, pause, clock, disk, lose-unfsynced, delay, loss, "
+                           "pause-controller, kill-controller, pause-leader, kill-leader, pause-both")
     test.add_argument("--nemesis-interval", type=float, default=6.0, help="mean seconds between faults")
     test.add_argument("--seed", type=int, default=0)
     test.add_argument("--profile", choices=("safe", "unsafe"), default="safe",

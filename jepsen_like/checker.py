@@ -309,7 +309,7 @@ def _ref(op: Op | None) -> dict | None:
     return {"index": op.index, "process": op.process, "type": op.type, "f": op.f}
 
 
-def _stats(client_ops) -> dict:
+def op_stats(client_ops) -> dict:
     by_f: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for op in client_ops:
         if op.type != "invoke":
@@ -317,7 +317,7 @@ def _stats(client_ops) -> dict:
     return {f: dict(types) for f, types in sorted(by_f.items())}
 
 
-def _summarise(name: str, errors: list, verdict) -> dict:
+def summarise(name: str, errors: list, verdict) -> dict:
     sorted_errors = sorted(errors, key=lambda e: e.get("delta", 0)) if errors and "delta" in errors[0] else errors
     return {"valid?": verdict, "count": len(errors), "examples": sorted_errors[:MAX_EXAMPLES]}
 
@@ -376,7 +376,7 @@ def check(history: list[Op], *, subscribe: bool | None = None) -> dict:
             verdict = "unknown"
         else:
             verdict = False
-        anomalies[name] = _summarise(name, errs, verdict)
+        anomalies[name] = summarise(name, errs, verdict)
 
     if not bad:
         valid = True
@@ -390,7 +390,7 @@ def check(history: list[Op], *, subscribe: bool | None = None) -> dict:
         "error-types": error_types,
         "bad-error-types": bad,
         "anomalies": anomalies,
-        "stats": _stats(client_ops),
+        "stats": op_stats(client_ops),
         "info-causes": info_causes,
         "unseen-series": series[-200:] if len(series) > 200 else series,
         "op-count": len(history),
@@ -406,16 +406,27 @@ def exit_code(results: dict) -> int:
     return EXIT_UNKNOWN
 
 
-def summary(results: dict) -> str:
-    lines = []
+def ops_lines(results: dict) -> list[str]:
+    """The "ops: send 12 ok/1 info ..." line of a summary (none when there were no client ops)."""
     stats = results.get("stats", {})
-    if stats:
-        lines.append("ops: " + "  ".join(
-            f"{f} " + "/".join(f"{n} {t}" for t, n in sorted(types.items())) for f, types in stats.items()))
-    lines.append("checker: " + "  ".join(f"{name} {a['count']}" for name, a in results["anomalies"].items()))
+    if not stats:
+        return []
+    return ["ops: " + "  ".join(
+        f"{f} " + "/".join(f"{n} {t}" for t, n in sorted(types.items())) for f, types in stats.items())]
+
+
+def checker_line(results: dict) -> str:
+    return "checker: " + "  ".join(f"{name} {a['count']}" for name, a in results["anomalies"].items())
+
+
+def valid_line(results: dict) -> str:
+    bad = results["bad-error-types"]
+    return f"valid: {str(results['valid?']).lower()}" + (f"  (bad: {', '.join(bad)})" if bad else "")
+
+
+def summary(results: dict) -> str:
+    lines = [*ops_lines(results), checker_line(results), valid_line(results)]
     valid = results["valid?"]
-    lines.append(f"valid: {str(valid).lower()}" + (f"  (bad: {', '.join(results['bad-error-types'])})"
-                                                   if results["bad-error-types"] else ""))
     lines.append({True: "Everything looks good!", False: "Analysis invalid!"}.get(
         valid, "Unknown: acknowledged writes never read, possibly just late."))
     return "\n".join(lines)

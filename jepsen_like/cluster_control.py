@@ -185,6 +185,24 @@ class Cluster:
         leader_id = json.loads(proc.stdout)["leader_id"]
         return f"n{leader_id}" if leader_id is not None and leader_id > 0 else None
 
+    def metadata_roles(self, topic: str | None, timeout_s: float = 5.0) -> tuple[str | None, dict[int, str]]:
+        """(active controller, {partition: leader}) by node name, from one Metadata request that any live broker
+        answers: kraftpy's controller_id there is the quorum leader that broker knows.  (None, {}) when nobody
+        answers in time; a partition without a leader (-1) is left out."""
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout_s * 1000)})
+        try:
+            metadata = admin.list_topics(topic, timeout=timeout_s)
+        except KafkaException:
+            return None, {}
+        controller = f"n{metadata.controller_id}" if metadata.controller_id > 0 else None
+        described = metadata.topics.get(topic) if topic is not None else None
+        if described is None or described.error is not None:
+            return controller, {}
+        return controller, {p: f"n{info.leader}" for p, info in described.partitions.items() if info.leader >= 0}
+
     def partition(self, grudge: dict[str, list[str]]) -> None:
         if self.network is None:
             raise ClusterError("partition without network namespaces")

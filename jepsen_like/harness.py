@@ -1,4 +1,4 @@
-"""`python -m jepsen_like test`: one run of the queue workload under a seeded fault schedule.
+"""`python -m jepsen_like test`: one run of the queue or stream workload under a seeded fault schedule.
 
 Order of a run, as in Jepsen: start the brokers and create the topic; run workers and nemesis for
 `--time-limit` seconds; stop the workers; heal every fault; let the cluster recover; final reads by fresh
@@ -10,6 +10,9 @@ otherwise (or with --no-netns) they run on 127.0.0.<i>, the partition nemesis is
 console and results.json say so.  With more than one node the topic is RF=1 until partitions are
 replicated: a partition whose only replica is killed, paused or cut off is unavailable (fail/info ops),
 and must still hold every acknowledged write once healed.
+`--workload stream` (stream.py, stream_checker.py) runs asynchronous producers and a consumer group instead,
+drains the producers after healing, reads every partition to its high_watermark, and adds to the verdict what
+the brokers' logs say about fencing ("fenced brokers [...]: session expired" from the active controller).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -31,6 +35,8 @@ from jepsen_like.faults import PacketControl
 from jepsen_like.history import HistoryRecorder
 from jepsen_like.nemesis import FAULTS, NETWORK_KINDS, OPENERS, NemesisThread, build_schedule, load_schedule
 from jepsen_like.report import plot
+from jepsen_like.stream_checker import check_stream
+from jepsen_like.stream_checker import summary as stream_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,19 +63,21 @@ def parse_nemeses(spec: str) -> list[str]:
     return names
 
 
-def create_topic(bootstrap: str, partitions: int, replication_factor: int = 1, unclean: bool = False) -> None:
+def create_topic(bootstrap: str, partitions: int, replication_factor: int = 1, unclean: bool = False,
+                 topic_name: str | None = None) -> None:
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from jepsen_like.workload import TOPIC
+    from jepsen_like.workload import TOPIC as QUEUE_TOPIC
 
+    name = topic_name or QUEUE_TOPIC
     admin = AdminClient({"bootstrap.servers": bootstrap})
     configs = {"unclean.leader.election.enable": "true"} if unclean else {}
     if replication_factor >= 2:
         # acks=all then survives the loss of all but one replica without becoming unavailable at the first loss.
         configs["min.insync.replicas"] = str(replication_factor - 1)
-    topic = NewTopic(TOPIC, num_partitions=partitions, replication_factor=replication_factor, config=configs)
-    future = admin.create_topics([topic])[TOPIC]
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=configs)
+    future = admin.create_topics([topic])[name]
     try:
         future.result(timeout=30)
     except KafkaException as exc:
@@ -92,6 +100,7 @@ def client_logger(path: Path) -> logging.Logger:
 def say(line: str, log) -> None:
     print(line, flush=True)
     log.write(line + "\n")
+    log.flush()     # a run that hangs or is killed still leaves how far it got
 
 
 def run_test(args: argparse.Namespace) -> int:
@@ -151,23 +160,33 @@ def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
             skipped.append("partition/delay/loss: events dropped from the replayed schedule (no network namespaces)")
             schedule = {**schedule, "events": [e for e in schedule["events"] if kind_of(e) not in NETWORK_KINDS]}
     else:
-        schedule = build_schedule(args.seed, nemeses, args.time_limit, args.nemesis_interval, list(cluster.nodes))
+        schedule = build_schedule(args.seed, nemeses, args.time_limit, args.nemesis_interval, list(cluster.nodes),
+                                  role_fault_s=tuple(args.role_fault_s), topic_partitions=args.keys)
     (run_dir / "schedule.json").write_text(json.dumps(schedule, indent=2) + "\n")
     (run_dir / "test.json").write_text(json.dumps({**vars(args), "func": None, "nemeses": nemeses,
                                                    "cluster_mode": cluster.mode, "skipped_nemeses": skipped,
                                                    "argv": sys.argv}, indent=2, default=str) + "\n")
-    say(f"jepsen_like seed={args.seed} nodes={args.nodes} time_limit={args.time_limit}s rate={args.rate}/s "
-        f"concurrency={args.concurrency} keys={args.keys} profile={args.profile} nemeses={','.join(nemeses) or 'none'}",
-        log)
+    workers = (f"producers={args.producers} (idempotent {idempotent_count(args)}) consumers={args.consumers}"
+               if args.workload == "stream" else f"concurrency={args.concurrency}")
+    say(f"jepsen_like workload={args.workload} seed={args.seed} nodes={args.nodes} time_limit={args.time_limit}s "
+        f"rate={args.rate}/s {workers} keys={args.keys} profile={args.profile} "
+        f"nemeses={','.join(nemeses) or 'none'}", log)
     say(f"cluster: {cluster.mode}", log)
     for line in skipped:
         say(f"SKIPPED nemesis {line}", log)
+    phases = _run_stream_phases if args.workload == "stream" else _run_phases
     try:
-        history = _run_phases(args, cluster, schedule, run_dir, log)
+        history = phases(args, cluster, schedule, run_dir, log)
     finally:
         cluster.stop()
 
-    results = check(history)
+    if args.workload == "stream":
+        results = check_stream(history)
+        results["availability"].update(fencing_report(history, cluster))
+        verdict_summary = stream_summary
+    else:
+        results = check(history)
+        verdict_summary = summary
     results["run_dir"] = str(run_dir)
     results["cluster-mode"] = cluster.mode
     results["skipped-nemeses"] = skipped
@@ -185,17 +204,19 @@ def _run(args, nemeses: list[str], run_dir: Path, log) -> int:
     results["faults"] = {f: sum(1 for op in applied if op.f == f)
                          for f in ("kill", "pause", "start-partition", *[o for o in OPENERS if o not in
                                                                         ("kill", "pause", "start-partition")])}
+    roles = [f"{op.f}-{op.value['target']}" for op in applied if op.value.get("target")]
+    results["faults-by-role"] = {name: roles.count(name) for name in sorted(set(roles))}
     results["plots"] = plot(history, run_dir)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    say(summary(results), log)
-    say(f"faults applied: {results['faults']}", log)
+    say(verdict_summary(results), log)
+    say(f"faults applied: {results['faults']}" + (f" by role {results['faults-by-role']}" if roles else ""), log)
     say(results["plots"], log)
     say(f"-> {run_dir}", log)
     return exit_code(results)
 
 
 def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> list:
-    from jepsen_like.workload import PROFILES, ValueSource, Worker
+    from jepsen_like.workload import PROFILES, TOPIC, ValueSource, Worker
 
     workers: list[Worker] = []
     try:
@@ -214,23 +235,8 @@ def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> l
                               rate_per_worker=args.rate / args.concurrency, stop_event=stop,
                               run_tag=run_dir.name, client_log=client_log)
                        for i in range(args.concurrency)]
-            t0 = time.monotonic()
-            nemesis = NemesisThread(schedule, cluster, recorder, t0, stop)
-            for thread in [*workers, nemesis]:
-                thread.start()
-            stop.wait(args.time_limit)
-            stop.set()
-            for thread in [*workers, nemesis]:
-                thread.join(timeout=60)
-            problems = [t.error for t in [*workers, nemesis] if t.error is not None]
-            problems += [RuntimeError(f"{t.name} did not stop") for t in [*workers, nemesis] if t.is_alive()]
-            if problems:
-                raise RuntimeError(f"main phase failed: {problems[0]!r}")
-            for event in nemesis.applied:
-                target = event.get("node") or event.get("spec") or ""
-                extra = f" {event['grudge']}" if event.get("grudge") else ""
-                say(f"[{event['at_s']:7.2f}s] nemesis {event['f']} {target}{extra}", log)
-
+            nemesis = NemesisThread(schedule, cluster, recorder, time.monotonic(), stop, topic=TOPIC)
+            main_phase(args.time_limit, workers, nemesis, stop, log)
             heal_all(cluster, recorder)
             say(f"healed; recovering {args.recovery_s}s, then final reads", log)
             time.sleep(args.recovery_s)
@@ -248,6 +254,118 @@ def _run_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> l
     finally:
         for worker in workers:
             worker.shutdown()
+
+
+def main_phase(time_limit_s: float, workers: list, nemesis: NemesisThread, stop: threading.Event, log) -> None:
+    """Workers and nemesis run for the time limit; then stop, and the faults applied are printed."""
+    for thread in [*workers, nemesis]:
+        thread.start()
+    stop.wait(time_limit_s)
+    stop.set()
+    join_or_raise([*workers, nemesis], timeout_s=60, phase="main phase")
+    for event in nemesis.applied:
+        target = event.get("node") or event.get("spec") or ""
+        extra = f" {event['grudge']}" if event.get("grudge") else ""
+        role = f" ({event['target']})" if event.get("target") else ""
+        say(f"[{event['at_s']:7.2f}s] nemesis {event['f']} {target}{role}{extra}", log)
+
+
+def join_or_raise(threads: list, timeout_s: float, phase: str) -> None:
+    """Joins the threads; a thread that failed or did not stop is a harness error, never a verdict."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    problems = [t.error for t in threads if t.error is not None]
+    problems += [RuntimeError(f"{t.name} did not stop") for t in threads if t.is_alive()]
+    if problems:
+        raise RuntimeError(f"{phase} failed: {problems[0]!r}")
+
+
+def idempotent_count(args) -> int:
+    """Idempotent producers among --producers: --idempotent-producers, else the larger half."""
+    if args.idempotent_producers is not None:
+        return min(args.idempotent_producers, args.producers)
+    return args.producers - args.producers // 2
+
+
+def _run_stream_phases(args, cluster: Cluster, schedule: dict, run_dir: Path, log) -> list:
+    """Producers and the consumer group under the schedule; stop producing; heal; drain every producer's
+    outstanding deliveries; let the group catch up; final read of every partition to its high_watermark."""
+    from jepsen_like.stream import TOPIC, GroupConsumer, StreamProducer, final_read
+
+    producers: list[StreamProducer] = []
+    consumers: list[GroupConsumer] = []
+    try:
+        cluster.start()
+        replication_factor = args.replication_factor or (3 if args.nodes >= 3 else 1)
+        create_topic(cluster.bootstrap, args.keys, replication_factor, args.unclean, topic_name=TOPIC)
+        say(f"cluster up ({cluster.bootstrap}); schedule: {len(schedule['events']) // 2} faults (schedule.json)",
+            log)
+        with open(run_dir / "history.jsonl", "w") as sink:
+            recorder = HistoryRecorder(sink)
+            # Ties the history's clock to wall time, so the brokers' log lines can be placed on it.
+            recorder.record("nemesis", "info", "wall-clock", {"wall_s": time.time()})
+            stop_producing, stop_consuming = threading.Event(), threading.Event()
+            client_log = client_logger(run_dir / "clients.log")
+            idempotent = idempotent_count(args)
+            producers = [StreamProducer(i, idempotent=i < idempotent, partitions=args.keys,
+                                        bootstrap=cluster.bootstrap, recorder=recorder, rate_per_s=args.rate,
+                                        seed=args.seed, stop_event=stop_producing, client_log=client_log)
+                         for i in range(args.producers)]
+            consumers = [GroupConsumer(args.producers + i, group_id=f"jl-stream-{run_dir.name}",
+                                       bootstrap=cluster.bootstrap, recorder=recorder, stop_event=stop_consuming,
+                                       client_log=client_log) for i in range(args.consumers)]
+            for consumer in consumers:
+                consumer.start()
+            nemesis = NemesisThread(schedule, cluster, recorder, time.monotonic(), stop_producing, topic=TOPIC)
+            main_phase(args.time_limit, producers, nemesis, stop_producing, log)
+            heal_all(cluster, recorder)
+            say("healed; draining producers' outstanding deliveries", log)
+            undelivered = sum(p.drain() for p in producers)
+            for p in producers:
+                p.producer.poll(0)
+            say(f"drained ({undelivered} never reported); recovering {args.recovery_s}s, then final read", log)
+            time.sleep(args.recovery_s)
+            stop_consuming.set()
+            join_or_raise(consumers, timeout_s=30, phase="consumer group")
+            for consumer in consumers:
+                consumer.close()
+            consumers = []
+            result = final_read(cluster.bootstrap, recorder, args.producers + args.consumers, args.keys,
+                                time.monotonic() + args.final_time_limit, client_log)
+            say(f"final read: high_watermarks {result['high_watermark']} reached {result['complete']}", log)
+            return list(recorder.ops)
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
+FENCING_LINE = re.compile(r"^(\S+Z) \S+ \S+: fenced brokers \[([\d, ]*)\]: session expired")
+
+
+def fencing_report(history, cluster: Cluster) -> dict:
+    """Every fencing the controllers logged, on the history's clock, and those of brokers that were neither
+    paused nor dead then: the `short_session_on_new_controller` symptom."""
+    from jepsen_like.nemesis import fault_windows
+    from jepsen_like.stream_checker import unexpected_fencing
+
+    anchor = next((op for op in history if op.f == "wall-clock"), None)
+    if anchor is None:
+        return {}
+    wall_t0_s = anchor.value["wall_s"] - anchor.time_ns / 1e9
+    fencings = []
+    for name, node in cluster.nodes.items():
+        if not node.log_path.exists():
+            continue
+        for line in node.log_path.read_text(errors="replace").splitlines():
+            match = FENCING_LINE.match(line)
+            if match and match.group(2).strip():
+                at_s = datetime.fromisoformat(match.group(1).replace("Z", "+00:00")).timestamp() - wall_t0_s
+                if at_s >= 0:
+                    fencings.append({"at_s": round(at_s, 3), "brokers": [int(b) for b in match.group(2).split(",")],
+                                     "logged_by": name, "line": line[:200]})
+    fencings.sort(key=lambda f: f["at_s"])
+    return {"fencings": fencings, "unexpected-fencing": unexpected_fencing(fencings, fault_windows(history))}
 
 
 def heal_all(cluster: Cluster, recorder: HistoryRecorder) -> None:

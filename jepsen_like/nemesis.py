@@ -15,6 +15,13 @@ draws it, or strobe-clock: flipping between an offset and 0 every 100 ms..1 s; h
 (kill -9 with the broker's power-loss hook on, so the restart drops every unfsynced byte; then start),
 `delay` (inbound packets of a node held 50 +- 10 ms; stop-delay) and `loss` (20 % of a node's inbound
 packets dropped; stop-loss).
+Role faults target whoever holds a role when the fault starts (resolved at run time, recorded in the history):
+`pause-controller` / `kill-controller` hit the active controller (the metadata quorum leader), `pause-leader` /
+`kill-leader` the leader of one partition of the test topic (drawn from the seed; its leader read from Metadata),
+`pause-both` both at once (a partition led by another node when there is one).  They last `role_fault_s`
+(default 10-15 s), longer than broker.session.timeout.ms (9 s), because the production incident needed exactly
+that: a controller gone long enough for every broker's session to lapse, so partitions change leaders while
+producers still have batches in flight.
 The first faults of a schedule cycle through the enabled kinds, so even a short smoke run sees each one.
 """
 
@@ -32,7 +39,14 @@ FAULTS = {"kill": ("kill", "start"), "pause": ("pause", "resume"),
           "disk": ("disk-full", "disk-heal"),
           "lose-unfsynced": ("kill-lose-unfsynced", "start"),
           "delay": ("start-delay", "stop-delay"),
-          "loss": ("start-loss", "stop-loss")}
+          "loss": ("start-loss", "stop-loss"),
+          "pause-controller": ("pause", "resume"), "kill-controller": ("kill", "start"),
+          "pause-leader": ("pause", "resume"), "kill-leader": ("kill", "start"),
+          "pause-both": ("pause", "resume")}
+# role fault -> whom it targets: the active controller, a partition leader of the test topic, or both
+ROLE_TARGETS = {"pause-controller": "controller", "kill-controller": "controller", "pause-leader": "leader",
+                "kill-leader": "leader", "pause-both": "both"}
+ROLE_FAULT_S = (10.0, 15.0)     # longer than the default broker.session.timeout.ms (9 s)
 PARTITION_SPECS = ("one", "halves", "leader", "one-way", "majorities-ring")
 NETWORK_KINDS = ("partition", "delay", "loss")    # need network namespaces
 # start op -> (kind, its healing op), for the plots and the fault counts
@@ -80,7 +94,8 @@ def grudge_for(spec: str, nodes: list[str], rng: random.Random, target: str | No
 
 
 def build_schedule(seed: int, nemeses: list[str], time_limit_s: float, interval_s: float,
-                   nodes: list[str]) -> dict:
+                   nodes: list[str], *, role_fault_s: tuple[float, float] = ROLE_FAULT_S,
+                   topic_partitions: int = 1) -> dict:
     rng = random.Random(f"{seed}/nemesis")
     events: list[dict] = []
     kinds = [n for n in nemeses if n in FAULTS]
@@ -96,7 +111,11 @@ def build_schedule(seed: int, nemeses: list[str], time_limit_s: float, interval_
             kind = first_round.pop(0) if first_round else rng.choice(kinds)
             duration = rng.uniform(1.0, 4.0)
             start_f, stop_f = FAULTS[kind]
-            if kind == "partition":
+            if kind in ROLE_TARGETS:
+                duration = rng.uniform(*role_fault_s)
+                start, stop = role_events(kind, len(events) // 2, rng, topic_partitions)
+                start = {"at_s": round(t, 3), **start}
+            elif kind == "partition":
                 spec = specs.pop(0) if specs else rng.choice([s for s in PARTITION_SPECS
                                                               if s != "majorities-ring" or len(nodes) >= 3])
                 start = {"at_s": round(t, 3), "f": start_f, "spec": spec,
@@ -116,6 +135,16 @@ def build_schedule(seed: int, nemeses: list[str], time_limit_s: float, interval_
     return {"seed": seed, "nemeses": nemeses, "nodes": nodes, "time_limit_s": time_limit_s, "events": events}
 
 
+def role_events(kind: str, pair: int, rng: random.Random, topic_partitions: int) -> tuple[dict, dict]:
+    """The start and stop events of a role fault; `pair` ties the stop to the nodes the start resolved."""
+    start_f, stop_f = FAULTS[kind]
+    target = ROLE_TARGETS[kind]
+    start = {"f": start_f, "target": target, "pair": pair}
+    if target in ("leader", "both"):
+        start["partition"] = rng.randrange(topic_partitions)
+    return start, {"f": stop_f, "target": target, "pair": pair}
+
+
 def fault_params(kind: str, rng: random.Random) -> dict:
     """The drawn magnitude of a clock, delay or loss fault (Jepsen's nemesis/time.clj and packet ranges)."""
     if kind == "clock":
@@ -126,6 +155,19 @@ def fault_params(kind: str, rng: random.Random) -> dict:
     if kind == "delay":
         return {"delay_ms": 50, "jitter_ms": 10}
     return {"percent": 20}
+
+
+def partition_leader(leaders: dict[int, str], partition: int, avoid: str | None = None) -> str | None:
+    """The leader of `partition`, or (for pause-both) of the first partition from it on led by a node other than
+    `avoid`, so both roles are hit on different nodes when the cluster allows."""
+    if not leaders:
+        return None
+    count = max(leaders) + 1
+    for step in range(count):
+        leader = leaders.get((partition + step) % count)
+        if leader is not None and leader != avoid:
+            return leader
+    return leaders.get(partition)
 
 
 def load_schedule(path: str | Path) -> dict:
@@ -150,9 +192,9 @@ def fault_windows(history) -> list[dict]:
                 start = open_.pop((kind, key_node if kind != "partition" else None), None)
                 if start:
                     windows.append({"kind": kind, "label": start[1], "start_s": start[0],
-                                    "end_s": op.time_ns / 1e9})
-    for (kind, _), (start_s, label) in open_.items():
-        windows.append({"kind": kind, "label": label, "start_s": start_s, "end_s": end_s})
+                                    "end_s": op.time_ns / 1e9, "node": key_node})
+    for (kind, node), (start_s, label) in open_.items():
+        windows.append({"kind": kind, "label": label, "start_s": start_s, "end_s": end_s, "node": node})
     return windows
 
 
@@ -161,17 +203,23 @@ class NemesisThread(threading.Thread):
     (before and after), as Jepsen does.  `cluster` is a cluster_control.Cluster (or anything with
     `nodes`, `leader()`, `partition()`, `heal_network()`)."""
 
-    def __init__(self, schedule: dict, cluster, recorder, t0: float, stop_event: threading.Event) -> None:
+    def __init__(self, schedule: dict, cluster, recorder, t0: float, stop_event: threading.Event,
+                 topic: str | None = None) -> None:
         super().__init__(name="nemesis", daemon=True)
         self.schedule, self.cluster, self.recorder = schedule, cluster, recorder
         self.t0, self.stop_event = t0, stop_event
+        self.topic = topic                      # whose partition leaders the role faults target
         self.error: BaseException | None = None
         self.applied: list[dict] = []
+        self.resolved: dict[int, list[str]] = {}   # role fault pair -> the nodes its start hit
+        # Finding a role holder takes time (seconds on a loaded machine); later events shift by it, so every
+        # fault still lasts as long as the schedule drew.
+        self.lag_s = 0.0
 
     def run(self) -> None:
         try:
             for event in self.schedule["events"]:
-                delay = self.t0 + event["at_s"] - time.monotonic()
+                delay = self.t0 + event["at_s"] + self.lag_s - time.monotonic()
                 if delay > 0 and self.stop_event.wait(delay):
                     return
                 self.apply(event)
@@ -181,6 +229,9 @@ class NemesisThread(threading.Thread):
     def apply(self, event: dict) -> None:
         if event["f"] in ("start-partition", "stop-partition"):
             self.apply_partition(event)
+            return
+        if "target" in event and "node" not in event:
+            self.apply_role(event)
             return
         f, name = event["f"], event["node"]
         node = self.cluster.nodes[name]
@@ -236,3 +287,43 @@ class NemesisThread(threading.Thread):
         self.cluster.partition(grudge)
         self.recorder.record("nemesis", "info", "start-partition", {**value, "done": True})
         self.applied.append({**event, "grudge": grudge, **({"leader": value["leader"]} if "leader" in value else {})})
+
+    # -- role faults: the target is whoever holds the role at the moment the fault starts -----------------------
+
+    def apply_role(self, event: dict) -> None:
+        """Starts hit the nodes holding the role now; the paired stop heals exactly those nodes."""
+        pair = event["pair"]
+        if pair in self.resolved:
+            nodes = self.resolved.pop(pair)
+        else:
+            started = time.monotonic()
+            nodes = self.resolve_role(event)
+            self.lag_s += time.monotonic() - started
+            self.resolved[pair] = nodes
+        for name in nodes:
+            self.apply({**event, "node": name})
+
+    def resolve_role(self, event: dict) -> list[str]:
+        """Node names for a role fault's start.  When a role holder cannot be found (no quorum leader answers,
+        the partition has no leader) a node drawn from the seed stands in, so the fault still happens; the
+        history says so (`fallback`)."""
+        controller, leaders = self.cluster.metadata_roles(self.topic)
+        if event["target"] in ("controller", "both") and controller is None:
+            controller = self.cluster.leader()          # ask the quorum itself (describe-quorum)
+        if event["target"] == "leader":
+            controller = None
+        leader = None
+        if event["target"] in ("leader", "both"):
+            leader = partition_leader(leaders, event["partition"], avoid=controller)
+        found = [n for n in (controller, leader) if n is not None]
+        wanted = 2 if event["target"] == "both" else 1
+        names = list(self.cluster.nodes)
+        fallback = random.Random(f"{self.schedule.get('seed')}/role/{event['pair']}")
+        while len(set(found)) < min(wanted, len(names)):
+            found.append(fallback.choice(names))
+        nodes = list(dict.fromkeys(found))
+        self.recorder.record("nemesis", "info", "resolve-role",
+                             {"target": event["target"], "pair": event["pair"], "controller": controller,
+                              "leader": leader, "partition": event.get("partition"), "nodes": nodes,
+                              "fallback": nodes != [n for n in (controller, leader) if n is not None]})
+        return nodes

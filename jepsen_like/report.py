@@ -22,16 +22,18 @@ PLOTS = ("latency-raw.png", "latency-quantiles.png", "rate.png")
 
 
 def completions(history) -> list[tuple[float, float, str, str]]:
-    """(completion time s, latency ms, f, type) for every completed client op."""
+    """(completion time s, latency ms, f, type) for every completed client op.  An op's invoke is the last
+    invoke of its process, or of its process and "id" where one process has many ops in flight (stream)."""
     invoked: dict = {}
     out = []
     for op in history:
         if not op.is_client:
             continue
+        key = (op.process, op.extra.get("id"))
         if op.type == "invoke":
-            invoked[op.process] = op
+            invoked[key] = op
             continue
-        start = invoked.pop(op.process, None)
+        start = invoked.pop(key, None)
         if start is not None:
             out.append((op.time_ns / 1e9, (op.time_ns - start.time_ns) / 1e6, op.f, op.type))
     return out

@@ -17,6 +17,20 @@ from jepsen_like.netns import unavailable_reason
 from jepsen_like.report import PLOTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Broker sessions of 2 s, so a lost leader or controller is replaced within a short run rather than after 9 s.
+SHORT_SESSIONS = ["--override", "broker.session.timeout.ms=2000", "--override", "broker.heartbeat.interval.ms=400"]
+
+
+def run_test_cli(tmp_path: Path, args: list[str], timeout_s: float) -> tuple[Path, dict]:
+    """`python -m jepsen_like test ARGS` into tmp_path; asserts one run directory and exit 0 (valid), and returns
+    the run directory and its results.json."""
+    cmd = [sys.executable, "-m", "jepsen_like", "test", *args, "--store", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
+    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(runs) == 1, proc.stdout + proc.stderr
+    run = runs[0]
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (run / "summary.txt").read_text()
+    return run, json.loads((run / "results.json").read_text())
 
 
 def test_schedule_is_seeded_paired_and_early():
@@ -34,15 +48,8 @@ def test_schedule_is_seeded_paired_and_early():
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_smoke_run_with_kills_is_valid(tmp_path):
-    cmd = [sys.executable, "-m", "jepsen_like", "test", "--nodes", "1", "--time-limit", "20", "--rate", "20",
-           "--nemesis", "kill", "--seed", "3", "--store", str(tmp_path)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=220)
-    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert len(runs) == 1, proc.stdout + proc.stderr
-    run = runs[0]
-    assert proc.returncode == 0, proc.stdout + proc.stderr + (run / "summary.txt").read_text()
-
-    results = json.loads((run / "results.json").read_text())
+    run, results = run_test_cli(tmp_path, ["--nodes", "1", "--time-limit", "20", "--rate", "20", "--nemesis", "kill",
+                                           "--seed", "3"], timeout_s=220)
     assert results["valid?"] is True and results["bad-error-types"] == []
     assert results["unexpected-node-exits"] == {}
     schedule = json.loads((run / "schedule.json").read_text())
@@ -85,16 +92,9 @@ def test_three_node_smoke_with_kill_and_partition_is_valid_and_plotted(tmp_path)
     killed leader is replaced within the run rather than after Kafka's 9 s.  The verdict must be exactly valid:
     every fault is healed before the final reads, so an acknowledged write that is never read (unseen, the
     `unknown` verdict) would mean kraftpy lost it or never serves it again; it is not excused here."""
-    cmd = [sys.executable, "-m", "jepsen_like", "test", "--nodes", "3", "--time-limit", "30", "--rate", "20",
-           "--nemesis", "kill,partition", "--nemesis-interval", "4", "--seed", "5", "--store", str(tmp_path),
-           "--override", "broker.session.timeout.ms=2000", "--override", "broker.heartbeat.interval.ms=400"]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=280)
-    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert len(runs) == 1, proc.stdout + proc.stderr
-    run = runs[0]
-    assert proc.returncode == 0, proc.stdout + proc.stderr + (run / "summary.txt").read_text()
-
-    results = json.loads((run / "results.json").read_text())
+    run, results = run_test_cli(tmp_path, ["--nodes", "3", "--time-limit", "30", "--rate", "20",
+                                           "--nemesis", "kill,partition", "--nemesis-interval", "4", "--seed", "5",
+                                           *SHORT_SESSIONS], timeout_s=280)
     assert results["valid?"] is True and results["bad-error-types"] == []
     assert results["unexpected-node-exits"] == {}
     assert results["cluster-mode"].startswith("network namespaces") and results["skipped-nemeses"] == []
@@ -116,3 +116,39 @@ def test_three_node_smoke_with_kill_and_partition_is_valid_and_plotted(tmp_path)
 def _pid_alive(ns_name: str) -> bool:
     pid = ns_name[2:].split("-", 1)[0]
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+KNOWN_CONTROLLER_PAUSE_BUG = (
+    "known broker bug (the production incident): after the active controller is paused, the new controller fences "
+    "every broker, partitions change leaders, and idempotent producers' retried batches are appended twice "
+    "(duplicate-idempotent in 3 of 5 runs of this test on 2026-12-07); remove this mark once the broker is fixed")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("nemesis", [
+    "kill-leader",
+    pytest.param("pause-controller", marks=pytest.mark.xfail(reason=KNOWN_CONTROLLER_PAUSE_BUG, strict=False)),
+])
+def test_stream_smoke_with_one_role_fault_is_valid(tmp_path, nemesis):
+    """The stream workload for ~20 s on 3 nodes (loopback or namespaces): 4 asynchronous producers (2 idempotent)
+    at 100 records/s each, a 2-member consumer group, and one role fault lasting longer than the broker session
+    (2 s here, so the fault and the failover fit in the run).  Valid means no loss, no duplicate from an idempotent
+    producer, no reorder, no offset disagreement; duplicates from the plain producers and fencing are reported,
+    not judged.  The schedule's gap (interval 40 s) leaves room for one fault only."""
+    run, results = run_test_cli(tmp_path, ["--workload", "stream", "--nodes", "3", "--time-limit", "20", "--rate", "100",
+                                           "--nemesis", nemesis, "--role-fault-s", "4", "5",
+                                           "--nemesis-interval", "40", "--seed", "1", "--recovery-s", "1",
+                                           *SHORT_SESSIONS], timeout_s=220)
+    assert results["workload"] == "stream" and results["valid?"] is True and results["bad-error-types"] == []
+    assert results["unexpected-node-exits"] == {}
+    assert results["faults-by-role"].get(nemesis) == 1, results["faults"]
+    assert results["final-read"]["complete"] is True
+    assert results["acknowledged"] >= 1000, results["acknowledged"]
+    assert set(results["partitions"]) == {"0", "1", "2"}
+    history = read_history(run / "history.jsonl")
+    healed = [op for op in history if op.process == "nemesis" and op.f in ("resume", "start") and op.value.get("done")]
+    assert healed, f"the {nemesis} fault was never healed"
+    assert any(op.f == "send" and op.type == "ok" and op.time_ns > healed[0].time_ns for op in history), \
+        "no acknowledged record after the fault was healed"
+    assert any(op.f == "poll" and not op.extra.get("final") for op in history), "the consumer group never read"
