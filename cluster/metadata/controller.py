@@ -88,6 +88,8 @@ MAX_PARTITIONS_PER_TOPIC = 10_000
 LEADER_RECOVERING = 1
 ELECTION_PREFERRED = 0  # ElectLeaders' ElectionType
 ELECTION_UNCLEAN = 1
+# A gap between two ticks longer than this fraction of a session is a stall of the controller itself (see tick).
+STALL_FRACTION_OF_SESSION = 3
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class QuorumController:
         self._rng = rng
         self.image = image
         self._last_contact_ms: dict[int, int] = {}  # soft session state: broker id -> last heartbeat
+        self._last_tick_ms: int | None = None      # when ``tick`` last ran (see _ran_without_a_stall)
 
     # ---- replay ----------------------------------------------------------------------------
 
@@ -239,7 +242,9 @@ class QuorumController:
         if want_shutdown:
             return self._controlled_shutdown(registration, caught_up)
         if registration.fenced:
-            if want_fence or not caught_up:
+            # A broker that began a controlled shutdown is not unfenced again: as in Kafka, it comes back only as
+            # a new incarnation (registration), never to lead while it is still marked as shutting down.
+            if want_fence or not caught_up or registration.in_controlled_shutdown:
                 return ControllerResult((), HeartbeatResult(ErrorCode.NONE, caught_up, True, False))
             records = [unfence_broker_record.UnfenceBrokerRecord(id=broker_id, epoch=broker_epoch)]
             records += self._elect_for_leaderless(broker_id)
@@ -279,7 +284,16 @@ class QuorumController:
             self._last_contact_ms[broker_id] = now_ms - timeout_ms + grace
 
     def tick(self, now_ms: int) -> ControllerResult:
-        """Fences every unfenced broker whose session expired; response: fenced broker ids."""
+        """Fences every unfenced broker whose session expired; response: fenced broker ids.
+
+        The caller ticks often (many times a session).  A tick long after the previous one means this controller
+        itself did not run meanwhile (SIGSTOP, a stalled host or event loop) and so could not hear heartbeats: that
+        time counts against no session.  Sessions restart as after an election instead, else a controller resuming
+        from a pause (still the quorum leader when a majority was paused with it) would fence every broker.
+        """
+        if not self._ran_without_a_stall(now_ms):
+            self.reset_sessions(now_ms)
+            return ControllerResult((), ())
         expired = sorted(
             b for b, reg in self.image.cluster.brokers.items()
             if not reg.fenced and not self._session_alive(b, now_ms)
@@ -296,6 +310,10 @@ class QuorumController:
             scratch.replay_batch(fence)
             records += fence
         return ControllerResult(tuple(records), tuple(expired))
+
+    def _ran_without_a_stall(self, now_ms: int) -> bool:
+        last, self._last_tick_ms = self._last_tick_ms, now_ms
+        return last is None or now_ms - last <= self.config.broker_session_timeout_ms // STALL_FRACTION_OF_SESSION
 
     def next_session_deadline_ms(self) -> int | None:
         """When ``tick`` may next have work: the earliest session expiry of an unfenced broker."""

@@ -65,7 +65,12 @@ from bisect import bisect_right
 from collections.abc import Callable
 
 from cluster.core.errors import ErrorCode, InvariantViolation, KafkaError
-from cluster.metadata.controller import ControllerConfig, NewTopic, QuorumController
+from cluster.metadata.controller import (
+    STALL_FRACTION_OF_SESSION,
+    ControllerConfig,
+    NewTopic,
+    QuorumController,
+)
 from cluster.metadata.image import NO_LEADER, BrokerEndpoint, PartitionRegistration
 from cluster.replication.follower import (
     FetchAction,
@@ -388,6 +393,7 @@ class ReplicationSim:
         self.controller_paused_until_ms = 0
         self.controller_elected_ms = 0
         self._heard_from_ms: dict[int, int] = {}
+        self._controller_pauses: list[tuple[int, int]] = []   # (from, until) of each freeze
 
     # == running ==============================================================================================
     def run(self, steps: int) -> ReplicationSimResult:
@@ -502,19 +508,23 @@ class ReplicationSim:
 
     def _controller_pause_fault(self) -> None:
         """SIGSTOP of the active controller; if it stays stopped past an election delay (Raft's fetch timeout), a
-        new controller is elected on the same committed metadata, which is what QuorumController models."""
+        new controller is elected on the same committed metadata, which is what QuorumController models.  Unless a
+        majority of the quorum is frozen with it: then it stays the controller and resumes with every session
+        seemingly expired (it must not fence brokers for its own pause)."""
         if self.controller_paused_until_ms > self.now_ms:
             return
         session_ms = self.profile.session_timeout_ms
         pause_ms = self.rng.randint(100, 3 * session_ms)
         election_delay_ms = self.rng.randint(session_ms // 6, session_ms // 3)
         self.controller_paused_until_ms = self.now_ms + pause_ms
-        if pause_ms > election_delay_ms:
+        self._controller_pauses.append((self.now_ms, self.now_ms + pause_ms))
+        majority_frozen_too = self.rng.random() < 0.3
+        if pause_ms > election_delay_ms and not majority_frozen_too:
             self._schedule(self.now_ms + election_delay_ms, None, self._elect_new_controller)
 
     def _elect_new_controller(self) -> None:
         self.controller_epoch += 1
-        self.controller_paused_until_ms = self.now_ms   # the new one runs; the frozen one is no longer asked
+        self._end_controller_pause()   # the new one runs; the frozen one is no longer asked
         self.controller_elected_ms = self.now_ms
         grace_ms = None
         if self.broken == BrokenVariant.SHORT_SESSION_ON_NEW_CONTROLLER:
@@ -525,20 +535,32 @@ class ReplicationSim:
             self._schedule(self.now_ms + self.rng.randint(1, self.profile.session_timeout_ms // 2), b,
                            lambda b=b, epoch=self.controller_epoch: self._learn_controller(b, epoch))
 
+    def _end_controller_pause(self) -> None:
+        if self.controller_paused_until_ms > self.now_ms:
+            self.controller_paused_until_ms = self.now_ms
+            start, _until = self._controller_pauses[-1]
+            self._controller_pauses[-1] = (start, self.now_ms)
+
     def _learn_controller(self, b: int, epoch: int) -> None:
         replica = self.replicas[b]
         replica.known_controller_epoch = max(replica.known_controller_epoch, epoch)
 
     def _check_fenced_only_silent_brokers(self, fenced: tuple[int, ...]) -> None:
         """Issue 16: a broker is fenced only by a controller that has been active for a whole session and has not
-        heard from it for that session; a broker that heartbeats within its session is never fenced."""
+        heard from it for that session, and that was not frozen itself for a real part of it (more than
+        ``session / STALL_FRACTION_OF_SESSION``, a stall it must notice); a broker that heartbeats within its
+        session is never fenced."""
         session_ms = self.profile.session_timeout_ms
+        stall_ms = session_ms // STALL_FRACTION_OF_SESSION
+        # A freeze of the controller longer than a stall restarts every session, as an election does.
+        running_since_ms = max([self.controller_elected_ms] + [end for start, end in self._controller_pauses
+                                                               if end - start > stall_ms and end <= self.now_ms])
         for b in fenced:
-            active_ms = self.now_ms - self.controller_elected_ms
-            silent_ms = self.now_ms - self._heard_from_ms.get(b, 0)
-            if active_ms < session_ms or silent_ms < session_ms:
-                raise SimViolation("fenced-live-broker", f"broker {b} fenced by a controller active for {active_ms} ms "
-                                                         f"that last heard from it {silent_ms} ms ago (session "
+            silent_ms = self.now_ms - max(running_since_ms, self._heard_from_ms.get(b, 0))
+            if silent_ms < session_ms:
+                raise SimViolation("fenced-live-broker", f"broker {b} fenced by a controller that has run {silent_ms} "
+                                                         f"ms without hearing from it since its election, its last "
+                                                         f"stall or the broker's last heartbeat (session "
                                                          f"{session_ms} ms)")
 
     def _on_alter_partition(self, request: AlterPartitionRequest) -> None:
@@ -991,7 +1013,7 @@ class ReplicationSim:
     def _heal_and_quiesce(self) -> None:
         self._healing = True
         self._cut_links.clear()
-        self.controller_paused_until_ms = min(self.controller_paused_until_ms, self.now_ms)
+        self._end_controller_pause()
         for replica in self.replicas.values():
             replica.known_controller_epoch = self.controller_epoch
         for b in self.broker_ids:

@@ -120,6 +120,23 @@ def test_reset_sessions_defaults_to_a_whole_session(cluster3):
     assert cluster3.controller.tick(100_000 + SESSION_MS + 1).response == (0, 1, 2)
 
 
+def test_a_controller_that_was_itself_frozen_fences_nobody_for_it(cluster3):
+    """Paused together with a majority of the quorum, a controller resumes still active with every session
+    seemingly expired: its own stall counts against no broker, and sessions restart as after an election."""
+    for b in (0, 1, 2):
+        cluster3.heartbeat(b, 1000)
+    assert cluster3.controller.tick(1000 + SESSION_MS // 4).response == ()
+    resumed_ms = 1000 + 3 * SESSION_MS   # frozen for far longer than a session
+    assert cluster3.controller.tick(resumed_ms).response == ()
+    cluster3.heartbeat(0, resumed_ms + 100)
+    fenced = {}
+    for now_ms in range(resumed_ms + 100, resumed_ms + SESSION_MS + 60, 50):
+        for broker_id in cluster3.commit(cluster3.controller.tick(now_ms)):
+            fenced[broker_id] = now_ms
+    assert set(fenced) == {1, 2}, f"fenced {fenced}: broker 0 heartbeat after the resume, 1 and 2 stayed silent"
+    assert min(fenced.values()) >= resumed_ms + SESSION_MS, f"fenced {fenced} within a session of resuming"
+
+
 def test_last_isr_member_fenced_keeps_isr_and_goes_leaderless_then_returns(cluster3):
     cluster3.commit(cluster3.controller.create_topics([NewTopic("solo", 1, 1)]))
     reg = cluster3.image.topics.by_name["solo"].partitions[0]
