@@ -254,8 +254,9 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     ConfigDef("kraftpy.test.clock.offset.file", TYPE_STRING, "", read_only=True),
     # Not a Kafka key, tests only: deliberate bugs that the fault harnesses must catch (jepsen_like's "the harness
     # can fail" runs and the process tests).  ``drop_producer_state_on_become_leader``: a new partition leader
-    # forgets every idempotent producer; ``short_session_on_new_controller``: a newly active controller gives
-    # brokers only half a session to find it (the behaviour before issue 16).  Empty (the default): none.
+    # forgets every idempotent producer; ``short_session_on_new_controller``: the controller failover before
+    # issue 16 (a newly active controller gives brokers half a session to find it, and brokers wait on a frozen
+    # controller until their call's deadline).  Empty (the default): none.
     ConfigDef("kraftpy.test.broken", TYPE_LIST, [],
               _one_of("drop_producer_state_on_become_leader", "short_session_on_new_controller"),
               "must name known deliberate bugs: drop_producer_state_on_become_leader, "

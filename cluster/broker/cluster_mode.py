@@ -222,6 +222,9 @@ class ClusterRuntime:
         self.heartbeat_attempt_timeout_ms = max(config.get("broker.session.timeout.ms") // 3, 1)
         self._controller_moved = asyncio.Event()   # set (and replaced) whenever the quorum leader changes
         self.broken = frozenset(config.get("kraftpy.test.broken"))   # deliberate bugs for the fault harnesses
+        # short_session_on_new_controller restores the whole failover of before issue 16: half a session on a new
+        # controller, and brokers that wait on a frozen controller until their call's deadline.
+        self._waits_on_a_moved_controller = "short_session_on_new_controller" in self.broken
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
         self.fetchers = ReplicaFetcherManager(
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
@@ -586,6 +589,8 @@ class ClusterRuntime:
             try:
                 if leader == self.node_id:
                     return await self.execute(op, args)
+                if leader is not None and self._waits_on_a_moved_controller:   # the deliberate bug, see __init__
+                    return await self._remote_call(leader, op, args, deadline - time.monotonic())
                 if leader is not None:
                     attempt_s = deadline - time.monotonic()
                     if attempt_timeout_ms is not None:
@@ -662,6 +667,9 @@ class ClusterRuntime:
     async def _sleep_unless_controller_moves(self, seconds: float) -> None:
         """The pause between heartbeats, cut short by a new quorum leader: it hears from us at once, as Kafka's
         brokers send their next heartbeat to a new controller as soon as they learn of it."""
+        if self._waits_on_a_moved_controller:
+            await asyncio.sleep(seconds)
+            return
         try:
             await asyncio.wait_for(self._controller_moved.wait(), seconds)
         except TimeoutError:

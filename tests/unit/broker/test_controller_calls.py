@@ -23,6 +23,7 @@ def runtime_with_fake_network(answers: dict[int, float]) -> tuple[ClusterRuntime
     runtime.voters = {1: None, 2: None, 3: None}
     runtime.driver = SimpleNamespace(leader_id=2)
     runtime._controller_moved = asyncio.Event()
+    runtime._waits_on_a_moved_controller = False
     called: list[int] = []
 
     async def remote_call(leader, op, args, timeout_s):
