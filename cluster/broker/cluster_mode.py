@@ -670,10 +670,7 @@ class ClusterRuntime:
         if self._waits_on_a_moved_controller:
             await asyncio.sleep(seconds)
             return
-        try:
-            await asyncio.wait_for(self._controller_moved.wait(), seconds)
-        except TimeoutError:
-            pass
+        await wait_event(self._controller_moved, seconds)   # not wait_for: see cluster/broker/waits.py
 
     async def _register(self) -> None:
         reply = await self.call_controller("register", {
