@@ -221,10 +221,10 @@ class ClusterRuntime:
         # given up for the next quorum leader well before the session runs out.
         self.heartbeat_attempt_timeout_ms = max(config.get("broker.session.timeout.ms") // 3, 1)
         self._controller_moved = asyncio.Event()   # set (and replaced) whenever the quorum leader changes
-        self.broken = frozenset(config.get("kraftpy.test.broken"))   # deliberate bugs for the fault harnesses
-        # short_session_on_new_controller restores the whole failover of before issue 16: half a session on a new
-        # controller, and brokers that wait on a frozen controller until their call's deadline.
-        self._waits_on_a_moved_controller = "short_session_on_new_controller" in self.broken
+        # A deliberate bug for the fault harnesses (kraftpy.test.broken=short_session_on_new_controller): the whole
+        # failover of before issue 16, half a session on a new controller and brokers that wait on a frozen
+        # controller until their call's deadline.
+        self._waits_on_a_moved_controller = "short_session_on_new_controller" in config.get("kraftpy.test.broken")
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
         self.fetchers = ReplicaFetcherManager(
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
@@ -448,7 +448,7 @@ class ClusterRuntime:
             # Every registered broker gets a whole session from our election, as Kafka's BrokerHeartbeatManager
             # starts empty on a new active controller: the brokers may still be waiting on the old controller.
             grace_ms = None
-            if "short_session_on_new_controller" in self.broken:   # the deliberate bug: half a session
+            if self._waits_on_a_moved_controller:   # the deliberate bug: half a session
                 grace_ms = max(self.controller.config.broker_session_timeout_ms // 2, 2 * self.heartbeat_interval_ms)
             self.controller.reset_sessions(monotonic_ms(), grace_ms)
         # Our next controller call goes to the new leader at once (see call_controller and _lifecycle).
