@@ -232,13 +232,14 @@ class Cluster:
         """describe_quorum on one voter: its reply dict, or None when it does not answer."""
         import grpc
 
+        from cluster.metadata.controller_api import DescribeQuorumRequest
         from cluster.transport.controller_grpc import call_sync
         channel = self._channels.get(node_id)
         if channel is None:
             channel = grpc.insecure_channel(f"127.0.0.1:{self.nodes[node_id].controller_port}")
             self._channels[node_id] = channel
         try:
-            return call_sync(channel, "describe_quorum", {}, cluster_id=None, source_id=None,
+            return call_sync(channel, "describe_quorum", DescribeQuorumRequest(), cluster_id=None, source_id=None,
                              timeout_s=timeout_s).as_dict()
         except grpc.RpcError:
             return None

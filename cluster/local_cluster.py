@@ -160,7 +160,8 @@ async def describe_quorum(voters: str, timeout_s: float = DESCRIBE_QUORUM_TIMEOU
     none while they elect: the voters are asked again until ``timeout_s`` has passed."""
     import grpc
 
-    from cluster.transport.controller_grpc import ControllerClient
+    from cluster.metadata.controller_api import DescribeQuorumRequest
+    from cluster.transport.controller_grpc import ControllerClient, quorum_info_to_json
     entries = _voter_addresses(voters)
     by_id = {node_id: address for node_id, address in entries if node_id > 0}
     deadline = time.monotonic() + timeout_s
@@ -177,12 +178,12 @@ async def describe_quorum(voters: str, timeout_s: float = DESCRIBE_QUORUM_TIMEOU
         async with grpc.aio.insecure_channel(address) as channel:
             try:
                 reply = await ControllerClient(channel).call(
-                    "describe_quorum", {}, cluster_id=None, source_id=None,
+                    "describe_quorum", DescribeQuorumRequest(), cluster_id=None, source_id=None,
                     timeout_s=max(0.05, min(VOTER_CALL_TIMEOUT_S, deadline - time.monotonic())))
             except grpc.aio.AioRpcError as exc:
                 reply, last_error = None, f"{address}: {exc.code()}"
         if reply is not None and reply.error_code == 0:
-            return reply.result
+            return quorum_info_to_json(reply.result)
         if reply is not None:
             last_error = f"{address}: {reply.error_message}"
             if reply.leader_id not in followed and by_id.get(reply.leader_id) not in (None, address):

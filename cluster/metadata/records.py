@@ -17,7 +17,8 @@ from cluster.core.errors import ProtocolDecodeError, invariant
 from cluster.wire.metadata_records import API_KEY_BY_NAME, RECORDS
 from cluster.wire.primitives import read_uvarint, write_uvarint
 
-__all__ = ["FRAME_VERSION", "codec_for", "decode_record", "default_version", "encode_record", "record_name"]
+__all__ = ["FRAME_VERSION", "codec_for", "decode_batch", "decode_record", "default_version", "encode_batch",
+           "encode_record", "record_name"]
 
 FRAME_VERSION = 1  # MetadataRecordSerde.DEFAULT_FRAME_VERSION
 _FRAME_VERSIONS = (0, 1)
@@ -77,3 +78,25 @@ def decode_record(data: bytes | bytearray | memoryview) -> tuple[object, int]:
         raise ProtocolDecodeError(f"{record_name(record)}: {len(data) - end} bytes after the record body")
     invariant(end <= len(data), "decoder read past the end of the frame")
     return record, version
+
+
+# == batches: the payload of one metadata Raft entry ==================================================================
+def encode_batch(records) -> bytes:
+    """The records of one controller decision as one Raft entry: each frame prefixed by its uvarint length."""
+    out = bytearray()
+    for record in records:
+        frame = encode_record(record)
+        out += write_uvarint(len(frame))
+        out += frame
+    return bytes(out)
+
+
+def decode_batch(payload: bytes) -> list:
+    """The records of one Raft entry written by ``encode_batch``."""
+    records, pos = [], 0
+    while pos < len(payload):
+        size, pos = read_uvarint(payload, pos)
+        record, _version = decode_record(memoryview(payload)[pos:pos + size])
+        records.append(record)
+        pos += size
+    return records

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster.broker.cluster_mode import write_meta_properties
 from cluster.local_cluster import describe_quorum
+from cluster.metadata.controller_api import DescribeQuorumRequest
 from cluster.transport.controller_grpc import ControllerClient
 
 
@@ -87,7 +88,8 @@ class ProcessCluster:
 
     def describe_at(self, node_id: int, timeout_s: float = 1.0) -> dict:
         """One voter's own answer: its quorum view if it is the active controller, else its error reply."""
-        return controller_call(self.controller_address(node_id), "describe_quorum", {}, None, timeout_s)
+        return controller_call(self.controller_address(node_id), "describe_quorum", DescribeQuorumRequest(), None,
+                               timeout_s)
 
     def wait_for_leader(self, timeout_s: float, among: list[int] | None = None, other_than: int | None = None,
                         min_epoch: int = -1) -> dict | None:
@@ -107,12 +109,13 @@ class ProcessCluster:
         return None
 
 
-def controller_call(address: str, op: str, args: dict, cluster_id: str | None, timeout_s: float = 2.0) -> dict:
-    """One raw call of the typed broker<->controller gRPC service, as a tool (no source node id); returns the
-    reply as a dict: ``error_code`` and ``message`` (the call status), ``leader_id``, ``result`` (None on error)."""
+def controller_call(address: str, method: str, request, cluster_id: str | None, timeout_s: float = 2.0) -> dict:
+    """One raw call of the typed broker<->controller gRPC service (``method`` of the controller service with its
+    typed ``request``), as a tool (no source node id); returns the reply as a dict: ``error_code`` and ``message``
+    (the call status), ``leader_id``, ``result`` (the typed result; None on error)."""
     async def call() -> dict:
         async with grpc.aio.insecure_channel(address) as channel:
-            reply = await ControllerClient(channel).call(op, args, cluster_id=cluster_id, source_id=None,
+            reply = await ControllerClient(channel).call(method, request, cluster_id=cluster_id, source_id=None,
                                                          timeout_s=timeout_s)
             return reply.as_dict()
     return asyncio.run(call())

@@ -35,6 +35,7 @@ from confluent_kafka.admin import NewTopic
 
 from cluster.broker.cluster_mode import CONTROLLER_CALL_TIMEOUT_MS, write_meta_properties
 from cluster.core.errors import ErrorCode
+from cluster.metadata.controller_api import BrokerHeartbeatRequest
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -70,13 +71,13 @@ def _wait_unfenced(node: BrokerProcess, log_mark: int) -> None:
 def test_heartbeat_with_a_stale_broker_epoch_gets_stale_broker_epoch(cluster):
     leader = _leader(cluster)["leader_id"]
     follower = next(n for n in cluster.nodes if n != leader)
-    reply = controller_call(cluster.controller_address(leader), "heartbeat",
-                            {"broker_id": follower, "broker_epoch": -7, "offset": 0}, CLUSTER_ID)
+    reply = controller_call(cluster.controller_address(leader), "broker_heartbeat",
+                            BrokerHeartbeatRequest(follower, -7, 0), CLUSTER_ID)
     assert reply["error_code"] == 0, reply
-    assert reply["result"]["error_code"] == ErrorCode.STALE_BROKER_EPOCH
+    assert reply["result"].error_code == ErrorCode.STALE_BROKER_EPOCH
     # and a call from another cluster is refused before it reaches the controller
-    stranger = controller_call(cluster.controller_address(leader), "heartbeat",
-                               {"broker_id": follower, "broker_epoch": 0, "offset": 0}, "another-cluster")
+    stranger = controller_call(cluster.controller_address(leader), "broker_heartbeat",
+                               BrokerHeartbeatRequest(follower, 0, 0), "another-cluster")
     assert stranger["error_code"] == ErrorCode.INCONSISTENT_CLUSTER_ID
     assert broker_ids(cluster.bootstrap) == {1, 2, 3}   # the real broker was not disturbed
 

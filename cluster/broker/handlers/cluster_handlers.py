@@ -22,6 +22,8 @@ from cluster.config import ConfigError, validate_topic_configs
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.core.names import INTERNAL_TOPICS, validate_topic_name
 from cluster.groups.partitioning import partition_for
+from cluster.metadata import CreateTopicResult, NewTopic
+from cluster.metadata.controller_api import CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest
 from cluster.wire.messages import create_partitions_response as cpr
 from cluster.wire.messages import create_topics_response as ctr
 from cluster.wire.messages import delete_topics_response as dtr
@@ -82,9 +84,8 @@ async def _auto_create(cluster, names: list[str]) -> None:
         missing.append(name)
     if not missing:
         return
-    topics = [{"name": name, "num_partitions": -1, "replication_factor": -1} for name in missing]
     try:
-        await cluster.call_controller("create_topics", {"topics": topics})
+        await cluster.controller_channel.create_topics(CreateTopicsRequest(tuple(NewTopic(name) for name in missing)))
     except KafkaError:
         return   # answered below as LEADER_NOT_AVAILABLE / UNKNOWN_TOPIC; the client retries
     await _until(lambda: all(cluster.image.topics.get_topic(n) is not None for n in missing))
@@ -137,30 +138,27 @@ async def handle_create_topics(context: RequestContext, request) -> ctr.CreateTo
                                                          error_message=str(exc))
             continue
         assignments = {a.partition_index: list(a.broker_ids) for a in topic.assignments} if topic.assignments else None
-        forward.append({"name": topic.name, "num_partitions": topic.num_partitions,
-                        "replication_factor": topic.replication_factor, "assignments": assignments,
-                        "configs": configs})
+        forward.append(NewTopic(topic.name, topic.num_partitions, topic.replication_factor, assignments, configs))
     by_name: dict[str, ctr.CreatableTopicResult] = dict(early)
     if forward:
         try:
-            replies = await cluster.call_controller("create_topics", {"topics": forward,
-                                                                      "validate_only": request.validate_only},
-                                                    timeout_ms=_controller_timeout_ms(request.timeout_ms))
+            replies = await cluster.controller_channel.create_topics(
+                CreateTopicsRequest(tuple(forward), request.validate_only),
+                timeout_ms=_controller_timeout_ms(request.timeout_ms))
         except KafkaError as exc:
-            replies = [{"name": t["name"], "error_code": int(exc.error_code), "error_message": exc.message}
-                       for t in forward]
-        created = [r["name"] for r in replies if r["error_code"] == 0]
+            replies = [CreateTopicResult(t.name, exc.error_code, exc.message) for t in forward]
+        created = [r.name for r in replies if r.error_code == 0]
         if not request.validate_only:
             await _until(lambda: all(cluster.image.topics.get_topic(n) is not None for n in created))
         for reply in replies:
-            result = ctr.CreatableTopicResult(name=reply["name"], error_code=reply["error_code"],
-                                              error_message=reply.get("error_message"))
-            if reply["error_code"] == 0:
-                result.num_partitions = reply["num_partitions"]
-                result.replication_factor = reply["replication_factor"]
-                if reply.get("topic_id"):
-                    result.topic_id = uuid.UUID(reply["topic_id"])
-            by_name.setdefault(reply["name"], result)
+            result = ctr.CreatableTopicResult(name=reply.name, error_code=reply.error_code,
+                                              error_message=reply.error_message)
+            if reply.error_code == 0:
+                result.num_partitions = reply.num_partitions
+                result.replication_factor = reply.replication_factor
+                if reply.topic_id:
+                    result.topic_id = reply.topic_id
+            by_name.setdefault(reply.name, result)
     results = [by_name[t.name] for t in request.topics if t.name in by_name]
     return ctr.CreateTopicsResponse(throttle_time_ms=0, topics=results)
 
@@ -170,8 +168,8 @@ async def handle_delete_topics(context: RequestContext, request) -> dtr.DeleteTo
     names = list(request.topic_names)
     ids = {name: t.topic_id for name in names if (t := cluster.image.topics.get_topic(name)) is not None}
     try:
-        replies = await cluster.call_controller("delete_topics", {"names": names},
-                                                timeout_ms=_controller_timeout_ms(request.timeout_ms))
+        replies = {r.name: [r.error_code, r.error_message] for r in await cluster.controller_channel.delete_topics(
+            DeleteTopicsRequest(tuple(names)), timeout_ms=_controller_timeout_ms(request.timeout_ms))}
     except KafkaError as exc:
         replies = {name: [int(exc.error_code), exc.message] for name in names}
     deleted = [name for name, (code, _m) in replies.items() if code == 0]
@@ -199,11 +197,12 @@ async def handle_create_partitions(context: RequestContext, request) -> cpr.Crea
                 result.error_code = ErrorCode.INVALID_PARTITIONS
             results.append(result)
             continue
-        assignments = [list(a.broker_ids) for a in topic.assignments] if topic.assignments is not None else None
+        assignments = tuple(tuple(a.broker_ids) for a in topic.assignments) if topic.assignments is not None else None
         try:
-            code, message = await cluster.call_controller(
-                "create_partitions", {"name": topic.name, "count": topic.count, "assignments": assignments},
+            reply = await cluster.controller_channel.create_partitions(
+                CreatePartitionsRequest(topic.name, topic.count, assignments),
                 timeout_ms=_controller_timeout_ms(request.timeout_ms))
+            code, message = reply.error_code, reply.error_message
         except KafkaError as exc:
             code, message = int(exc.error_code), exc.message
         if code == 0:
@@ -269,10 +268,10 @@ def _loaded_here(broker, group_id: str) -> bool:
 async def _create_offsets_topic(broker) -> None:
     cluster = broker.cluster
     replication = min(broker.config.get("offsets.topic.replication.factor"), max(len(broker.live_brokers()), 1))
-    topic = {"name": OFFSETS_TOPIC, "num_partitions": broker.config.get("offsets.topic.num.partitions"),
-             "replication_factor": replication, "configs": dict(OFFSETS_TOPIC_CONFIGS)}
+    topic = NewTopic(OFFSETS_TOPIC, broker.config.get("offsets.topic.num.partitions"), replication,
+                     configs=dict(OFFSETS_TOPIC_CONFIGS))
     try:
-        await cluster.call_controller("create_topics", {"topics": [topic]})
+        await cluster.controller_channel.create_topics(CreateTopicsRequest((topic,)))
     except KafkaError:
         return
     await _until(lambda: cluster.image.topics.get_topic(OFFSETS_TOPIC) is not None)

@@ -1,7 +1,7 @@
 """AlterPartitionReassignments, ListPartitionReassignments (KIP-455) and ElectLeaders (KIP-460).
 
 Why it exists: these admin APIs change or read replica placement and leadership, which only the active
-controller decides, so every handler here forwards to it through ``broker.cluster.call_controller`` and maps
+controller decides, so every handler here forwards to it through ``broker.cluster.controller_channel`` and maps
 the per-partition results back onto Kafka's response shapes.  A single-node broker (no cluster) has one replica
 per partition on itself: it answers as Kafka would for such a cluster (nothing to move, no election needed,
 any other broker id is not registered) without a controller.
@@ -18,6 +18,12 @@ import time
 
 from cluster.broker.handlers.context import RequestContext
 from cluster.core.errors import ErrorCode, KafkaError
+from cluster.metadata.controller_api import (
+    AlterReassignmentsRequest,
+    ElectLeadersRequest,
+    ListReassignmentsRequest,
+    ReassignmentTarget,
+)
 from cluster.wire.messages import alter_partition_reassignments_response as aprr
 from cluster.wire.messages import elect_leaders_response as elr
 from cluster.wire.messages import list_partition_reassignments_response as lprr
@@ -51,8 +57,10 @@ async def handle_alter_partition_reassignments(context: RequestContext, request)
         results = [[t, p, *_single_node_reassignment(context, t, p, r)] for t, p, r in wanted]
     else:
         try:
-            results = await cluster.call_controller("alter_reassignments", {"partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
+            replies = await cluster.controller_channel.alter_partition_reassignments(AlterReassignmentsRequest(
+                tuple(ReassignmentTarget(t, p, None if r is None else tuple(r)) for t, p, r in wanted)),
+                timeout_ms=_timeout_ms(request.timeout_ms))
+            results = [[r.topic, r.partition, r.error_code, r.error_message] for r in replies]
         except KafkaError as exc:
             return aprr.AlterPartitionReassignmentsResponse(error_code=exc.error_code,
                                                             error_message=exc.message or None, responses=[])
@@ -96,8 +104,9 @@ async def handle_list_partition_reassignments(context: RequestContext, request) 
         if request.topics is not None:
             wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
         try:
-            ongoing = await cluster.call_controller("list_reassignments", {"partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
+            replies = await cluster.controller_channel.list_partition_reassignments(ListReassignmentsRequest(
+                None if wanted is None else tuple((t, p) for t, p in wanted)), timeout_ms=_timeout_ms(request.timeout_ms))
+            ongoing = [[r.topic, r.partition, r.replicas, r.adding_replicas, r.removing_replicas] for r in replies]
         except KafkaError as exc:
             return lprr.ListPartitionReassignmentsResponse(error_code=exc.error_code,
                                                            error_message=exc.message or None, topics=[])
@@ -125,9 +134,10 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
         results = [[t, p, *_single_node_election(context, t, p)] for t, p in (wanted or [])]
     else:
         try:
-            results = await cluster.call_controller("elect_leaders",
-                                                    {"election_type": election_type, "partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
+            replies = await cluster.controller_channel.elect_leaders(ElectLeadersRequest(
+                election_type, None if wanted is None else tuple((t, p) for t, p in wanted)),
+                timeout_ms=_timeout_ms(request.timeout_ms))
+            results = [[r.topic, r.partition, r.error_code, r.error_message] for r in replies]
         except KafkaError as exc:
             if context.api_version >= 1:
                 return elr.ElectLeadersResponse(error_code=exc.error_code, replica_election_results=[])

@@ -2,7 +2,7 @@
 
 A frozen controller never answers: a heartbeat sent to it must be abandoned as soon as this node's Raft names
 another leader, and sent there, instead of waiting for its deadline while the new controller's session clock
-runs.  ``call_controller`` is driven here with its network replaced by fakes (no gRPC, no broker).
+runs.  The ``ControllerChannel`` is driven here with its network replaced by fakes (no gRPC, no broker).
 """
 
 from __future__ import annotations
@@ -13,44 +13,44 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
-from cluster.broker.cluster_mode import ClusterRuntime, ControllerMovedError
+from cluster.broker.controller_channel import ControllerChannel, ControllerMovedError
+from cluster.metadata.controller_api import BrokerHeartbeatRequest
+from cluster.transport.raft_grpc import FaultFilter
+
+HEARTBEAT = BrokerHeartbeatRequest(1, 5, 0)
 
 
-def runtime_with_fake_network(answers: dict[int, float]) -> tuple[ClusterRuntime, list[int]]:
-    """A ClusterRuntime whose remote calls to leader L answer after ``answers[L]`` seconds (inf: never)."""
-    runtime = object.__new__(ClusterRuntime)
-    runtime.node_id = 1
-    runtime.voters = {1: None, 2: None, 3: None}
-    runtime.driver = SimpleNamespace(leader_id=2)
-    runtime._controller_moved = asyncio.Event()
-    runtime._waits_on_a_moved_controller = False
+def channel_with_fake_network(answers: dict[int, float]) -> tuple[ControllerChannel, list[int]]:
+    """A ControllerChannel whose remote calls to leader L answer after ``answers[L]`` seconds (inf: never)."""
+    raft = SimpleNamespace(leader_id=2)
+    channel = ControllerChannel(1, {1: None, 2: None, 3: None}, "cid", None, lambda: raft.leader_id, FaultFilter(None))
+    channel.raft = raft
     called: list[int] = []
 
-    async def remote_call(leader, op, args, timeout_s):
+    async def remote_call(leader, method, request, timeout_s):
         called.append(leader)
         await asyncio.sleep(min(answers[leader], timeout_s))
         if answers[leader] > timeout_s:   # what a gRPC call past its deadline raises
             raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata())
         return {"answered_by": leader}
 
-    runtime._remote_call = remote_call
-    return runtime, called
+    channel._remote_call = remote_call
+    return channel, called
 
 
-def move_leader(runtime: ClusterRuntime, leader_id: int) -> None:
+def move_leader(channel: ControllerChannel, leader_id: int) -> None:
     """What ``_on_leader_change`` does for the calls under way."""
-    runtime.driver.leader_id = leader_id
-    runtime._controller_moved.set()
-    runtime._controller_moved = asyncio.Event()
+    channel.raft.leader_id = leader_id
+    channel.on_controller_moved()
 
 
 def test_a_call_to_a_frozen_controller_moves_to_the_new_leader_at_once():
     async def scenario():
-        runtime, called = runtime_with_fake_network({2: float("inf"), 3: 0.01})
-        call = asyncio.create_task(runtime.call_controller("heartbeat", {}, timeout_ms=10_000))
+        channel, called = channel_with_fake_network({2: float("inf"), 3: 0.01})
+        call = asyncio.create_task(channel.broker_heartbeat(HEARTBEAT, timeout_ms=10_000))
         await asyncio.sleep(0.1)
         started = asyncio.get_running_loop().time()
-        move_leader(runtime, 3)
+        move_leader(channel, 3)
         reply = await call
         return reply, called, asyncio.get_running_loop().time() - started
 
@@ -62,10 +62,10 @@ def test_a_call_to_a_frozen_controller_moves_to_the_new_leader_at_once():
 
 def test_an_abandoned_call_raises_controller_moved_not_an_asyncio_state_error():
     async def scenario():
-        runtime, _called = runtime_with_fake_network({2: float("inf")})
-        call = asyncio.create_task(runtime._call_until_controller_moves(2, "heartbeat", {}, 10.0))
+        channel, _called = channel_with_fake_network({2: float("inf")})
+        call = asyncio.create_task(channel._call_until_controller_moves(2, "broker_heartbeat", HEARTBEAT, 10.0))
         await asyncio.sleep(0.05)
-        move_leader(runtime, None)
+        move_leader(channel, None)
         with pytest.raises(ControllerMovedError):
             await call
 
@@ -74,11 +74,11 @@ def test_an_abandoned_call_raises_controller_moved_not_an_asyncio_state_error():
 
 def test_an_attempt_timeout_bounds_each_call_to_an_unresponsive_controller():
     async def scenario():
-        runtime, called = runtime_with_fake_network({2: float("inf")})
+        channel, called = channel_with_fake_network({2: float("inf")})
         with pytest.raises(Exception) as raised:
-            await runtime.call_controller("heartbeat", {}, timeout_ms=700, attempt_timeout_ms=200)
+            await channel.broker_heartbeat(HEARTBEAT, timeout_ms=700, attempt_timeout_ms=200)
         return called, raised.value
 
     called, error = asyncio.run(scenario())
     assert len(called) >= 3, f"only {len(called)} attempts in 0.7 s with 0.2 s attempts"
-    assert "no active controller answered heartbeat" in str(error)
+    assert "no active controller answered broker_heartbeat" in str(error)

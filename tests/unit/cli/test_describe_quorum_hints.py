@@ -11,10 +11,12 @@ import pytest
 import cluster.transport.controller_grpc as controller_grpc
 from cluster.core.errors import ErrorCode
 from cluster.local_cluster import describe_quorum
+from cluster.raft import QuorumInfo
 from cluster.transport.controller_grpc import ControllerReply
 
 VOTERS = "1@h:1,2@h:2,3@h:3"
 QUORUM = {"leader_id": 3, "leader_epoch": 4, "high_watermark": 9, "voters": [], "observers": []}
+QUORUM_INFO = QuorumInfo(3, 4, 9, (), ())   # what the active controller answers; describe_quorum prints QUORUM
 
 
 class _Channel:
@@ -36,7 +38,7 @@ def _fake_voters(monkeypatch, answer) -> list[str]:
         def __init__(self, channel: _Channel) -> None:
             self.address = channel.address
 
-        async def call(self, op, args, *, cluster_id, source_id, timeout_s):
+        async def call(self, method, request, *, cluster_id, source_id, timeout_s):
             asked.append(self.address)
             reply = answer(self.address, len(asked))
             if isinstance(reply, Exception):
@@ -57,7 +59,7 @@ def _unavailable() -> grpc.aio.AioRpcError:
 
 
 def test_the_leader_a_follower_names_is_asked_next(monkeypatch):
-    replies = {"h:1": _not_controller(3), "h:2": _unavailable(), "h:3": ControllerReply(0, result=QUORUM)}
+    replies = {"h:1": _not_controller(3), "h:2": _unavailable(), "h:3": ControllerReply(0, result=QUORUM_INFO)}
     asked = _fake_voters(monkeypatch, lambda address, _n: replies[address])
     assert asyncio.run(describe_quorum(VOTERS, 2.0)) == QUORUM
     assert asked == ["h:1", "h:3"]
@@ -69,7 +71,7 @@ def test_keeps_asking_while_the_followers_still_name_a_dead_leader(monkeypatch):
             return _unavailable()   # the old leader, killed
         if calls < 8:
             return _not_controller(2)
-        return ControllerReply(0, result=QUORUM) if address == "h:3" else _not_controller(3)
+        return ControllerReply(0, result=QUORUM_INFO) if address == "h:3" else _not_controller(3)
 
     asked = _fake_voters(monkeypatch, answer)
     assert asyncio.run(describe_quorum(VOTERS, 5.0)) == QUORUM
