@@ -3,7 +3,9 @@
 ``records`` frames metadata records as Kafka's ApiMessageAndVersion; ``image``/``delta`` turn
 committed records into immutable ``MetadataImage``s (and tell a broker what it now leads or
 follows); ``controller`` decides changes as ``ControllerResult(records, response)`` and learns them
-only by replaying records; ``placement`` spreads new replicas over brokers and racks; ``snapshot``
+only by replaying records (``QuorumController`` composes the control managers ``cluster_control``,
+``replication_control``, ``configuration_control`` and ``producer_id_control``); ``controller_api`` holds the typed
+requests and results of the controller service; ``placement`` spreads new replicas over brokers and racks; ``snapshot``
 writes an image as the records that rebuild it (the metadata log's snapshots).  This package imports only ``cluster.core`` and ``cluster.wire``
 (and the crc32c extension): no I/O, clocks or global randomness.
 """
