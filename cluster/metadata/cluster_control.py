@@ -18,7 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cluster.core.errors import ErrorCode, invariant
-from cluster.metadata.controller_config import STALL_FRACTION_OF_SESSION, ControllerConfig, ControllerResult
+from cluster.metadata.controller_config import (
+    STALL_FRACTION_OF_SESSION,
+    ControllerConfig,
+    ControllerResult,
+    ControlManager,
+)
 from cluster.metadata.image import BrokerEndpoint, BrokerRegistration, MetadataImage
 from cluster.metadata.replication_control import ReplicationControlManager
 from cluster.wire.metadata_records import (
@@ -42,21 +47,16 @@ class HeartbeatResult:
     should_shutdown: bool = False
 
 
-class ClusterControlManager:
+class ClusterControlManager(ControlManager):
     """Broker decisions from the image that ``image()`` returns, and the soft session state."""
 
     def __init__(self, config: ControllerConfig, image: Callable[[], MetadataImage],
                  replication: ReplicationControlManager) -> None:
         self.config = config
-        self._image = image
+        super().__init__(image)
         self._replication = replication
         self._last_contact_ms: dict[int, int] = {}  # soft session state: broker id -> last heartbeat
         self._last_tick_ms: int | None = None      # when ``tick`` last ran (see ran_without_a_stall)
-
-    @property
-    def image(self) -> MetadataImage:
-        """The image decisions start from: the controller's (committed, plus what it just decided)."""
-        return self._image()
 
     def register_broker(self, broker_id: int, incarnation_id: uuid.UUID, endpoints: Sequence[BrokerEndpoint],
                         rack: str | None, now_ms: int, broker_epoch: int) -> ControllerResult:

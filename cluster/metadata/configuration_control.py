@@ -6,25 +6,17 @@ written as ConfigRecords; the topics' own configs at creation are written by the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from cluster.core.errors import ErrorCode
-from cluster.metadata.controller_config import ControllerResult
-from cluster.metadata.image import BROKER_RESOURCE, TOPIC_RESOURCE, MetadataImage
+from cluster.metadata.controller_config import ControllerResult, ControlManager
+from cluster.metadata.image import BROKER_RESOURCE, TOPIC_RESOURCE
 from cluster.wire.metadata_records import config_record
 
 __all__ = ["ConfigurationControlManager"]
 
 
-class ConfigurationControlManager:
-    def __init__(self, image: Callable[[], MetadataImage]) -> None:
-        self._image = image
-
-    @property
-    def image(self) -> MetadataImage:
-        """The image decisions start from: the controller's (committed, plus what it just decided)."""
-        return self._image()
-
+class ConfigurationControlManager(ControlManager):
     def alter_configs(self, changes: Sequence[tuple[int, str, str, str | None]]) -> ControllerResult:
         """IncrementalAlterConfigs SET/DELETE: (resource_type, resource_name, name, value or None).
 

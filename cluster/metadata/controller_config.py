@@ -8,9 +8,12 @@ importing the controller that composes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ControllerConfig", "ControllerResult", "STALL_FRACTION_OF_SESSION"]
+from cluster.metadata.image import MetadataImage
+
+__all__ = ["ControlManager", "ControllerConfig", "ControllerResult", "STALL_FRACTION_OF_SESSION"]
 
 # A gap between two ticks longer than this fraction of a session is a stall of the controller itself (see tick).
 STALL_FRACTION_OF_SESSION = 3
@@ -31,3 +34,16 @@ class ControllerResult:
 
     records: tuple = ()
     response: object = None
+
+
+class ControlManager:
+    """A control manager decides from the image the controller holds now (``image()``), which it never keeps:
+    the controller replaces its image after every replayed batch."""
+
+    def __init__(self, image: Callable[[], MetadataImage]) -> None:
+        self._image = image
+
+    @property
+    def image(self) -> MetadataImage:
+        """The image decisions start from: the controller's (committed, plus what it just decided)."""
+        return self._image()

@@ -6,11 +6,8 @@ starts where the image's ``ProducerIdsRecord`` says, so no id is handed out twic
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cluster.core.errors import ErrorCode
-from cluster.metadata.controller_config import ControllerResult
-from cluster.metadata.image import MetadataImage
+from cluster.metadata.controller_config import ControllerResult, ControlManager
 from cluster.wire.metadata_records import producer_ids_record
 
 __all__ = ["PRODUCER_ID_BLOCK_SIZE", "ProducerIdControlManager"]
@@ -18,15 +15,7 @@ __all__ = ["PRODUCER_ID_BLOCK_SIZE", "ProducerIdControlManager"]
 PRODUCER_ID_BLOCK_SIZE = 1000  # ids handed out per AllocateProducerIds
 
 
-class ProducerIdControlManager:
-    def __init__(self, image: Callable[[], MetadataImage]) -> None:
-        self._image = image
-
-    @property
-    def image(self) -> MetadataImage:
-        """The image decisions start from: the controller's (committed, plus what it just decided)."""
-        return self._image()
-
+class ProducerIdControlManager(ControlManager):
     def allocate_producer_ids(self, broker_id: int, broker_epoch: int) -> ControllerResult:
         """AllocateProducerIds: response (error_code, producer_id_start, producer_id_len)."""
         registration = self.image.cluster.broker(broker_id)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.core.names import INTERNAL_TOPICS, validate_topic_name
-from cluster.metadata.controller_config import ControllerConfig, ControllerResult
+from cluster.metadata.controller_config import ControllerConfig, ControllerResult, ControlManager
 from cluster.metadata.delta import NO_LEADER_CHANGE, merge_partition_change
 from cluster.metadata.image import (
     NO_LEADER,
@@ -109,18 +109,13 @@ class AlterPartitionResult:
     isr: tuple[int, ...] = ()
 
 
-class ReplicationControlManager:
+class ReplicationControlManager(ControlManager):
     """Partition decisions from the image that ``image()`` returns (see the module docstring)."""
 
     def __init__(self, config: ControllerConfig, rng: random.Random, image: Callable[[], MetadataImage]) -> None:
         self.config = config
         self._rng = rng   # only for topic ids (see QuorumController)
-        self._image = image
-
-    @property
-    def image(self) -> MetadataImage:
-        """The image decisions start from: the controller's (committed, plus what it just decided)."""
-        return self._image()
+        super().__init__(image)
 
     # ---- leader election -------------------------------------------------------------------
 
