@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from cluster.broker.controller_channel import ControllerChannel
+from cluster.broker.controller_server import old_failover_bug
 from cluster.broker.waits import wait_event
 from cluster.core.clock import monotonic_ms
 from cluster.core.errors import ErrorCode, KafkaError
@@ -46,8 +47,7 @@ class BrokerLifecycleManager:
         # One heartbeat attempt may take a third of a session: a controller that does not answer by then is
         # given up for the next quorum leader well before the session runs out.
         self.heartbeat_attempt_timeout_ms = max(config.get("broker.session.timeout.ms") // 3, 1)
-        # The deliberate bug of kraftpy.test.broken=short_session_on_new_controller (see ControllerChannel).
-        self._waits_on_a_moved_controller = "short_session_on_new_controller" in config.get("kraftpy.test.broken")
+        self._waits_on_a_moved_controller = old_failover_bug(config)   # the deliberate bug: see its docstring
 
     async def run(self) -> None:
         """Registers, then heartbeats, for as long as the broker runs (registers again when fenced out)."""

@@ -29,7 +29,7 @@ import grpc
 
 from cluster.broker.broker_lifecycle import CONTROLLED_SHUTDOWN_TIMEOUT_MS, BrokerLifecycleManager
 from cluster.broker.controller_channel import ControllerChannel
-from cluster.broker.controller_server import CONTROLLER_CALL_TIMEOUT_MS, ControllerServer
+from cluster.broker.controller_server import CONTROLLER_CALL_TIMEOUT_MS, ControllerServer, old_failover_bug
 from cluster.broker.metadata_publisher import MetadataPublisher
 from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
 from cluster.broker.raft_driver import RaftDriver, parse_voters
@@ -143,13 +143,14 @@ class ClusterRuntime:
         # Test-only link cutter (kraftpy.test.fault.file); drops nothing unless the key names a file.
         self.fault = FaultFilter(config.get("kraftpy.test.fault.file"))
         self.controller_server = ControllerServer(config, self.cluster_id, self.fault, random.SystemRandom(),
-                                                  self._wait_applied)
+                                                  lambda end_offset, timeout_s: self.metadata.wait_applied(
+                                                      end_offset, timeout_s))
         self.controller = self.controller_server.controller   # QuorumController: decides from our image
         self.metadata = MetadataPublisher(self.node_id, broker, self.controller, self.store)
         self.controller_channel = ControllerChannel(
             self.node_id, self.voters, self.cluster_id, self.controller_server,
             lambda: self.driver.leader_id if self.driver else None, self.fault,
-            waits_on_a_moved_controller="short_session_on_new_controller" in config.get("kraftpy.test.broken"))
+            waits_on_a_moved_controller=old_failover_bug(config))
         self.lifecycle = BrokerLifecycleManager(self.node_id, config, self.controller_channel, self._endpoints,
                                                 lambda: self.metadata.applied_hw - 1)
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
@@ -173,9 +174,6 @@ class ClusterRuntime:
     @property
     def fenced(self) -> bool:
         return self.lifecycle.fenced
-
-    async def _wait_applied(self, end_offset: int, timeout_s: float) -> None:
-        await self.metadata.wait_applied(end_offset, timeout_s)
 
     async def _wait_until(self, predicate, deadline_ms: float) -> bool:
         """Waits until ``predicate()`` holds (True) or the monotonic ``deadline_ms`` passes (False)."""

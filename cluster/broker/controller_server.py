@@ -61,6 +61,13 @@ log = logging.getLogger("cluster.broker.controller")
 CONTROLLER_CALL_TIMEOUT_MS = 10_000
 
 
+def old_failover_bug(config) -> bool:
+    """The deliberate bug the fault harnesses must catch (``kraftpy.test.broken=short_session_on_new_controller``):
+    the whole failover of before issue 16, half a session on a new controller (here) and brokers that wait on a
+    frozen controller until their call's deadline (ControllerChannel, BrokerLifecycleManager)."""
+    return "short_session_on_new_controller" in config.get("kraftpy.test.broken")
+
+
 class NotControllerError(KafkaError):
     def __init__(self, leader_id: int | None) -> None:
         super().__init__(ErrorCode.NOT_CONTROLLER, f"not the active controller (leader {leader_id})")
@@ -91,9 +98,7 @@ class ControllerServer:
         self._wait_applied = wait_applied
         self._lock = asyncio.Lock()
         self._leader_start_offset = 0
-        # A deliberate bug for the fault harnesses (kraftpy.test.broken=short_session_on_new_controller): half a
-        # session on a new controller (see on_became_leader).
-        self._short_session_on_new_controller = "short_session_on_new_controller" in config.get("kraftpy.test.broken")
+        self._short_session_on_new_controller = old_failover_bug(config)   # see on_became_leader
 
     # -- leadership ----------------------------------------------------------------------------------------------
     def is_active_controller(self) -> bool:
