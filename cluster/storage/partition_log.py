@@ -40,6 +40,7 @@ from cluster.core.errors import (
     invariant,
 )
 from cluster.storage.cleaner import (
+    CleaningPlan,
     CleanTask,
     complete_cleaning,
     finish_interrupted_cleaning,
@@ -791,7 +792,7 @@ class PartitionLog:
         self._check_open()
         if offset >= self.log_end_offset:
             return
-        self._void_flush_tickets()
+        self.void_flush_tickets()
         if offset < self.log_start_offset:
             self._truncate_fully_and_start_at(offset)
             return
@@ -820,10 +821,10 @@ class PartitionLog:
         """Empties the log and restarts it at ``offset`` (a follower whose leader deleted, by retention, every
         offset beyond our log end: nothing we hold is still on the leader).  Fsynced before returning."""
         self._check_open()
-        self._void_flush_tickets()
+        self.void_flush_tickets()
         self._truncate_fully_and_start_at(offset)
 
-    def _void_flush_tickets(self) -> None:
+    def void_flush_tickets(self) -> None:
         """Before files are truncated or replaced: tickets prepared earlier must neither write
         their captured index entries nor publish their target (see FlushTicket)."""
         with self._checkpoint_lock:
@@ -899,6 +900,48 @@ class PartitionLog:
     def complete_cleaning(self, task: CleanTask) -> int:
         """Loop thread: swaps the cleaned segments in; returns how many were swapped."""
         return complete_cleaning(self, task)
+
+    # The cleaner's side of a pass, so that it never touches the log's own state: it asks for a plan,
+    # and the log applies the result.
+    def cleaning_plan(self, high_watermark: int | None = None) -> CleaningPlan | None:
+        """The rolled segments a pass may rewrite: wholly below the recovery point and the high
+        watermark (only durable data), with the generation the swap must find unchanged.  None if
+        the log is closed or not compacted."""
+        if self._closed or not self.config.compact:
+            return None
+        limit = self.recovery_point if high_watermark is None else min(self.recovery_point, high_watermark)
+        segments: list[LogSegment] = []
+        for segment in self._segments[:-1]:
+            if segment.next_offset > limit:
+                break
+            segments.append(segment)
+        end_offsets = tuple(self._segments[i + 1].base_offset for i in range(len(segments)))
+        return CleaningPlan(self._fs, self.dir_path, self.config, self._generation, tuple(segments), end_offsets,
+                            self.cleaner_first_dirty_offset, self.cleaner_delete_horizon_ms)
+
+    def unchanged_segments(self, generation: int, captured: list[tuple[LogSegment, int]]) -> list[LogSegment]:
+        """Of the (segment, size) pairs a pass captured, those still rolled segments of this log at
+        that size; none once the generation moved on (truncation, close) since the plan."""
+        if generation != self._generation or self._closed:
+            return []
+        rolled = {id(segment) for segment in self._segments[:-1]}
+        return [segment for segment, size in captured if id(segment) in rolled and segment.size == size]
+
+    def swap_segment(self, old: LogSegment, replacement: LogSegment) -> None:
+        """Puts a cleaned copy (same base offset, its files already moved into place) where ``old``
+        was, and closes ``old``.  Call ``void_flush_tickets`` before the files move."""
+        index = self._segments.index(old)
+        old.close()
+        self._make_evictable(replacement)
+        self._fd_cache.release(replacement)
+        self._segments[index] = replacement
+        self._size_in_bytes += replacement.size - old.size
+
+    def record_cleaning(self, end_offset: int, next_delete_horizon_ms: int | None) -> None:
+        """A pass cleaned everything below ``end_offset``; the next is due by the dirty ratio or at
+        ``next_delete_horizon_ms`` (tombstones to drop)."""
+        self.cleaner_first_dirty_offset = max(self.cleaner_first_dirty_offset, end_offset)
+        self.cleaner_delete_horizon_ms = next_delete_horizon_ms
 
     def _delete_first_segments(self, count: int) -> None:
         doomed = self._segments[:count]
