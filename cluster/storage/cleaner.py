@@ -8,15 +8,16 @@ appear and idempotent producer state can still be rebuilt from the headers).
 
 The work is split the way the broker runs it, so produce and fetch never wait for it:
 
-* ``prepare_cleaning`` (event-loop thread) picks the cleanable segments -- below the active
-  segment, below the recovery point and high watermark (only durable data), older than
-  ``min.compaction.lag.ms`` -- decides whether the dirty ratio warrants a pass, and duplicates
+* ``prepare_cleaning`` (event-loop thread) asks the log for its plan (``PartitionLog.cleaning_plan``:
+  the rolled segments below the recovery point and high watermark, only durable data, and the log's
+  generation), picks those older than ``min.compaction.lag.ms``, decides whether the dirty ratio warrants a pass, and duplicates
   their descriptors;
 * ``CleanTask.run`` (worker thread) reads those descriptors, builds the key -> latest offset map,
   writes each cleaned segment with its indexes into the staging directory ``cleaner.cleaned``
   and fsyncs everything;
 * ``complete_cleaning`` (loop thread) renames the staging directory to ``cleaner.swap`` (the
-  commit point), moves the files over the old ones and swaps the segment objects.  A read that
+  commit point), moves the files over the old ones and has the log swap the segment objects
+  (``PartitionLog.swap_segment``), provided its generation is still the plan's.  A read that
   already resolved a segment finished on the old file; every later read uses the new one.
 
 After a crash ``finish_interrupted_cleaning`` deletes an uncommitted ``cleaner.cleaned`` and
