@@ -10,8 +10,8 @@ The work is split the way the broker runs it, so produce and fetch never wait fo
 
 * ``prepare_cleaning`` (event-loop thread) asks the log for its plan (``PartitionLog.cleaning_plan``:
   the rolled segments below the recovery point and high watermark, only durable data, and the log's
-  generation), picks those older than ``min.compaction.lag.ms``, decides whether the dirty ratio warrants a pass, and duplicates
-  their descriptors;
+  generation), picks those older than ``min.compaction.lag.ms``, decides whether the dirty ratio
+  warrants a pass, and duplicates their descriptors;
 * ``CleanTask.run`` (worker thread) reads those descriptors, builds the key -> latest offset map,
   writes each cleaned segment with its indexes into the staging directory ``cleaner.cleaned``
   and fsyncs everything;
