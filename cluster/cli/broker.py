@@ -70,6 +70,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 
+# -- local-cluster -----------------------------------------------------------------------------------
 DEFAULT_BASE_PORT = 19092
 CONTROLLER_PORT_OFFSET = 100
 
