@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster.broker.cluster_mode import write_meta_properties
-from cluster.local_cluster import describe_quorum
+from cluster.cli.quorum import describe_quorum
 from cluster.metadata.controller_api import DescribeQuorumRequest
 from cluster.transport.controller_grpc import ControllerClient
 
