@@ -70,22 +70,10 @@ HANDLERS: dict[int, Callable] = {
 assert set(HANDLERS) == set(SUPPORTED_VERSIONS), "every advertised API has a handler"
 
 
-def cluster_mode_handlers() -> dict[int, Callable]:
-    """HANDLERS with the APIs that need the metadata image or the active controller swapped for theirs."""
-    from cluster.broker.handlers import cluster_handlers
-    return {**HANDLERS,
-            api_versions.API_METADATA: cluster_handlers.handle_metadata,
-            api_versions.API_CREATE_TOPICS: cluster_handlers.handle_create_topics,
-            api_versions.API_DELETE_TOPICS: cluster_handlers.handle_delete_topics,
-            api_versions.API_CREATE_PARTITIONS: cluster_handlers.handle_create_partitions,
-            api_versions.API_INIT_PRODUCER_ID: cluster_handlers.handle_init_producer_id,
-            api_versions.API_FIND_COORDINATOR: cluster_handlers.handle_find_coordinator}
-
-
 class RequestRouter:
     def __init__(self, broker) -> None:
         self._broker = broker
-        self._handlers = cluster_mode_handlers() if getattr(broker, "cluster", None) is not None else HANDLERS
+        self._handlers = HANDLERS
 
     def dispatch(self, frame: bytes, connection: KafkaConnection):
         try:

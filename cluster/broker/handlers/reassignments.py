@@ -2,9 +2,8 @@
 
 Why it exists: these admin APIs change or read replica placement and leadership, which only the active
 controller decides, so every handler here forwards to it through ``broker.cluster.call_controller`` and maps
-the per-partition results back onto Kafka's response shapes.  A single-node broker (no cluster) has one replica
-per partition on itself: it answers as Kafka would for such a cluster (nothing to move, no election needed,
-any other broker id is not registered) without a controller.
+the per-partition results back onto Kafka's response shapes (a single node is a one-voter quorum: its own
+controller answers).
 
 Kafka's semantics kept here: a null replica list cancels a reassignment (NO_REASSIGNMENT_IN_PROGRESS when
 there is none); a null topic list means "all" for List and ElectLeaders, and ElectLeaders then reports only
@@ -12,9 +11,6 @@ the partitions whose leader it moved.  ElectLeaders v0 has no election type (pre
 """
 
 from __future__ import annotations
-
-import asyncio
-import time
 
 from cluster.broker.handlers.context import RequestContext
 from cluster.core.errors import ErrorCode, KafkaError
@@ -46,16 +42,12 @@ def _group_by_topic(results) -> dict[str, list]:
 async def handle_alter_partition_reassignments(context: RequestContext, request) -> aprr.AlterPartitionReassignmentsResponse:
     wanted = [[t.name, p.partition_index, None if p.replicas is None else list(p.replicas)]
               for t in request.topics for p in t.partitions]
-    cluster = getattr(context.broker, "cluster", None)
-    if cluster is None:
-        results = [[t, p, *_single_node_reassignment(context, t, p, r)] for t, p, r in wanted]
-    else:
-        try:
-            results = await cluster.call_controller("alter_reassignments", {"partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
-        except KafkaError as exc:
-            return aprr.AlterPartitionReassignmentsResponse(error_code=exc.error_code,
-                                                            error_message=exc.message or None, responses=[])
+    try:
+        results = await context.broker.cluster.call_controller("alter_reassignments", {"partitions": wanted},
+                                                               timeout_ms=_timeout_ms(request.timeout_ms))
+    except KafkaError as exc:
+        return aprr.AlterPartitionReassignmentsResponse(error_code=exc.error_code,
+                                                        error_message=exc.message or None, responses=[])
     return aprr.AlterPartitionReassignmentsResponse(
         throttle_time_ms=0, error_code=0, error_message=None,
         responses=[aprr.ReassignableTopicResponse(name=topic, partitions=[
@@ -63,44 +55,19 @@ async def handle_alter_partition_reassignments(context: RequestContext, request)
             for p, code, message in partitions]) for topic, partitions in _group_by_topic(results).items()])
 
 
-def _single_node_partition_exists(context: RequestContext, topic: str, partition: int) -> bool:
-    record = context.broker.replica_manager.store.topics.get(topic)
-    return record is not None and 0 <= partition < record.num_partitions
-
-
-def _single_node_reassignment(context: RequestContext, topic: str, partition: int,
-                              replicas: list[int] | None) -> tuple[int, str | None]:
-    node_id = context.broker.config.node_id
-    if not _single_node_partition_exists(context, topic, partition):
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {topic}-{partition}."
-    if replicas is None:
-        return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, f"No ongoing reassignment for partition {topic}-{partition}."
-    if replicas == [node_id]:
-        return ErrorCode.NONE, None
-    unknown = next((b for b in replicas if b != node_id), None)
-    if unknown is None or len(replicas) != len(set(replicas)):
-        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "the replicas must be distinct registered brokers"
-    return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            f"The manual partition assignment includes broker {unknown}, but no such broker is registered.")
-
-
 # ---- ListPartitionReassignments ------------------------------------------------------------------------------------
 
 
 async def handle_list_partition_reassignments(context: RequestContext, request) -> lprr.ListPartitionReassignmentsResponse:
-    cluster = getattr(context.broker, "cluster", None)
-    if cluster is None:
-        ongoing = []  # one replica per partition: nothing can be moving
-    else:
-        wanted = None
-        if request.topics is not None:
-            wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
-        try:
-            ongoing = await cluster.call_controller("list_reassignments", {"partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
-        except KafkaError as exc:
-            return lprr.ListPartitionReassignmentsResponse(error_code=exc.error_code,
-                                                           error_message=exc.message or None, topics=[])
+    wanted = None
+    if request.topics is not None:
+        wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
+    try:
+        ongoing = await context.broker.cluster.call_controller("list_reassignments", {"partitions": wanted},
+                                                               timeout_ms=_timeout_ms(request.timeout_ms))
+    except KafkaError as exc:
+        return lprr.ListPartitionReassignmentsResponse(error_code=exc.error_code,
+                                                       error_message=exc.message or None, topics=[])
     return lprr.ListPartitionReassignmentsResponse(
         throttle_time_ms=0, error_code=0, error_message=None,
         topics=[lprr.OngoingTopicReassignment(name=topic, partitions=[
@@ -117,12 +84,10 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
     wanted = None
     if request.topic_partitions is not None:
         wanted = [[t.topic, p] for t in request.topic_partitions for p in t.partitions]
-    cluster = getattr(context.broker, "cluster", None)
+    cluster = context.broker.cluster
     if election_type not in (ELECTION_PREFERRED, ELECTION_UNCLEAN):
         results = [[t, p, ErrorCode.INVALID_REQUEST, f"unknown election type {election_type}"]
                    for t, p in (wanted or [])]
-    elif cluster is None:
-        results = [[t, p, *_single_node_election(context, t, p)] for t, p in (wanted or [])]
     else:
         try:
             results = await cluster.call_controller("elect_leaders",
@@ -141,12 +106,6 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
             for p, code, message in partitions]) for topic, partitions in _group_by_topic(results).items()])
 
 
-def _single_node_election(context: RequestContext, topic: str, partition: int) -> tuple[int, str | None]:
-    if not _single_node_partition_exists(context, topic, partition):
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {topic}-{partition}."
-    return ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."
-
-
 async def _until_leaders_visible(cluster, partitions: list[tuple[str, int]]) -> None:
     """A client that reads metadata right after ElectLeaders should see the leaders it asked for."""
     def visible() -> bool:
@@ -157,6 +116,5 @@ async def _until_leaders_visible(cluster, partitions: list[tuple[str, int]]) -> 
                 return False
         return True
 
-    deadline = time.monotonic() + LEADER_VISIBLE_TIMEOUT_S
-    while partitions and not visible() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    if partitions:
+        await cluster.wait_for_metadata(visible, LEADER_VISIBLE_TIMEOUT_S)
