@@ -24,13 +24,14 @@ import asyncio
 import logging
 import os
 import signal
-import time
 
 from cluster.broker.cluster_mode import ClusterRuntime
 from cluster.broker.flusher import GroupCommitFlusher
 from cluster.broker.group_coordinator import GroupCoordinatorRuntime
+from cluster.broker.handlers.context import BrokerServices
 from cluster.broker.legacy_metadata import LegacyMetadataError, convert_legacy_metadata
 from cluster.broker.replica_manager import ReplicaManager, now_ms
+from cluster.broker.request_metrics import BrokerRequestMetrics
 from cluster.broker.router import RequestRouter
 from cluster.config import BrokerConfig, parse_metrics_listener
 from cluster.core.errors import KafkaError
@@ -58,10 +59,8 @@ class Broker:
         self._stopped = asyncio.Event()
         self._signals = 0
         self.bound_ports: list[int] = []
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.requests_by_api: dict[str, int] = {}
         self.metrics = BrokerMetrics(self._metrics_snapshot, lambda: raft_snapshot_of(self.cluster))
+        self.request_metrics = BrokerRequestMetrics(self.metrics)
         # Every job of the flusher's thread is one fsync round (a hook in flusher.py would be cleaner).
         self.flusher.on_round = self.metrics.on_flush
         self.metrics_server: MetricsHttpServer | None = None
@@ -69,32 +68,11 @@ class Broker:
         # This node's metadata quorum member (a one-voter quorum without controller.quorum.voters).
         self.cluster = ClusterRuntime(self)
 
-    @staticmethod
-    def now_ms() -> int:
-        return now_ms()
-
     # what handlers ask of the broker ----------------------------------------------------------------
     def live_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:
         """(node_id, host, port, rack) of every live broker, each at its endpoint for ``listener_name``
         (the listener the asking client connected to; None: each one's first endpoint)."""
         return self.cluster.live_brokers(listener_name)
-
-    def metrics_on_request(self, api_name: str) -> float:
-        """Counts the request; returns its start time for ``metrics_on_response``."""
-        self.requests_by_api[api_name] = self.requests_by_api.get(api_name, 0) + 1
-        self.metrics.on_request(api_name)
-        return time.perf_counter()
-
-    def metrics_on_response(self, api_name: str, started: float, response) -> None:
-        self.metrics.on_response(api_name, started, response)
-
-    def metrics_on_produce(self, topic: str, batches) -> None:
-        self.bytes_in += len(batches)
-        self.metrics.on_produce(topic, batches)
-
-    def metrics_on_fetch(self, topic: str, size_bytes: int) -> None:
-        self.bytes_out += size_bytes
-        self.metrics.on_fetch(topic, size_bytes)
 
     def metrics_on_rebalance(self) -> None:
         self.metrics.on_rebalance()
@@ -163,8 +141,15 @@ class Broker:
         log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
                  cluster.cluster_id, self.config.log_dir)
 
+    def _services(self) -> BrokerServices:
+        """The collaborators the request handlers get (built once, after the quorum member, the replica manager
+        and the group coordinator exist)."""
+        return BrokerServices(config=self.config, replicas=self.replica_manager, metadata=self.cluster,
+                              controller=self.cluster, groups=self.group_coordinator, metrics=self.request_metrics,
+                              now_ms=now_ms)
+
     async def _bind_listeners(self, *, start_serving: bool) -> None:
-        router = RequestRouter(self)
+        router = RequestRouter(self._services())
         max_request_bytes = self.config.get("socket.request.max.bytes")
         for name, host, port in self.config.listeners:
             server, connections = await start_kafka_server(router, host, port, max_request_bytes,

@@ -28,7 +28,7 @@ from cluster.broker.handlers import (
     reassignments,
 )
 from cluster.broker.handlers.api_versions import SUPPORTED_VERSIONS
-from cluster.broker.handlers.context import RequestContext
+from cluster.broker.handlers.context import BrokerServices, RequestContext
 from cluster.core.errors import ProtocolDecodeError
 from cluster.transport.kafka_server import CloseConnection, KafkaConnection
 from cluster.wire.headers import (
@@ -71,8 +71,9 @@ assert set(HANDLERS) == set(SUPPORTED_VERSIONS), "every advertised API has a han
 
 
 class RequestRouter:
-    def __init__(self, broker) -> None:
-        self._broker = broker
+    def __init__(self, services: BrokerServices) -> None:
+        self._services = services
+        self._metrics = services.metrics
         self._handlers = HANDLERS
 
     def dispatch(self, frame: bytes, connection: KafkaConnection):
@@ -92,15 +93,15 @@ class RequestRouter:
             request, end = spec.request_module.decode(frame, body_pos, header.api_version)
         except ProtocolDecodeError as exc:
             raise CloseConnection(f"malformed {spec.name} v{header.api_version} request: {exc}") from None
-        context = RequestContext(self._broker, header.api_version, header.correlation_id, header.client_id,
+        context = RequestContext(self._services, header.api_version, header.correlation_id, header.client_id,
                                  connection.peer, getattr(connection, "listener_name", None))
-        started = self._broker.metrics_on_request(spec.name)
+        started = self._metrics.on_request(spec.name)
         result = self._handlers[header.api_key](context, request)
         header_version = response_header_version(header.api_key, header.api_version)
         if inspect.isawaitable(result):
             return self._finish(result, spec.response_module, header.api_version, header.correlation_id,
                                 header_version, spec.name, started)
-        self._broker.metrics_on_response(spec.name, started, result)
+        self._metrics.on_response(spec.name, started, result)
         if result is None:
             return None
         return self._encode(spec.response_module, result, header.api_version, header.correlation_id,
@@ -109,7 +110,7 @@ class RequestRouter:
     async def _finish(self, awaitable, response_module, api_version, correlation_id, header_version, api_name,
                       started):
         result = await awaitable
-        self._broker.metrics_on_response(api_name, started, result)
+        self._metrics.on_response(api_name, started, result)
         if result is None:
             return None
         return self._encode(response_module, result, api_version, correlation_id, header_version)

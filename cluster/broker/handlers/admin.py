@@ -37,7 +37,7 @@ VISIBLE_TIMEOUT_S = 2.0   # a change the controller committed shows in this brok
 
 
 async def handle_create_topics(context: RequestContext, request) -> ctr.CreateTopicsResponse:
-    cluster = context.broker.cluster
+    controller, metadata = context.services.controller, context.services.metadata
     early: dict[str, ctr.CreatableTopicResult] = {}
     forward = []
     for topic in request.topics:
@@ -55,16 +55,16 @@ async def handle_create_topics(context: RequestContext, request) -> ctr.CreateTo
     by_name: dict[str, ctr.CreatableTopicResult] = dict(early)
     if forward:
         try:
-            replies = await cluster.call_controller("create_topics", {"topics": forward,
-                                                                      "validate_only": request.validate_only},
-                                                    timeout_ms=controller_timeout_ms(request.timeout_ms))
+            replies = await controller.call_controller("create_topics", {"topics": forward,
+                                                                         "validate_only": request.validate_only},
+                                                       timeout_ms=controller_timeout_ms(request.timeout_ms))
         except KafkaError as exc:
             replies = [{"name": t["name"], "error_code": int(exc.error_code), "error_message": exc.message}
                        for t in forward]
         created = [r["name"] for r in replies if r["error_code"] == 0]
         if not request.validate_only:
-            await cluster.wait_for_metadata(
-                lambda: all(cluster.image.topics.get_topic(n) is not None for n in created), VISIBLE_TIMEOUT_S)
+            await metadata.wait_for_metadata(
+                lambda: all(metadata.image.topics.get_topic(n) is not None for n in created), VISIBLE_TIMEOUT_S)
         for reply in replies:
             result = ctr.CreatableTopicResult(name=reply["name"], error_code=reply["error_code"],
                                               error_message=reply.get("error_message"))
@@ -81,17 +81,17 @@ async def handle_create_topics(context: RequestContext, request) -> ctr.CreateTo
 
 
 async def handle_delete_topics(context: RequestContext, request) -> dtr.DeleteTopicsResponse:
-    cluster = context.broker.cluster
+    controller, metadata = context.services.controller, context.services.metadata
     names = list(request.topic_names)
-    ids = {name: t.topic_id for name in names if (t := cluster.image.topics.get_topic(name)) is not None}
+    ids = {name: t.topic_id for name in names if (t := metadata.image.topics.get_topic(name)) is not None}
     try:
-        replies = await cluster.call_controller("delete_topics", {"names": names},
-                                                timeout_ms=controller_timeout_ms(request.timeout_ms))
+        replies = await controller.call_controller("delete_topics", {"names": names},
+                                                   timeout_ms=controller_timeout_ms(request.timeout_ms))
     except KafkaError as exc:
         replies = {name: [int(exc.error_code), exc.message] for name in names}
     deleted = [name for name, (code, _m) in replies.items() if code == 0]
-    await cluster.wait_for_metadata(lambda: all(cluster.image.topics.get_topic(n) is None for n in deleted),
-                                    VISIBLE_TIMEOUT_S)
+    await metadata.wait_for_metadata(lambda: all(metadata.image.topics.get_topic(n) is None for n in deleted),
+                                     VISIBLE_TIMEOUT_S)
     results = []
     for name in names:
         code, message = replies.get(name, [int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION), None])
@@ -103,12 +103,12 @@ async def handle_delete_topics(context: RequestContext, request) -> dtr.DeleteTo
 
 
 async def handle_create_partitions(context: RequestContext, request) -> cpr.CreatePartitionsResponse:
-    cluster = context.broker.cluster
+    controller, metadata = context.services.controller, context.services.metadata
     results = []
     for topic in request.topics:
         result = cpr.CreatePartitionsTopicResult(name=topic.name)
         if request.validate_only:
-            current = cluster.image.topics.get_topic(topic.name)
+            current = metadata.image.topics.get_topic(topic.name)
             if current is None:
                 result.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif topic.count <= len(current.partitions):
@@ -117,14 +117,14 @@ async def handle_create_partitions(context: RequestContext, request) -> cpr.Crea
             continue
         assignments = [list(a.broker_ids) for a in topic.assignments] if topic.assignments is not None else None
         try:
-            code, message = await cluster.call_controller(
+            code, message = await controller.call_controller(
                 "create_partitions", {"name": topic.name, "count": topic.count, "assignments": assignments},
                 timeout_ms=controller_timeout_ms(request.timeout_ms))
         except KafkaError as exc:
             code, message = int(exc.error_code), exc.message
         if code == 0:
-            await cluster.wait_for_metadata(lambda name=topic.name, count=topic.count: (
-                (t := cluster.image.topics.get_topic(name)) is not None and len(t.partitions) >= count),
+            await metadata.wait_for_metadata(lambda name=topic.name, count=topic.count: (
+                (t := metadata.image.topics.get_topic(name)) is not None and len(t.partitions) >= count),
                 VISIBLE_TIMEOUT_S)
         result.error_code, result.error_message = code, message
         results.append(result)
@@ -158,20 +158,20 @@ def handle_describe_configs(context: RequestContext, request) -> dcr.DescribeCon
 
 
 def _config_entries(context: RequestContext, resource_type: int, resource_name: str):
-    broker = context.broker
+    replicas, config = context.services.replicas, context.services.config
     if resource_type == RESOURCE_TOPIC:
-        record = broker.replica_manager.store.topics.get(resource_name)
+        record = replicas.store.topics.get(resource_name)
         if record is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{resource_name}' does not exist.")
-        for name, (value, source) in sorted(broker.replica_manager.topic_configs(record).items()):
+        for name, (value, source) in sorted(replicas.topic_configs(record).items()):
             yield name, value, source, TOPIC_CONFIGS[name].definition.config_type, False
         return
     if resource_type == RESOURCE_BROKER:
-        if resource_name not in ("", str(broker.config.node_id)):
-            raise KafkaError(ErrorCode.INVALID_REQUEST, f"this broker is node {broker.config.node_id}")
-        for name, value in sorted(broker.config.items()):
+        if resource_name not in ("", str(config.node_id)):
+            raise KafkaError(ErrorCode.INVALID_REQUEST, f"this broker is node {config.node_id}")
+        for name, value in sorted(config.items()):
             definition = BROKER_CONFIGS.get(name)
-            source = 4 if name in broker.config.explicit_keys else 5
+            source = 4 if name in config.explicit_keys else 5
             config_type = definition.config_type if definition else 2
             yield name, value, source, config_type, definition.read_only if definition else True
         return

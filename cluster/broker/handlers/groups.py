@@ -19,6 +19,7 @@ from typing import Any
 
 from cluster.broker.group_coordinator import OFFSETS_TOPIC, offsets_topic_spec
 from cluster.broker.handlers.context import RequestContext
+from cluster.broker.handlers.topic_creation import create_topics_and_wait
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.groups import coordinator as gc
 from cluster.groups.partitioning import partition_for
@@ -37,12 +38,11 @@ KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
 COORDINATOR_NOT_AVAILABLE_MESSAGE = "The coordinator is not available."
-VISIBLE_TIMEOUT_S = 2.0   # a created offsets topic shows in this broker's image within this
 LOAD_WAIT_S = 0.5         # FindCoordinator waits this long for this broker to finish loading the group's partition
 
 
 def _runtime(context: RequestContext):
-    return context.broker.group_coordinator
+    return context.services.groups
 
 
 def _client_host(context: RequestContext) -> str:
@@ -82,45 +82,34 @@ async def handle_find_coordinator(context: RequestContext, request) -> fcr.FindC
         return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, "Transactions are not supported yet.")
     if key_type != KEY_TYPE_GROUP:
         return _coordinator_response(ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}.")
-    broker = context.broker
-    cluster = broker.cluster
-    topic = cluster.image.topics.get_topic(OFFSETS_TOPIC)
+    services = context.services
+    metadata = services.metadata
+    topic = metadata.image.topics.get_topic(OFFSETS_TOPIC)
     if topic is None:
-        await _create_offsets_topic(broker)
-        topic = cluster.image.topics.get_topic(OFFSETS_TOPIC)
+        await create_topics_and_wait(services, [
+            offsets_topic_spec(services.config, len(metadata.live_brokers()))])
+        topic = metadata.image.topics.get_topic(OFFSETS_TOPIC)
         if topic is None:
             return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, COORDINATOR_NOT_AVAILABLE_MESSAGE)
     registration = topic.partitions.get(partition_for(request.key, len(topic.partitions)))
-    address = (cluster.broker_address(registration.leader, context.listener_name)
+    address = (metadata.broker_address(registration.leader, context.listener_name)
                if registration is not None else None)
-    if address is None or (registration.leader == cluster.node_id
-                           and not await _loaded_here(broker, request.key)):
+    if address is None or (registration.leader == metadata.node_id
+                           and not await _loaded_here(services.groups, request.key)):
         return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, COORDINATOR_NOT_AVAILABLE_MESSAGE)
     return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=0, error_message=None,
                                        node_id=registration.leader, host=address[0], port=address[1])
 
 
-async def _loaded_here(broker, group_id: str) -> bool:
+async def _loaded_here(runtime, group_id: str) -> bool:
     """Whether this broker serves the group's offsets partition, waiting (bounded) for a load under way: a
     single node that just created the topic answers at once instead of sending the client into a retry."""
-    runtime = broker.group_coordinator
     coordinator = runtime.coordinator
 
     def loaded() -> bool:
         return coordinator.num_partitions is not None and coordinator.owns_partition(coordinator.partition_of(group_id))
 
     return loaded() or await runtime.wait_until(loaded, LOAD_WAIT_S)
-
-
-async def _create_offsets_topic(broker) -> None:
-    cluster = broker.cluster
-    try:
-        await cluster.call_controller("create_topics", {
-            "topics": [offsets_topic_spec(broker.config, len(broker.live_brokers()))]})
-    except KafkaError:
-        return
-    await cluster.wait_for_metadata(lambda: cluster.image.topics.get_topic(OFFSETS_TOPIC) is not None,
-                                    VISIBLE_TIMEOUT_S)
 
 
 def _coordinator_response(code: ErrorCode, message: str) -> fcr.FindCoordinatorResponse:
@@ -231,7 +220,7 @@ def handle_leave_group(context: RequestContext, request):
 
 def handle_offset_commit(context: RequestContext, request):
     version = context.api_version
-    topics = context.broker.replica_manager.store.topics
+    topics = context.services.replicas.store.topics
     early: dict[tuple[str, int], ErrorCode] = {}
     offsets = []
     for topic in request.topics:

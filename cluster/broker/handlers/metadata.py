@@ -14,44 +14,44 @@ from __future__ import annotations
 import uuid
 
 from cluster.broker.group_coordinator import OFFSETS_TOPIC, offsets_topic_spec
-from cluster.broker.handlers.context import RequestContext
+from cluster.broker.handlers.context import BrokerServices, RequestContext
+from cluster.broker.handlers.topic_creation import create_topics_and_wait
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.core.names import INTERNAL_TOPICS, validate_topic_name
 from cluster.wire.messages import metadata_response as mr
 
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
-VISIBLE_TIMEOUT_S = 2.0   # a topic created through the controller shows in this broker's image within this
 
 
 async def handle_metadata(context: RequestContext, request) -> mr.MetadataResponse:
-    broker = context.broker
-    cluster = broker.cluster
+    services = context.services
+    metadata = services.metadata
     if request.topics is None or (context.api_version == 0 and not request.topics):
-        wanted = [(name, None) for name in sorted(cluster.image.topics.by_name)]
+        wanted = [(name, None) for name in sorted(metadata.image.topics.by_name)]
     else:
         wanted = [(topic.name, getattr(topic, "topic_id", None)) for topic in request.topics]
     allow_auto_create = request.allow_auto_topic_creation if context.api_version >= 4 else True
-    if allow_auto_create and broker.config.get("auto.create.topics.enable"):
-        await _auto_create(broker, [name for name, _ in wanted if name is not None])
-    live = {node_id for node_id, *_ in broker.live_brokers()}
-    topics = [_describe_topic(cluster, name, topic_id, live) for name, topic_id in wanted]
-    brokers = cluster.metadata_brokers(context.listener_name)
+    if allow_auto_create and services.config.get("auto.create.topics.enable"):
+        await _auto_create(services, [name for name, _ in wanted if name is not None])
+    live = {node_id for node_id, *_ in metadata.live_brokers()}
+    topics = [_describe_topic(metadata.image, name, topic_id, live) for name, topic_id in wanted]
+    brokers = metadata.metadata_brokers(context.listener_name)
     return mr.MetadataResponse(
         throttle_time_ms=0,
         brokers=[mr.MetadataResponseBroker(node_id=node_id, host=host, port=port, rack=rack)
                  for node_id, host, port, rack in brokers],
-        cluster_id=cluster.cluster_id,
-        controller_id=cluster.metadata_controller_id([node_id for node_id, *_ in brokers]),
+        cluster_id=metadata.cluster_id,
+        controller_id=metadata.metadata_controller_id([node_id for node_id, *_ in brokers]),
         topics=topics,
         cluster_authorized_operations=AUTHORIZED_OPERATIONS_OMITTED,
     )
 
 
-async def _auto_create(broker, names: list[str]) -> None:
-    cluster = broker.cluster
+async def _auto_create(services: BrokerServices, names: list[str]) -> None:
+    image = services.metadata.image
     missing = []
     for name in names:
-        if cluster.image.topics.get_topic(name) is not None:
+        if image.topics.get_topic(name) is not None:
             continue
         try:
             validate_topic_name(name)
@@ -60,18 +60,14 @@ async def _auto_create(broker, names: list[str]) -> None:
         missing.append(name)
     if not missing:
         return
-    topics = [offsets_topic_spec(broker.config, len(broker.live_brokers())) if name == OFFSETS_TOPIC
-              else {"name": name, "num_partitions": -1, "replication_factor": -1} for name in missing]
-    try:
-        await cluster.call_controller("create_topics", {"topics": topics})
-    except KafkaError:
-        return   # answered below as LEADER_NOT_AVAILABLE / UNKNOWN_TOPIC; the client retries
-    await cluster.wait_for_metadata(lambda: all(cluster.image.topics.get_topic(n) is not None for n in missing),
-                                    VISIBLE_TIMEOUT_S)
+    live_count = len(services.metadata.live_brokers())
+    # Not created in time: answered below as LEADER_NOT_AVAILABLE / UNKNOWN_TOPIC; the client retries.
+    await create_topics_and_wait(services, [
+        offsets_topic_spec(services.config, live_count) if name == OFFSETS_TOPIC
+        else {"name": name, "num_partitions": -1, "replication_factor": -1} for name in missing])
 
 
-def _describe_topic(cluster, name: str | None, topic_id: uuid.UUID | None, live: set[int]) -> mr.MetadataResponseTopic:
-    image = cluster.image
+def _describe_topic(image, name: str | None, topic_id: uuid.UUID | None, live: set[int]) -> mr.MetadataResponseTopic:
     if name is None:
         topic = image.topics.by_id.get(topic_id) if topic_id is not None else None
         if topic is None:

@@ -24,7 +24,7 @@ async def handle_init_producer_id(context: RequestContext, request) -> ipr.InitP
         return ipr.InitProducerIdResponse(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                                           producer_id=-1, producer_epoch=-1)
     try:
-        producer_id = await context.broker.cluster.next_producer_id()
+        producer_id = await context.services.controller.next_producer_id()
     except KafkaError as exc:
         code = exc.error_code if exc.error_code != ErrorCode.NOT_CONTROLLER else ErrorCode.COORDINATOR_NOT_AVAILABLE
         return ipr.InitProducerIdResponse(error_code=code, producer_id=-1, producer_epoch=-1)

@@ -1,7 +1,7 @@
 """AlterPartitionReassignments, ListPartitionReassignments (KIP-455) and ElectLeaders (KIP-460).
 
 Why it exists: these admin APIs change or read replica placement and leadership, which only the active
-controller decides, so every handler here forwards to it through ``broker.cluster.call_controller`` and maps
+controller decides, so every handler here forwards to it through the controller channel and maps
 the per-partition results back onto Kafka's response shapes (a single node is a one-voter quorum: its own
 controller answers).
 
@@ -43,7 +43,7 @@ async def handle_alter_partition_reassignments(context: RequestContext, request)
     wanted = [[t.name, p.partition_index, None if p.replicas is None else list(p.replicas)]
               for t in request.topics for p in t.partitions]
     try:
-        results = await context.broker.cluster.call_controller("alter_reassignments", {"partitions": wanted},
+        results = await context.services.controller.call_controller("alter_reassignments", {"partitions": wanted},
                                                                timeout_ms=_timeout_ms(request.timeout_ms))
     except KafkaError as exc:
         return aprr.AlterPartitionReassignmentsResponse(error_code=exc.error_code,
@@ -63,7 +63,7 @@ async def handle_list_partition_reassignments(context: RequestContext, request) 
     if request.topics is not None:
         wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
     try:
-        ongoing = await context.broker.cluster.call_controller("list_reassignments", {"partitions": wanted},
+        ongoing = await context.services.controller.call_controller("list_reassignments", {"partitions": wanted},
                                                                timeout_ms=_timeout_ms(request.timeout_ms))
     except KafkaError as exc:
         return lprr.ListPartitionReassignmentsResponse(error_code=exc.error_code,
@@ -84,13 +84,13 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
     wanted = None
     if request.topic_partitions is not None:
         wanted = [[t.topic, p] for t in request.topic_partitions for p in t.partitions]
-    cluster = context.broker.cluster
+    services = context.services
     if election_type not in (ELECTION_PREFERRED, ELECTION_UNCLEAN):
         results = [[t, p, ErrorCode.INVALID_REQUEST, f"unknown election type {election_type}"]
                    for t, p in (wanted or [])]
     else:
         try:
-            results = await cluster.call_controller("elect_leaders",
+            results = await services.controller.call_controller("elect_leaders",
                                                     {"election_type": election_type, "partitions": wanted},
                                                     timeout_ms=_timeout_ms(request.timeout_ms))
         except KafkaError as exc:
@@ -98,7 +98,7 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
                 return elr.ElectLeadersResponse(error_code=exc.error_code, replica_election_results=[])
             results = [[t, p, exc.error_code, exc.message] for t, p in (wanted or [])]
         if election_type == ELECTION_PREFERRED:
-            await _until_leaders_visible(cluster, [(t, p) for t, p, code, _m in results if code == ErrorCode.NONE])
+            await _until_leaders_visible(services.metadata, [(t, p) for t, p, code, _m in results if code == ErrorCode.NONE])
     return elr.ElectLeadersResponse(
         throttle_time_ms=0, error_code=0,
         replica_election_results=[elr.ReplicaElectionResult(topic=topic, partition_result=[
@@ -106,15 +106,15 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
             for p, code, message in partitions]) for topic, partitions in _group_by_topic(results).items()])
 
 
-async def _until_leaders_visible(cluster, partitions: list[tuple[str, int]]) -> None:
+async def _until_leaders_visible(metadata, partitions: list[tuple[str, int]]) -> None:
     """A client that reads metadata right after ElectLeaders should see the leaders it asked for."""
     def visible() -> bool:
         for topic, partition in partitions:
-            image_topic = cluster.image.topics.get_topic(topic)
+            image_topic = metadata.image.topics.get_topic(topic)
             registration = None if image_topic is None else image_topic.partitions.get(partition)
             if registration is not None and registration.leader != registration.replicas[0]:
                 return False
         return True
 
     if partitions:
-        await cluster.wait_for_metadata(visible, LEADER_VISIBLE_TIMEOUT_S)
+        await metadata.wait_for_metadata(visible, LEADER_VISIBLE_TIMEOUT_S)
