@@ -68,17 +68,8 @@ class Broker:
         # This node's metadata quorum member (a one-voter quorum without controller.quorum.voters).
         self.cluster = ClusterRuntime(self)
 
-    # what handlers ask of the broker ----------------------------------------------------------------
-    def live_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:
-        """(node_id, host, port, rack) of every live broker, each at its endpoint for ``listener_name``
-        (the listener the asking client connected to; None: each one's first endpoint)."""
-        return self.cluster.live_brokers(listener_name)
-
-    def metrics_on_rebalance(self) -> None:
-        self.metrics.on_rebalance()
-
     def _metrics_snapshot(self) -> ClusterSnapshot:
-        """Scrape-time view of partitions and committed offsets (single node: leader of all, ISR = self)."""
+        """Scrape-time view of partitions and committed offsets."""
         node_id = self.config.node_id
         partitions = []
         if self.replica_manager is not None:
@@ -127,7 +118,7 @@ class Broker:
         self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_high_watermark_checkpoints(),
                                                name="high-watermark-checkpoints"))
-        self.group_coordinator = GroupCoordinatorRuntime(self)
+        self.group_coordinator = GroupCoordinatorRuntime(self.config, self.replica_manager, self.metrics.on_rebalance)
         self.group_coordinator.start()
         await self._bind_listeners(start_serving=False)
         cluster.start_broker_lifecycle()   # registers the bound ports

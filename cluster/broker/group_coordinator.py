@@ -32,18 +32,18 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
-from cluster.broker.replica_manager import now_ms
+from cluster.broker.replica_manager import ReplicaManager, now_ms
 from cluster.broker.waits import Pulse
 from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError
 from cluster.groups.coordinator import AppendRecords, GroupConfig, GroupCoordinator, JoinGroupResult, Reply
 from cluster.wire import records as wire_records
 
 if TYPE_CHECKING:
-    from cluster.broker.app import Broker
     from cluster.broker.partition import Partition
+    from cluster.config import BrokerConfig
 
 log = logging.getLogger("cluster.broker.groups")
 
@@ -88,11 +88,12 @@ def _new_member_id(prefix: str) -> str:
 
 
 class GroupCoordinatorRuntime:
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self.coordinator = GroupCoordinator(group_config(broker.config), _new_member_id)
-        self._commit_timeout_ms = _setting(broker.config, "offsets.commit.timeout.ms")
-        self._expiry_interval_ms = max(_setting(broker.config, "offsets.retention.check.interval.ms"), 1)
+    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager, on_rebalance: Callable[[], None]) -> None:
+        self._replica_manager = replica_manager   # the offsets partitions: leadership, appends, reads
+        self._on_rebalance = on_rebalance         # counts a completed join phase (metrics)
+        self.coordinator = GroupCoordinator(group_config(config), _new_member_id)
+        self._commit_timeout_ms = _setting(config, "offsets.commit.timeout.ms")
+        self._expiry_interval_ms = max(_setting(config, "offsets.retention.check.interval.ms"), 1)
         self._waiters: dict[Hashable, asyncio.Future] = {}
         self._tokens = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
@@ -129,7 +130,7 @@ class GroupCoordinatorRuntime:
     def _follow_local_leadership(self) -> None:
         """Loads every offsets partition the replica manager says this broker leads."""
         led = {index: partition.leader_epoch
-               for (topic, index), partition in list(self._broker.replica_manager.partitions.items())
+               for (topic, index), partition in list(self._replica_manager.partitions.items())
                if topic == OFFSETS_TOPIC and partition.is_leader}
         self._change_partitions(led, set())
 
@@ -163,7 +164,7 @@ class GroupCoordinatorRuntime:
 
     def _know_partition_count(self) -> bool:
         """Takes the partition count from the topic (fixed once groups are loaded: group -> partition)."""
-        record = self._broker.replica_manager.store.topics.get(OFFSETS_TOPIC)
+        record = self._replica_manager.store.topics.get(OFFSETS_TOPIC)
         if record is None:
             return False
         if self.coordinator.num_partitions != record.num_partitions:
@@ -197,7 +198,7 @@ class GroupCoordinatorRuntime:
         meanwhile keep getting COORDINATOR_LOAD_IN_PROGRESS and retry."""
         started = time.monotonic()
         while True:
-            partition = self._broker.replica_manager.get(OFFSETS_TOPIC, index)
+            partition = self._replica_manager.get(OFFSETS_TOPIC, index)
             if partition is None or partition.leader_epoch != leader_epoch:
                 # The metadata delta that moves leadership on is being applied; it unloads us.
                 await asyncio.sleep(_LOAD_RETRY_S)
@@ -290,7 +291,7 @@ class GroupCoordinatorRuntime:
             if isinstance(effect, Reply):
                 result = effect.result
                 if isinstance(result, JoinGroupResult) and not result.error and result.member_id == result.leader_id:
-                    self._broker.metrics_on_rebalance()  # one leader reply per completed join phase
+                    self._on_rebalance()  # one leader reply per completed join phase
                 future = self._waiters.pop(effect.token, None)
                 if future is not None and not future.done():
                     future.set_result(effect.result)
@@ -299,7 +300,7 @@ class GroupCoordinatorRuntime:
         self._arm_timer()
 
     def _start_append(self, effect: AppendRecords) -> None:
-        replica_manager = self._broker.replica_manager
+        replica_manager = self._replica_manager
         partition = replica_manager.get(OFFSETS_TOPIC, effect.partition)
         current_ms = now_ms()
         if partition is None:

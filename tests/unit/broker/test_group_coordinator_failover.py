@@ -103,12 +103,6 @@ class FakeBroker:
             "offsets.topic.replication.factor": "1", "group.initial.rebalance.delay.ms": "0"})
         self.replica_manager = FakeReplicaManager(tmp_path)
 
-    def live_brokers(self, listener_name=None):
-        return [(1, "localhost", 9092, None)]
-
-    def metrics_on_rebalance(self) -> None:
-        pass
-
 
 async def _answer(outcome):
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
@@ -120,7 +114,7 @@ class Node:
     def __init__(self, tmp_path) -> None:
         self.broker = FakeBroker(tmp_path)
         self.broker.replica_manager.create_topic(OFFSETS_TOPIC, NUM_OFFSETS_PARTITIONS, 1, {})
-        self.runtime = GroupCoordinatorRuntime(self.broker)
+        self.runtime = GroupCoordinatorRuntime(self.broker.config, self.broker.replica_manager, lambda: None)
         self.broker.group_coordinator = self.runtime
         self.runtime.start()
         self.index = self.runtime.coordinator.partition_of(GROUP)
