@@ -28,6 +28,14 @@ def _timeout_ms(request_timeout_ms: int) -> int:
                                                                             CONTROLLER_CALL_TIMEOUT_MS)
 
 
+async def _ask_controller(context: RequestContext, op: str, args: dict, request_timeout_ms: int):
+    """The active controller's answer to ``op``, or the KafkaError the call failed with."""
+    try:
+        return await context.services.controller.call_controller(op, args, timeout_ms=_timeout_ms(request_timeout_ms))
+    except KafkaError as exc:
+        return exc
+
+
 def _group_by_topic(results) -> dict[str, list]:
     """[[topic, partition, ...]] -> {topic: [[partition, ...]]}, in first-seen topic order."""
     grouped: dict[str, list] = {}
@@ -42,12 +50,10 @@ def _group_by_topic(results) -> dict[str, list]:
 async def handle_alter_partition_reassignments(context: RequestContext, request) -> aprr.AlterPartitionReassignmentsResponse:
     wanted = [[t.name, p.partition_index, None if p.replicas is None else list(p.replicas)]
               for t in request.topics for p in t.partitions]
-    try:
-        results = await context.services.controller.call_controller("alter_reassignments", {"partitions": wanted},
-                                                               timeout_ms=_timeout_ms(request.timeout_ms))
-    except KafkaError as exc:
-        return aprr.AlterPartitionReassignmentsResponse(error_code=exc.error_code,
-                                                        error_message=exc.message or None, responses=[])
+    results = await _ask_controller(context, "alter_reassignments", {"partitions": wanted}, request.timeout_ms)
+    if isinstance(results, KafkaError):
+        return aprr.AlterPartitionReassignmentsResponse(error_code=results.error_code,
+                                                        error_message=results.message or None, responses=[])
     return aprr.AlterPartitionReassignmentsResponse(
         throttle_time_ms=0, error_code=0, error_message=None,
         responses=[aprr.ReassignableTopicResponse(name=topic, partitions=[
@@ -62,12 +68,10 @@ async def handle_list_partition_reassignments(context: RequestContext, request) 
     wanted = None
     if request.topics is not None:
         wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
-    try:
-        ongoing = await context.services.controller.call_controller("list_reassignments", {"partitions": wanted},
-                                                               timeout_ms=_timeout_ms(request.timeout_ms))
-    except KafkaError as exc:
-        return lprr.ListPartitionReassignmentsResponse(error_code=exc.error_code,
-                                                       error_message=exc.message or None, topics=[])
+    ongoing = await _ask_controller(context, "list_reassignments", {"partitions": wanted}, request.timeout_ms)
+    if isinstance(ongoing, KafkaError):
+        return lprr.ListPartitionReassignmentsResponse(error_code=ongoing.error_code,
+                                                       error_message=ongoing.message or None, topics=[])
     return lprr.ListPartitionReassignmentsResponse(
         throttle_time_ms=0, error_code=0, error_message=None,
         topics=[lprr.OngoingTopicReassignment(name=topic, partitions=[
@@ -89,16 +93,15 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
         results = [[t, p, ErrorCode.INVALID_REQUEST, f"unknown election type {election_type}"]
                    for t, p in (wanted or [])]
     else:
-        try:
-            results = await services.controller.call_controller("elect_leaders",
-                                                    {"election_type": election_type, "partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
-        except KafkaError as exc:
+        results = await _ask_controller(context, "elect_leaders",
+                                        {"election_type": election_type, "partitions": wanted}, request.timeout_ms)
+        if isinstance(results, KafkaError):
             if context.api_version >= 1:
-                return elr.ElectLeadersResponse(error_code=exc.error_code, replica_election_results=[])
-            results = [[t, p, exc.error_code, exc.message] for t, p in (wanted or [])]
+                return elr.ElectLeadersResponse(error_code=results.error_code, replica_election_results=[])
+            results = [[t, p, results.error_code, results.message] for t, p in (wanted or [])]
         if election_type == ELECTION_PREFERRED:
-            await _until_leaders_visible(services.metadata, [(t, p) for t, p, code, _m in results if code == ErrorCode.NONE])
+            elected = [(t, p) for t, p, code, _m in results if code == ErrorCode.NONE]
+            await _until_leaders_visible(services.metadata, elected)
     return elr.ElectLeadersResponse(
         throttle_time_ms=0, error_code=0,
         replica_election_results=[elr.ReplicaElectionResult(topic=topic, partition_result=[
