@@ -16,6 +16,7 @@ import uuid
 
 from cluster.broker.cluster_mode import CONTROLLER_CALL_TIMEOUT_MS
 from cluster.broker.handlers.context import RequestContext
+from cluster.broker.handlers.topic_creation import VISIBLE_TIMEOUT_S
 from cluster.config import (
     BROKER_CONFIGS,
     TOPIC_CONFIGS,
@@ -33,7 +34,6 @@ log = logging.getLogger("cluster.broker.admin")
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
-VISIBLE_TIMEOUT_S = 2.0   # a change the controller committed shows in this broker's image within this
 
 
 async def handle_create_topics(context: RequestContext, request) -> ctr.CreateTopicsResponse:

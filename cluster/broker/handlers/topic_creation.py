@@ -10,7 +10,7 @@ from __future__ import annotations
 from cluster.broker.handlers.context import BrokerServices
 from cluster.core.errors import KafkaError
 
-VISIBLE_TIMEOUT_S = 2.0   # a topic the controller created shows in this broker's image within this
+VISIBLE_TIMEOUT_S = 2.0   # a change the controller committed shows in this broker's image within this
 
 
 async def create_topics_and_wait(services: BrokerServices, topics: list[dict]) -> None:
