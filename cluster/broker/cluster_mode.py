@@ -1,4 +1,4 @@
-"""Cluster mode: this node as a metadata-quorum voter, (maybe) the active controller, and a broker of the image.
+"""The metadata quorum member every node runs: a voter, (maybe) the active controller, and a broker of the image.
 
 Every node runs it.  ``controller.quorum.voters`` (Kafka syntax ``1@host:port,...``) names the voters; each
 node's own entry is the address of its inter-node gRPC server (Raft and the controller service share it).  A node
