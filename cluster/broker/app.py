@@ -120,7 +120,7 @@ class Broker:
                                                name="high-watermark-checkpoints"))
         self.group_coordinator = GroupCoordinatorRuntime(self.config, self.replica_manager, self.metrics.on_rebalance)
         self.group_coordinator.start()
-        await self._bind_listeners(start_serving=False)
+        await self._bind_listeners()   # bound now, accepting once registered (see the module docstring)
         cluster.start_broker_lifecycle()   # registers the bound ports
         await cluster.wait_registered()
         for server in self._servers:
@@ -139,13 +139,13 @@ class Broker:
                               controller=self.cluster, groups=self.group_coordinator, metrics=self.request_metrics,
                               now_ms=now_ms)
 
-    async def _bind_listeners(self, *, start_serving: bool) -> None:
+    async def _bind_listeners(self) -> None:
         router = RequestRouter(self._services())
         max_request_bytes = self.config.get("socket.request.max.bytes")
         for name, host, port in self.config.listeners:
             server, connections = await start_kafka_server(router, host, port, max_request_bytes,
                                                            self.config.get("queued.max.requests"), name,
-                                                           start_serving=start_serving)
+                                                           start_serving=False)
             self._servers.append(server)
             self._connections.append(connections)
             self.bound_ports.append(server.sockets[0].getsockname()[1])
