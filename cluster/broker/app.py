@@ -59,14 +59,15 @@ class Broker:
         self._stopped = asyncio.Event()
         self._signals = 0
         self.bound_ports: list[int] = []
-        self.metrics = BrokerMetrics(self._metrics_snapshot, lambda: raft_snapshot_of(self.cluster))
+        self.metrics = BrokerMetrics(self._metrics_snapshot, lambda: raft_snapshot_of(self.quorum))
         self.request_metrics = BrokerRequestMetrics(self.metrics)
         # Every job of the flusher's thread is one fsync round (a hook in flusher.py would be cleaner).
         self.flusher.on_round = self.metrics.on_flush
         self.metrics_server: MetricsHttpServer | None = None
         self.ready = False  # listeners bound and logs recovered; False again once shutdown begins
-        # This node's metadata quorum member (a one-voter quorum without controller.quorum.voters).
-        self.cluster = ClusterRuntime(self)
+        # This node's metadata quorum member: Raft voter, maybe the active controller, publisher of the image it
+        # applies (a one-voter quorum without controller.quorum.voters).
+        self.quorum = ClusterRuntime(self)
 
     def _metrics_snapshot(self) -> ClusterSnapshot:
         """Scrape-time view of partitions and committed offsets."""
@@ -99,20 +100,20 @@ class Broker:
 
     def is_ready(self) -> bool:
         """/readyz: serving clients, registered, caught up with metadata and unfenced."""
-        return self.ready and not self.cluster.fenced
+        return self.ready and not self.quorum.fenced
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         start_test_hooks(self.config)   # off unless a kraftpy.test.* key is set: power loss, clock offset
         await self._start_metrics_listener()  # first, so /healthz answers (and /readyz says 503) during recovery
-        cluster = self.cluster
+        quorum = self.quorum
         # Partitions open as committed metadata names them.
-        self.replica_manager = ReplicaManager(self.config, cluster.store, self.flusher)
-        await cluster.start()
-        await cluster.wait_caught_up()   # no Metadata answers from an empty image
+        self.replica_manager = ReplicaManager(self.config, quorum.store, self.flusher)
+        await quorum.start()
+        await quorum.wait_caught_up()   # no Metadata answers from an empty image
         # Before stray logs are removed: the partitions of an old single-node directory are not in the image yet.
-        await convert_legacy_metadata(self.config.log_dir, cluster)
-        if cluster.applied_leaders_metadata():
+        await convert_legacy_metadata(self.config.log_dir, quorum)
+        if quorum.applied_leaders_metadata():
             self.replica_manager.remove_stray_logs()
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="group-commit"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
@@ -121,22 +122,22 @@ class Broker:
         self.group_coordinator = GroupCoordinatorRuntime(self.config, self.replica_manager, self.metrics.on_rebalance)
         self.group_coordinator.start()
         await self._bind_listeners()   # bound now, accepting once registered (see the module docstring)
-        cluster.start_broker_lifecycle()   # registers the bound ports
-        await cluster.wait_registered()
+        quorum.start_broker_lifecycle()   # registers the bound ports
+        await quorum.wait_registered()
         for server in self._servers:
             await server.start_serving()
         for (name, host, _port), bound in zip(self.config.listeners, self.bound_ports, strict=True):
             log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
-                 cluster.cluster_id, self.config.log_dir)
+        log.info("kraftpy broker started: node.id=%d quorum.id=%s log.dirs=%s", self.config.node_id,
+                 quorum.cluster_id, self.config.log_dir)
 
     def _services(self) -> BrokerServices:
         """The collaborators the request handlers get (built once, after the quorum member, the replica manager
         and the group coordinator exist)."""
-        return BrokerServices(config=self.config, replicas=self.replica_manager, metadata=self.cluster,
-                              controller=self.cluster, groups=self.group_coordinator, metrics=self.request_metrics,
+        return BrokerServices(config=self.config, replicas=self.replica_manager, metadata=self.quorum,
+                              controller=self.quorum, groups=self.group_coordinator, metrics=self.request_metrics,
                               now_ms=now_ms)
 
     async def _bind_listeners(self) -> None:
@@ -186,7 +187,7 @@ class Broker:
         if self._servers:
             # Before the listeners close: quorum leadership is handed over and partition leadership moves
             # while clients can still reach us and be redirected (bounded, see controlled_shutdown).
-            await self.cluster.controlled_shutdown()
+            await self.quorum.controlled_shutdown()
         for server in self._servers:
             server.close()
         for connections in self._connections:
@@ -194,7 +195,7 @@ class Broker:
                 connection.close("broker shutting down")
         if self.group_coordinator is not None:
             self.group_coordinator.stop()
-        await self.cluster.stop()
+        await self.quorum.stop()
         await self.flusher.stop()
         flusher_task, *others = self._tasks
         try:

@@ -12,10 +12,10 @@ class FakeCluster:
 def test_ready_only_when_serving_and_unfenced(tmp_path):
     broker = Broker(BrokerConfig.from_sources(overrides={"log.dirs": str(tmp_path)}, environ={}))
     assert broker.is_ready() is False  # not serving yet
-    broker.cluster = FakeCluster()
+    broker.quorum = FakeCluster()
     broker.ready = True
     assert broker.is_ready() is False  # fenced: not caught up with metadata yet
-    broker.cluster.fenced = False
+    broker.quorum.fenced = False
     assert broker.is_ready() is True
     broker.ready = False  # shutting down
     assert broker.is_ready() is False
