@@ -55,6 +55,8 @@ class BrokerLifecycleManager:
             try:
                 if self.broker_epoch < 0:
                     await self._register()
+                    if self.broker_epoch >= 0:
+                        continue   # heartbeat at once: the first caught-up heartbeat unfences us
                 else:
                     await self._heartbeat()
             except asyncio.CancelledError:

@@ -1,7 +1,11 @@
-"""Cluster mode: this node as a metadata-quorum voter, (maybe) the active controller, and a broker of the image.
+"""The metadata quorum member every node runs: a voter, (maybe) the active controller, and a broker of the image.
 
-Switched on by a non-empty ``controller.quorum.voters`` (Kafka syntax ``1@host:port,...``); each node's own
-entry is the address of its inter-node gRPC server (Raft, the controller service and replica fetches share it).
+Every node runs it.  ``controller.quorum.voters`` (Kafka syntax ``1@host:port,...``) names the voters; each
+node's own entry is the address of its inter-node gRPC server (Raft, the controller service and replica fetches
+share it).  A node without voters is a one-voter quorum of itself: its server binds a free loopback port (nobody
+else calls it; its own controller calls run in-process), it elects itself at once, and a fresh log directory is
+formatted with a new cluster id, as the single-node broker always did.
+
 ``ClusterRuntime`` is what the broker holds: the Raft wiring, and a thin composition of the parts, each in its own
 module as in Kafka's broker and controller:
 
@@ -23,7 +27,6 @@ import asyncio
 import logging
 import os
 import random
-import uuid
 
 import grpc
 
@@ -31,19 +34,20 @@ from cluster.broker.broker_lifecycle import CONTROLLED_SHUTDOWN_TIMEOUT_MS, Brok
 from cluster.broker.controller_channel import ControllerChannel
 from cluster.broker.controller_server import CONTROLLER_CALL_TIMEOUT_MS, ControllerServer, old_failover_bug
 from cluster.broker.metadata_publisher import MetadataPublisher
-from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
-from cluster.broker.raft_driver import RaftDriver, parse_voters
+from cluster.broker.raft_driver import RaftDriver, Voter, parse_voters
 from cluster.broker.replica_fetcher import ReplicaFetcherManager
+from cluster.broker.topic_view import ImageTopicStore
 from cluster.broker.waits import stop_tasks
 from cluster.core.clock import monotonic_ms, wall_clock_ms
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.metadata import MetadataImage
-from cluster.metadata.controller_api import AllocateProducerIdsRequest, AlterPartitionRequest, IsrMember
+from cluster.metadata.controller_api import AlterPartitionRequest, IsrMember
 from cluster.metadata.records import decode_batch as decode_batch  # noqa: F401 -- re-exported for tests
 from cluster.metadata.records import encode_batch as encode_batch  # noqa: F401
 from cluster.raft.config import RaftConfig
 from cluster.raft.state import Role
 from cluster.replication import AlterPartitionOutcome, IsrChangeKind, PendingIsrChange
+from cluster.storage.meta_properties import load_cluster_id
 from cluster.storage.raft_store import RaftStore
 from cluster.transport.controller_grpc import controller_rpc_handlers
 from cluster.transport.raft_grpc import FaultFilter
@@ -51,8 +55,7 @@ from cluster.transport.replica_fetch_grpc import FetchRequest, FetchResponse, re
 
 log = logging.getLogger("cluster.broker.cluster")
 
-__all__ = ["CONTROLLED_SHUTDOWN_TIMEOUT_MS", "CONTROLLER_CALL_TIMEOUT_MS", "ClusterRuntime", "ImageTopicStore",
-           "METADATA_DIR", "read_cluster_id", "write_meta_properties"]
+__all__ = ["CONTROLLED_SHUTDOWN_TIMEOUT_MS", "CONTROLLER_CALL_TIMEOUT_MS", "ClusterRuntime", "METADATA_DIR"]
 
 # Start-up: how long the Kafka listener waits for this node to apply the committed metadata (wait_caught_up), and
 # how long it waits in all before it accepts clients even though this broker is not registered and unfenced
@@ -63,6 +66,7 @@ SERVE_WAIT_TIMEOUT_S = 10.0
 STOP_TASKS_TIMEOUT_S = 1.0
 ALTER_PARTITION_RETRY_S = 0.1
 METADATA_DIR = "__cluster_metadata-0"
+SOLE_VOTER_HOST = "127.0.0.1"   # a one-voter quorum's inter-node server: loopback, a free port
 
 
 def metadata_raft_config(config) -> RaftConfig:
@@ -76,68 +80,22 @@ def metadata_raft_config(config) -> RaftConfig:
                       fetch_max_wait_ms=min(500, config.get("controller.quorum.fetch.timeout.ms") // 4))
 
 
-def read_cluster_id(log_dir: str) -> str:
-    """The cluster id a formatted log directory belongs to (``meta.properties``, written by ``format``)."""
-    path = os.path.join(log_dir, META_PROPERTIES)
-    if not os.path.exists(path):
-        raise KafkaError(ErrorCode.INCONSISTENT_CLUSTER_ID,
-                         f"{path} is missing: format the log directory with a cluster id first "
-                         "(kraftpy local-cluster does this; see write_meta_properties)")
-    with open(path, encoding="utf-8") as handle:
-        properties = dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line)
-    cluster_id = properties.get("cluster.id", "")
-    if not cluster_id:
-        raise KafkaError(ErrorCode.INCONSISTENT_CLUSTER_ID, f"{path} names no cluster.id")
-    return cluster_id
-
-
-def write_meta_properties(log_dir: str, cluster_id: str, node_id: int) -> None:
-    """Kafka's ``kafka-storage format``: names the cluster and node of a fresh log directory."""
-    os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, META_PROPERTIES)
-    if not os.path.exists(path):
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
-
-
-# == the image as a MetadataStore look-alike (what the single-node handlers read) =====================================
-class ImageTopicStore:
-    """``topics``/``cluster_id``/``topic_by_id`` of ``MetadataStore``, derived from the committed image."""
-
-    def __init__(self, cluster_id: str) -> None:
-        self.cluster_id = cluster_id
-        self.topics: dict[str, TopicRecord] = {}
-        self._by_id: dict[uuid.UUID, TopicRecord] = {}
-
-    def refresh(self, image: MetadataImage) -> None:
-        topics = {}
-        for topic in image.topics.by_id.values():
-            first = topic.partitions.get(0)
-            topics[topic.name] = TopicRecord(
-                name=topic.name, topic_id=topic.topic_id, num_partitions=len(topic.partitions),
-                replication_factor=len(first.replicas) if first else 0,
-                configs=dict(image.configs.topic_config(topic.name)))
-        self.topics = topics
-        self._by_id = {record.topic_id: record for record in topics.values()}
-
-    def topic_by_id(self, topic_id: uuid.UUID) -> TopicRecord | None:
-        return self._by_id.get(topic_id)
-
-
 # == the runtime ======================================================================================================
 class ClusterRuntime:
     def __init__(self, broker) -> None:
         self.broker = broker
         config = broker.config
         self.node_id = config.node_id
-        self.voters = parse_voters(",".join(config.get("controller.quorum.voters")))
+        configured = config.get("controller.quorum.voters")
+        # No voters configured: a one-voter quorum of this node, its port chosen when the server binds (start).
+        self.voters = (parse_voters(",".join(configured)) if configured
+                       else {self.node_id: Voter(self.node_id, SOLE_VOTER_HOST, 0)})
         if self.node_id not in self.voters:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"controller.quorum.voters has no entry for node.id={self.node_id}")
-        self.cluster_id = read_cluster_id(config.log_dir)
+        self.cluster_id = load_cluster_id(config.log_dir, self.node_id, format_if_missing=self.is_sole_voter)
         self.store = ImageTopicStore(self.cluster_id)
         self._tasks: list[asyncio.Task] = []
-        self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
         self.driver: RaftDriver | None = None
         self.new_cluster = False   # our metadata log was empty at start: see is_serving_ready
         # Test-only link cutter (kraftpy.test.fault.file); drops nothing unless the key names a file.
@@ -150,13 +108,18 @@ class ClusterRuntime:
         self.controller_channel = ControllerChannel(
             self.node_id, self.voters, self.cluster_id, self.controller_server,
             lambda: self.driver.leader_id if self.driver else None, self.fault,
-            waits_on_a_moved_controller=old_failover_bug(config))
+            broker_epoch=lambda: self.broker_epoch, waits_on_a_moved_controller=old_failover_bug(config))
         self.lifecycle = BrokerLifecycleManager(self.node_id, config, self.controller_channel, self._endpoints,
                                                 lambda: self.metadata.applied_hw - 1)
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
         self.fetchers = ReplicaFetcherManager(
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
             wall_clock_ms, self.fault)
+
+    @property
+    def is_sole_voter(self) -> bool:
+        """The quorum is this node alone (no ``controller.quorum.voters``): a single-node cluster."""
+        return set(self.voters) == {self.node_id}
 
     # -- the parts' state, as the broker and its handlers read it ------------------------------------------------
     @property
@@ -174,6 +137,11 @@ class ClusterRuntime:
     @property
     def fenced(self) -> bool:
         return self.lifecycle.fenced
+
+    async def wait_for_metadata(self, predicate, timeout_s: float) -> bool:
+        """Waits until ``predicate()`` holds over the applied metadata (True), or ``timeout_s`` passes (False);
+        woken by every applied commit, not by polling."""
+        return await self._wait_until(predicate, monotonic_ms() + timeout_s * 1000)
 
     async def _wait_until(self, predicate, deadline_ms: float) -> bool:
         """Waits until ``predicate()`` holds (True) or the monotonic ``deadline_ms`` passes (False)."""
@@ -198,6 +166,9 @@ class ClusterRuntime:
                                                                      self.controller_server.admit))
         self.driver.add_generic_rpc_handlers(replica_fetch_rpc_handlers(self._serve_replica_fetch))
         self.new_cluster = raft_store.log_end_offset <= 0
+        me = self.voters[self.node_id]
+        if me.port == 0:   # a one-voter quorum: the port its server bound
+            self.voters[self.node_id] = Voter(self.node_id, me.host, self.driver.listen_port)
         await self.driver.start()
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
@@ -274,6 +245,8 @@ class ClusterRuntime:
 
         Bounded by ``timeout_ms``; returns False when the controller did not agree in time (no quorum, say).
         """
+        if self.is_sole_voter:
+            return True   # nobody to hand quorum or partition leadership to
         for task in self._tasks:
             if task.get_name() == "broker-lifecycle":
                 task.cancel()   # its heartbeats would race ours
@@ -288,7 +261,7 @@ class ClusterRuntime:
         await stop_tasks(self._tasks, STOP_TASKS_TIMEOUT_S)
         await self.fetchers.stop()
         if self.driver is not None:
-            await self.driver.stop()
+            await self.driver.stop(resign=not self.is_sole_voter)
         await self.controller_channel.close()
 
     def _on_leader_change(self, leader_id: int | None, epoch: int) -> None:
@@ -309,17 +282,6 @@ class ClusterRuntime:
                 port = self.broker.bound_ports[index]
             endpoints.append((name or "PLAINTEXT", host or "localhost", port))
         return endpoints
-
-    async def next_producer_id(self) -> int:
-        next_id, end = self._producer_ids
-        if next_id >= end:
-            block = await self.controller_channel.allocate_producer_ids(
-                AllocateProducerIdsRequest(self.node_id, self.broker_epoch))
-            if block.error_code != ErrorCode.NONE:
-                raise KafkaError(block.error_code, "producer id block refused")
-            next_id, end = block.producer_id_start, block.producer_id_start + block.producer_id_len
-        self._producer_ids = (next_id + 1, end)
-        return next_id
 
     # -- partition replication ----------------------------------------------------------------------------------
     def _inter_node_address(self, node_id: int) -> str | None:

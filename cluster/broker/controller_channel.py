@@ -57,13 +57,15 @@ class ControllerChannel:
 
     def __init__(self, node_id: int, voters: dict, cluster_id: str, server: ControllerServer | None,
                  leader_id: Callable[[], int | None], fault: FaultFilter, *,
-                 waits_on_a_moved_controller: bool = False) -> None:
+                 broker_epoch: Callable[[], int] = lambda: -1, waits_on_a_moved_controller: bool = False) -> None:
         self.node_id = node_id
         self.voters = voters                  # node id -> Voter (its inter-node address)
         self.cluster_id = cluster_id
         self._server = server                 # this node's controller service
         self._leader_id = leader_id           # the quorum leader our Raft knows (None: none yet)
         self._fault = fault
+        self._broker_epoch = broker_epoch     # this broker's registration (producer id blocks are asked with it)
+        self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
         self._channels: dict[int, grpc.aio.Channel] = {}
         self._clients: dict[int, ControllerClient] = {}
         self._controller_moved = asyncio.Event()   # set (and replaced) whenever the quorum leader changes
@@ -129,6 +131,17 @@ class ControllerChannel:
     async def elect_leaders(self, request: ElectLeadersRequest, *,
                             timeout_ms: int = CONTROLLER_CALL_TIMEOUT_MS) -> tuple[PartitionResult, ...]:
         return await self._call("elect_leaders", request, timeout_ms)
+
+    async def next_producer_id(self) -> int:
+        """A producer id for InitProducerId, from this broker's current block (a new block when it is used up)."""
+        next_id, end = self._producer_ids
+        if next_id >= end:
+            block = await self.allocate_producer_ids(AllocateProducerIdsRequest(self.node_id, self._broker_epoch()))
+            if block.error_code != ErrorCode.NONE:
+                raise KafkaError(block.error_code, "producer id block refused")
+            next_id, end = block.producer_id_start, block.producer_id_start + block.producer_id_len
+        self._producer_ids = (next_id + 1, end)
+        return next_id
 
     # -- routing ---------------------------------------------------------------------------------------------------
     async def _call(self, method: str, request, timeout_ms: int, attempt_timeout_ms: int | None = None):

@@ -98,17 +98,19 @@ def node_properties(node_id: int, host: str, kafka_port: int, voters: str, log_d
 
 
 def existing_cluster_id(data_dir: str, nodes: int) -> str | None:
-    from cluster.broker.cluster_mode import read_cluster_id
+    from cluster.storage.meta_properties import read_meta_properties
     for node_id in range(1, nodes + 1):
         try:
-            return read_cluster_id(os.path.join(data_dir, f"node-{node_id}"))
-        except Exception:  # noqa: BLE001 -- unformatted: look at the next one
+            properties = read_meta_properties(os.path.join(data_dir, f"node-{node_id}"), node_id)
+        except Exception:  # noqa: BLE001 -- unreadable: look at the next one
             continue
+        if properties is not None:
+            return properties.cluster_id
     return None
 
 
 def cmd_local_cluster(args: argparse.Namespace) -> int:
-    from cluster.broker.cluster_mode import write_meta_properties
+    from cluster.storage.meta_properties import write_meta_properties
 
     data_dir = os.path.abspath(args.data_dir)
     cluster_id = existing_cluster_id(data_dir, args.nodes) or uuid.uuid4().hex[:22]

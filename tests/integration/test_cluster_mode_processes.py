@@ -23,8 +23,8 @@ from broker_process import (  # tests/helpers is on sys.path (conftest.py)
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster.broker.cluster_mode import write_meta_properties
 from cluster.cli.quorum import describe_quorum
+from cluster.storage.meta_properties import write_meta_properties
 
 pytestmark = pytest.mark.timeout(120)
 
