@@ -42,8 +42,6 @@ from cluster.core.clock import monotonic_ms, wall_clock_ms
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.metadata import MetadataImage
 from cluster.metadata.controller_api import AlterPartitionRequest, IsrMember
-from cluster.metadata.records import decode_batch as decode_batch  # noqa: F401 -- re-exported for tests
-from cluster.metadata.records import encode_batch as encode_batch  # noqa: F401
 from cluster.raft.config import RaftConfig
 from cluster.raft.state import Role
 from cluster.replication import AlterPartitionOutcome, IsrChangeKind, PendingIsrChange

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from cluster.broker.cluster_mode import decode_batch, encode_batch
 from cluster.broker.topic_view import ImageTopicStore
 from cluster.core.errors import ProtocolDecodeError
 from cluster.metadata import MetadataDelta, MetadataImage
+from cluster.metadata.records import decode_batch, encode_batch
 from cluster.wire.metadata_records import config_record, partition_record, topic_record
 
 
