@@ -115,8 +115,11 @@ class ControllerServer:
                            2 * self.config.get("broker.heartbeat.interval.ms"))
         self.controller.reset_sessions(monotonic_ms(), grace_ms)
 
-    async def _decide(self, decide):
-        """Runs ``decide(controller) -> ControllerResult`` and commits its records; returns the response."""
+    async def decide(self, decide):
+        """Runs ``decide(controller) -> ControllerResult`` and commits its records; returns the response.
+
+        Every RPC below goes through here; so do the controller's timers and a one-off write such as the
+        conversion of a legacy metadata file (cluster/broker/legacy_metadata.py)."""
         async with self._lock:
             if not self.is_active_controller():
                 raise NotControllerError(self.driver.leader_id)
@@ -146,35 +149,35 @@ class ControllerServer:
     # Broker sessions run on monotonic time (a skewed wall clock must not expire them), read when the decision
     # runs: a heartbeat that waited for the controller's lock still counts from when it was decided.
     async def register_broker(self, request: RegisterBrokerRequest) -> RegisterBrokerResult:
-        error, epoch = await self._decide(lambda c: c.register_broker(
+        error, epoch = await self.decide(lambda c: c.register_broker(
             request.broker_id, request.incarnation_id, list(request.endpoints), request.rack, monotonic_ms(),
             max(self.driver.store.log_end_offset, 0)))
         return RegisterBrokerResult(ErrorCode(error), epoch)
 
     async def broker_heartbeat(self, request: BrokerHeartbeatRequest) -> HeartbeatResult:
-        return await self._decide(lambda c: c.broker_heartbeat(
+        return await self.decide(lambda c: c.broker_heartbeat(
             request.broker_id, request.broker_epoch, request.current_metadata_offset, False, request.want_shutdown,
             monotonic_ms()))
 
     async def create_topics(self, request: CreateTopicsRequest) -> tuple[CreateTopicResult, ...]:
-        return tuple(await self._decide(lambda c: c.create_topics(request.topics, request.validate_only)))
+        return tuple(await self.decide(lambda c: c.create_topics(request.topics, request.validate_only)))
 
     async def delete_topics(self, request: DeleteTopicsRequest) -> tuple[TopicError, ...]:
-        results = await self._decide(lambda c: c.delete_topics(request.names))
+        results = await self.decide(lambda c: c.delete_topics(request.names))
         return tuple(TopicError(name, ErrorCode(code), message) for name, (code, message) in results.items())
 
     async def create_partitions(self, request: CreatePartitionsRequest) -> ApiError:
-        code, message = await self._decide(lambda c: c.create_partitions(
+        code, message = await self.decide(lambda c: c.create_partitions(
             request.name, request.count, request.assignments))
         return ApiError(ErrorCode(code), message)
 
     async def allocate_producer_ids(self, request: AllocateProducerIdsRequest) -> ProducerIdsBlock:
-        code, start, length = await self._decide(lambda c: c.allocate_producer_ids(
+        code, start, length = await self.decide(lambda c: c.allocate_producer_ids(
             request.broker_id, request.broker_epoch))
         return ProducerIdsBlock(ErrorCode(code), start, length)
 
     async def alter_partition(self, request: AlterPartitionRequest) -> AlterPartitionResult:
-        return await self._decide(lambda c: c.alter_partition(
+        return await self.decide(lambda c: c.alter_partition(
             request.broker_id, request.broker_epoch, request.topic_id, request.partition, request.leader_epoch,
             request.partition_epoch, [m.broker_id for m in request.new_isr],
             {m.broker_id: m.broker_epoch for m in request.new_isr}))
@@ -186,17 +189,17 @@ class ControllerServer:
 
     async def alter_partition_reassignments(self, request: AlterReassignmentsRequest) -> tuple[PartitionResult, ...]:
         targets = [(t.topic, t.partition, t.replicas) for t in request.partitions]
-        return _partition_results(await self._decide(lambda c: c.alter_partition_reassignments(targets)))
+        return _partition_results(await self.decide(lambda c: c.alter_partition_reassignments(targets)))
 
     async def list_partition_reassignments(
             self, request: ListReassignmentsRequest) -> tuple[PartitionReassignment, ...]:
         # A read: run under the lock (so it sees every earlier decision committed), commit nothing.
-        found = await self._decide(lambda c: ControllerResult((), c.list_partition_reassignments(request.partitions)))
+        found = await self.decide(lambda c: ControllerResult((), c.list_partition_reassignments(request.partitions)))
         return tuple(PartitionReassignment(topic, partition, r.replicas, r.adding_replicas, r.removing_replicas)
                      for (topic, partition), r in sorted(found.items()))
 
     async def elect_leaders(self, request: ElectLeadersRequest) -> tuple[PartitionResult, ...]:
-        return _partition_results(await self._decide(lambda c: c.elect_leaders(
+        return _partition_results(await self.decide(lambda c: c.elect_leaders(
             request.election_type, request.partitions)))
 
     # -- timers --------------------------------------------------------------------------------------------------
@@ -216,12 +219,12 @@ class ControllerServer:
             if not self.is_active_controller():
                 continue
             try:
-                fenced = await self._decide(lambda c: c.tick(monotonic_ms()))
+                fenced = await self.decide(lambda c: c.tick(monotonic_ms()))
                 if fenced:
                     log.warning("fenced brokers %s: session expired", list(fenced))
                 if rebalance and monotonic_ms() >= next_rebalance_ms:
                     next_rebalance_ms = monotonic_ms() + interval_ms
-                    moved = await self._decide(lambda c: c.rebalance_leaders(percentage))
+                    moved = await self.decide(lambda c: c.rebalance_leaders(percentage))
                     if moved:
                         log.info("preferred leader election moved %d partition(s): %s", len(moved), list(moved))
             except KafkaError as exc:

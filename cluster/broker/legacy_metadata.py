@@ -116,7 +116,8 @@ async def convert_legacy_metadata(log_dir: str, runtime) -> bool:
         raise LegacyMetadataError(f"this node did not become its own metadata quorum leader within "
                                   f"{LEADER_WAIT_S:.0f} s, so {legacy.path} could not be converted; start it again")
     node_id = runtime.node_id
-    added = await runtime._decide(lambda controller: _result(conversion_records(legacy, controller.image, node_id)))
+    added = await runtime.controller_server.decide(
+        lambda controller: _result(conversion_records(legacy, controller.image, node_id)))
     os.replace(legacy.path, legacy.path + CONVERTED_SUFFIX)
     LOCAL_FS.fsync_dir(log_dir)
     log.info("converted %s: %d topic(s) (%d added to the metadata log now), producer ids from %d; the old file is "
