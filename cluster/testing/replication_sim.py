@@ -732,7 +732,7 @@ class ReplicationSim:
         else:
             change = state.become_follower(p.leader, p.leader_epoch, p.replicas, p.isr, self.now_ms,
                                            fetch_backoff_ms=100)
-        if change.stopped_leading:
+        if change.stopped_leading or change.new_leader_epoch:
             replica.pending_produces = []  # answered NOT_LEADER_OR_FOLLOWER: not acknowledged
         if change.assign_epoch_start:
             replica.epoch_cache.assign(p.leader_epoch, replica.log_end_offset, flush=False)
@@ -924,14 +924,15 @@ class ReplicationSim:
         self._maybe_flush(replica)
 
     def _complete_produces(self, replica: SimReplica) -> None:
-        state, still_waiting = replica.leader, []
+        state, still_waiting, incarnation = replica.leader, [], replica.incarnation
         for batch in replica.pending_produces:
             check = state.check_acks_all(batch.end_offset)
             if not check.done:
                 still_waiting.append(batch)
             elif check.error_code == ErrorCode.NONE:
                 self._record_ack(replica, batch)
-        replica.pending_produces = still_waiting
+        if replica.incarnation == incarnation:   # not crashed by an acknowledgement (crash_after_ack)
+            replica.pending_produces = still_waiting
 
     def _record_ack(self, leader: SimReplica, batch: Batch) -> None:
         acked_at = self._acked_payloads.setdefault(batch.payload_id, batch.base_offset)
@@ -1023,13 +1024,21 @@ class ReplicationSim:
 
     def _retention_fault(self) -> None:
         """Retention on one replica: whole batches from the start of its log, never past what it knows to be
-        committed and holds fsynced (Kafka deletes segments below the high watermark only)."""
+        committed and holds fsynced (Kafka deletes segments below the high watermark only).
+
+        Only batches whose client has its acknowledgement: retention takes days, retries seconds.  (A replica
+        rebuilds producer state from its log, so a retry of a batch retention deleted would be appended again;
+        Kafka keeps producer-state snapshots past retention for that.)"""
         alive = [b for b in self.broker_ids if self.replicas[b].alive]
         if not alive:
             return
         replica = self.replicas[self._pick_victim(alive)]
         limit = min(replica.state.high_watermark, replica.durable_log_end_offset)
-        ends = [batch.end_offset for batch in replica.batches if batch.end_offset <= limit]
+        ends = []
+        for batch in replica.batches:
+            if batch.end_offset > limit or batch.payload_id not in self._acked_payloads:
+                break
+            ends.append(batch.end_offset)
         if ends:
             replica.delete_before(self.rng.choice(ends))
 
