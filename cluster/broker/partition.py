@@ -175,14 +175,8 @@ class Partition:
         returned.  Raises KafkaError with the Kafka error code for every rejected batch (NOT_ENOUGH_REPLICAS
         first of all when acks=all and the ISR is below min.insync.replicas); the log is untouched in that case.
         """
-        state = self.leader_state
-        if state is None:
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self}: not the leader")
-        # Under min.insync.replicas nothing else is looked at, as in Kafka's Partition.appendRecordsToLeader: a
-        # retried batch that skips one we cannot take now must get NOT_ENOUGH_REPLICAS (retriable, not
-        # persisted), not OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka bumps its epoch and re-sends every
-        # unacknowledged record under a new producer id: a duplicate wherever the originals survive.
-        state.check_append_allowed(required_acks)
+        replica = self.replica
+        replica.check_append_allowed(required_acks)   # first: see there why
         if len(batch_bytes) > self.log_config.max_message_bytes:
             raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE,
                              f"batch of {len(batch_bytes)} bytes exceeds max.message.bytes "
@@ -194,8 +188,8 @@ class Partition:
             raise KafkaError(ErrorCode.INVALID_RECORD, "transactions are not supported yet")
         if self.log_config.compact:
             self._check_keys(batch_bytes)
-        duplicate = self.producer_state.check_append(header.producer_id, header.producer_epoch,
-                                                     header.base_sequence, header.last_offset_delta)
+        duplicate = replica.check_producer_sequence(header.producer_id, header.producer_epoch, header.base_sequence,
+                                                    header.last_offset_delta)
         if duplicate is not None:
             return duplicate.base_offset, duplicate.last_offset, -1
         batch = bytearray(batch_bytes)
@@ -210,9 +204,8 @@ class Partition:
             log.error("%s: append failed: %s", self, exc)
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"append failed: {exc.strerror}") from None
         invariant(last_offset - base_offset == header.last_offset_delta, "offsets assigned to the whole batch")
-        self.producer_state.replay(header.producer_id, header.producer_epoch, header.base_sequence,
-                                   header.last_offset_delta, base_offset, header.max_timestamp)
-        self.replica.on_local_append(now_ms)
+        replica.on_leader_append(header.producer_id, header.producer_epoch, header.base_sequence,
+                                 header.last_offset_delta, base_offset, header.max_timestamp, now_ms)
         self._on_dirty(self)
         self._wake(self._append_watchers)
         return base_offset, last_offset, log_append_time_ms

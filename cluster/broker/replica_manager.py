@@ -267,17 +267,12 @@ class ReplicaManager:
         does not hold back the high watermark unless it is already in the ISR.  ``partitions``: only these
         (default: every partition this broker hosts)."""
         brokers = image.cluster.brokers
+
+        def is_active(broker_id: int) -> bool:
+            registration = brokers.get(broker_id)
+            return registration is not None and registration.is_active
         for partition in (self.partitions.values() if partitions is None else partitions):
-            state = partition.leader_state
-            if state is None:
-                continue
-            advanced = False
-            for follower in state.followers():
-                registration = brokers.get(follower.replica_id)
-                eligible = registration is not None and registration.is_active
-                if follower.isr_eligible != eligible:
-                    advanced |= state.set_replica_isr_eligible(follower.replica_id, eligible)
-            if advanced:
+            if partition.replica.refresh_isr_eligibility(is_active):
                 partition.on_high_watermark_maybe_changed()
 
     # leader: serving follower fetches -------------------------------------------------------------------

@@ -20,7 +20,7 @@ here, in the real code path, so the harnesses show they catch them; ``BrokenRepl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from cluster.core.errors import ErrorCode, KafkaError, OffsetOutOfRangeError
@@ -31,7 +31,7 @@ from cluster.replication.leader import (
     PartitionLeaderState,
     PendingIsrChange,
 )
-from cluster.replication.producer_state import ProducerStateTable
+from cluster.replication.producer_state import BatchMetadata, ProducerStateTable
 
 __all__ = [
     "NO_LEADER",
@@ -202,9 +202,32 @@ class PartitionReplicaState:
                 high_watermark=high_watermark, fetch_backoff_ms=fetch_backoff_ms)
         return RoleChange(stopped_leading=stopped_leading, fetch_restarted=True)
 
+    # -- leader: produce ---------------------------------------------------------------------------------------
+    def check_append_allowed(self, required_acks: int) -> None:
+        """Before anything else about a produced batch (Kafka's ``Partition.appendRecordsToLeader``): not the
+        leader, or acks=all with the ISR under min.insync.replicas, raises KafkaError.  Checked before the
+        sequence on purpose: a retry answered OUT_OF_ORDER_SEQUENCE_NUMBER here instead of the retriable
+        NOT_ENOUGH_REPLICAS makes librdkafka re-send every unacknowledged record under a new producer id."""
+        if self.leader_state is None:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"partition {self.partition}: not the leader")
+        self.leader_state.check_append_allowed(required_acks)
+
+    def check_producer_sequence(self, producer_id: int, producer_epoch: int, base_sequence: int,
+                                last_offset_delta: int) -> BatchMetadata | None:
+        """The original batch when this one is a retry of it (answer with its offsets, append nothing), None
+        when it may be appended; raises KafkaError for an out-of-order or fenced producer."""
+        return self.producer_state.check_append(producer_id, producer_epoch, base_sequence, last_offset_delta)
+
+    def on_leader_append(self, producer_id: int, producer_epoch: int, base_sequence: int, last_offset_delta: int,
+                         base_offset: int, max_timestamp: int, now_ms: int) -> bool:
+        """The shell appended an accepted batch.  Returns True if the high watermark advanced."""
+        self.producer_state.replay(producer_id, producer_epoch, base_sequence, last_offset_delta, base_offset,
+                                   max_timestamp)
+        return self.on_local_append(now_ms)
+
     # -- leader: local log --------------------------------------------------------------------------------------
     def on_local_append(self, now_ms: int) -> bool:
-        """The leader appended to its log.  Returns True if the high watermark advanced."""
+        """The leader's log grew.  Returns True if the high watermark advanced."""
         state = self.leader_state
         advanced = state.on_local_append(self.log.log_end_offset, now_ms)
         if BrokenReplica.HW_COUNTS_UNFLUSHED in self.broken:
@@ -275,6 +298,19 @@ class PartitionReplicaState:
                 and fetch.durable_log_end_offset >= fetch.fetch_offset)
 
     # -- leader: ISR ------------------------------------------------------------------------------------------
+    def refresh_isr_eligibility(self, is_active: Callable[[int], bool]) -> bool:
+        """Kafka's isReplicaIsrEligible from the metadata image: a fenced broker, or one in controlled shutdown,
+        cannot join the ISR and does not hold back the high watermark unless it is in the ISR already.
+        Returns True if the high watermark advanced."""
+        state, advanced = self.leader_state, False
+        if state is None:
+            return False
+        for follower in state.followers():
+            eligible = is_active(follower.replica_id)
+            if follower.isr_eligible != eligible:
+                advanced |= state.set_replica_isr_eligible(follower.replica_id, eligible)
+        return advanced
+
     def maybe_shrink_isr(self, now_ms: int) -> PendingIsrChange | None:
         """The isr-expiration check: a proposal dropping lagging followers, for the shell to send."""
         state = self.leader_state

@@ -352,14 +352,17 @@ class SimReplica:
         return self.epoch_cache.end_offset_for(leader_epoch, self.log_end_offset)
 
     # log changes
-    def append(self, batches: list[Batch]) -> None:
+    def append(self, batches: list[Batch], *, replay_producers: bool = True) -> None:
+        """Appends at the log end; a follower's append also replays the producers (a leader's state machine
+        does that itself, in ``on_leader_append``)."""
         for batch in batches:
             if batch.base_offset != self.log_end_offset:
                 raise InvariantViolation(f"broker {self.broker_id}: batch {batch} does not start at the log end "
                                          f"{self.log_end_offset}")
             self.epoch_cache.assign(batch.leader_epoch, batch.base_offset, flush=False)
             self.batches.append(batch)
-            self._replay_producer(batch, self.producer_state)
+            if replay_producers:
+                self._replay_producer(batch, self.producer_state)
 
     @staticmethod
     def _replay_producer(batch: Batch, producer_state: ProducerStateTable) -> None:
@@ -717,11 +720,12 @@ class ReplicationSim:
         replica.metadata_offset = self.metadata_offset
         partition = replica.image.topics.by_id[self.topic_id].partitions[0]
         self._apply_partition(replica, partition)
-        if replica.leader is not None:
-            for follower in list(replica.leader.followers()):
-                registration = replica.image.cluster.broker(follower.replica_id)
-                replica.leader.set_replica_isr_eligible(follower.replica_id,
-                                                        registration is not None and registration.is_active)
+        cluster = replica.image.cluster
+
+        def is_active(broker_id: int) -> bool:
+            registration = cluster.broker(broker_id)
+            return registration is not None and registration.is_active
+        replica.state.refresh_isr_eligibility(is_active)
 
     def _apply_partition(self, replica: SimReplica, p: PartitionRegistration) -> None:
         """What the broker's ReplicaManager.apply_local_changes does, through the same state machine."""
@@ -901,13 +905,13 @@ class ReplicationSim:
         self._append_as_leader(replica, producer, first_sequence)
 
     def _append_as_leader(self, replica: SimReplica, producer: SimProducer, first_sequence: int) -> None:
-        """The broker's order (Partition.append_records): min ISR first, then the producer's sequence."""
-        state = replica.leader
+        """Partition.append_records through the same state machine: min ISR first, then the producer's sequence."""
+        state = replica.state
         count, payload_id = producer.unacked[first_sequence]
         try:
             state.check_append_allowed(-1)
-            duplicate = replica.producer_state.check_append(producer.producer_id, PRODUCER_EPOCH, first_sequence,
-                                                            count - 1)
+            duplicate = state.check_producer_sequence(producer.producer_id, PRODUCER_EPOCH, first_sequence,
+                                                      count - 1)
         except KafkaError as exc:
             if exc.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER:
                 producer.bump_epoch()
@@ -917,8 +921,9 @@ class ReplicationSim:
             return
         batch = Batch(replica.log_end_offset, count, state.leader_epoch, payload_id, producer.producer_id,
                       first_sequence)
-        replica.append([batch])
-        replica.state.on_local_append(self.now_ms)
+        replica.append([batch], replay_producers=False)
+        state.on_leader_append(producer.producer_id, PRODUCER_EPOCH, first_sequence, count - 1, batch.base_offset,
+                               0, self.now_ms)
         replica.pending_produces.append(batch)
         self._release_parked_fetches(replica)
         self._maybe_flush(replica)
