@@ -777,8 +777,6 @@ class ClusterRuntime:
             if outcome is AlterPartitionOutcome.RETRY:
                 await asyncio.sleep(0.1)
                 continue
-            if outcome is AlterPartitionOutcome.APPLIED:
-                partition.isr = tuple(state.isr)
             if error != ErrorCode.NONE:
                 log.info("%s: ISR change to %s refused: %s (%s)", partition, list(change.new_isr), error.name,
                          outcome.value)

@@ -121,8 +121,8 @@ class PartitionReplicaState:
         self.log = log
         self.leader_id = NO_LEADER
         self.leader_epoch = -1   # the newest leader epoch applied here
-        self.replicas: tuple[int, ...] = ()
-        self.isr: tuple[int, ...] = ()
+        self._replicas: tuple[int, ...] = ()
+        self._isr: tuple[int, ...] = ()
         self.leader_state: PartitionLeaderState | None = None
         self.follower_state: FollowerFetchState | None = None
         self.producer_state = ProducerStateTable()
@@ -131,6 +131,15 @@ class PartitionReplicaState:
         self._high_watermark = min(max(high_watermark, 0), log.log_end_offset)
 
     # -- views ------------------------------------------------------------------------------------------------
+    @property
+    def replicas(self) -> tuple[int, ...]:
+        return self.leader_state.replicas if self.leader_state is not None else self._replicas
+
+    @property
+    def isr(self) -> tuple[int, ...]:
+        """The committed ISR: as leader, the one its own AlterPartition proposals moved to."""
+        return self.leader_state.isr if self.leader_state is not None else self._isr
+
     @property
     def high_watermark(self) -> int:
         """Offsets below are committed: durable on every ISR member."""
@@ -152,7 +161,7 @@ class PartitionReplicaState:
         state = self.leader_state
         if leader_epoch < self.leader_epoch:
             return RoleChange()
-        self.replicas, self.isr, self.leader_id = tuple(replicas), tuple(isr), self.local_broker_id
+        self._replicas, self._isr, self.leader_id = tuple(replicas), tuple(isr), self.local_broker_id
         if state is not None and state.leader_epoch == leader_epoch:
             state.on_partition_metadata(leader_epoch, partition_epoch, replicas, isr, now_ms)
             return RoleChange()
@@ -182,7 +191,7 @@ class PartitionReplicaState:
         """
         if leader_epoch < self.leader_epoch or (leader_epoch == self.leader_epoch and self.leader_state is not None):
             return RoleChange()
-        self.replicas, self.isr = tuple(replicas), tuple(isr)
+        self._replicas, self._isr = tuple(replicas), tuple(isr)
         if leader_epoch == self.leader_epoch and (self.follower_state is not None or leader_id == NO_LEADER):
             return RoleChange()
         high_watermark = self.high_watermark

@@ -163,3 +163,15 @@ def test_isr_shrink_proposals_come_only_from_a_multi_replica_leader():
     assert state.maybe_shrink_isr(0) is None
     lead(state, 1)
     assert state.maybe_shrink_isr(LAG_MS * 3).kind is IsrChangeKind.SHRINK
+
+
+def test_the_isr_a_leader_reports_is_the_one_its_applied_alter_partition_committed():
+    log = FakeLog(log_end_offset=5, durable_log_end_offset=5)
+    state = replica(log)
+    lead(state, 1)
+    change = state.maybe_shrink_isr(LAG_MS * 3)
+    state.leader_state.on_alter_partition_response(change, ErrorCode.NONE, leader_epoch=1, partition_epoch=2,
+                                                   isr=change.new_isr)
+    assert state.isr == change.new_isr == (1,)
+    state.become_follower(2, 2, (1, 2, 3), (2, 3), 0, 100)
+    assert state.isr == (2, 3)
