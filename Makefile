@@ -99,7 +99,8 @@ jepsen-table: setup
 # (drop_producer_state_on_become_leader: idempotent duplicates; short_session_on_new_controller: a broker fenced
 # that no fault touched), 1 if no seed did.
 .PHONY: jepsen-broken
-BROKEN ?= drop_producer_state_on_become_leader
+# Target-specific: a global default would also switch the bug on in sim-replication, which reads BROKEN too.
+jepsen-broken: BROKEN ?= drop_producer_state_on_become_leader
 jepsen-broken: setup
 	$(BIN)/python -m jepsen_like broken --variant $(BROKEN) --seeds $(or $(SEEDS),10) --time-limit $(or $(TIME),60) \
 	  --nodes $(or $(NODES),3) $(if $(RATE),--rate $(RATE))

@@ -39,7 +39,8 @@ new leader forgets its idempotent producers, so a retry of a batch it already ho
 ``skip_fetch_offset_check`` (the leader answers a fetch below its log start offset with what it holds from there
 on instead of OFFSET_OUT_OF_RANGE).  The replica-side variants are switched on inside ``PartitionReplicaState``
 (``BrokenReplica``), so the real code is what breaks.  Followers fetch ahead of their fsync when the leader had
-more than one answer carries (a per-seed answer size keeps that frequent), as the broker does.
+more than one answer carries (a per-seed answer size keeps that frequent), as the broker does, and leaders park a
+fetch at their log end until they append or the seed's replica.fetch.wait.max.ms passes (0: never).
 
 The active controller can be frozen too: its calls wait until it is continued, and past an election delay a new
 controller takes over the same committed metadata (``QuorumController.reset_sessions``, as the broker's shell
