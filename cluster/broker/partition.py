@@ -127,8 +127,6 @@ class Partition:
                                             replica_lag_time_max_ms, min_insync_replicas)
         if change.assign_epoch_start:
             self.log.assign_epoch_start(leader_epoch)   # before any write (KAFKA-7415)
-        if change.stopped_leading:
-            self.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)   # produces of the previous epoch
         self.on_high_watermark_maybe_changed()
         if change.new_leader_epoch:
             log.info("%s: leader in epoch %d (replicas %s, isr %s, log end offset %d, high watermark %d)", self,

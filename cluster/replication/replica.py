@@ -177,8 +177,8 @@ class PartitionReplicaState:
         if BrokenReplica.DROP_PRODUCER_STATE_ON_BECOME_LEADER in self.broken:
             self.producer_state = ProducerStateTable()
         latest = self.log.latest_epoch
-        return RoleChange(new_leader_epoch=True, assign_epoch_start=latest == UNDEFINED_EPOCH or leader_epoch > latest,
-                          stopped_leading=state is not None)
+        # Produces waiting from our previous epoch keep waiting: the same log, now committed by this epoch's rules.
+        return RoleChange(new_leader_epoch=True, assign_epoch_start=latest == UNDEFINED_EPOCH or leader_epoch > latest)
 
     def become_follower(self, leader_id: int, leader_epoch: int, replicas: Sequence[int], isr: Sequence[int],
                         now_ms: int, fetch_backoff_ms: int) -> RoleChange:

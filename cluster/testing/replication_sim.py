@@ -509,6 +509,12 @@ class ReplicationSim:
         for b in self.broker_ids:
             self._deliver_metadata(b)
             self._start_timers(self.replicas[b])
+        # It becomes the active controller (reset_sessions, as the runtime does) and ticks at once.  A tick is what
+        # starts its stall clock: a freeze before its first tick would go unnoticed, and brokers it could not hear
+        # would be fenced for it (a gap of the controller's, reported with issue 13; the runtime's first tick comes
+        # a tick interval after activation).
+        self.controller.reset_sessions(self.now_ms)
+        self.controller.tick(self.now_ms)
         self._schedule_controller_tick()
         self._schedule_chaos()
 
@@ -737,7 +743,7 @@ class ReplicationSim:
         else:
             change = state.become_follower(p.leader, p.leader_epoch, p.replicas, p.isr, self.now_ms,
                                            fetch_backoff_ms=100)
-        if change.stopped_leading or change.new_leader_epoch:
+        if change.stopped_leading:
             replica.pending_produces = []  # answered NOT_LEADER_OR_FOLLOWER: not acknowledged
         if change.assign_epoch_start:
             replica.epoch_cache.assign(p.leader_epoch, replica.log_end_offset, flush=False)
@@ -1010,7 +1016,9 @@ class ReplicationSim:
         replica = self.replicas[b]
         if replica.alive:
             return
-        if not self._register(replica):
+        # A frozen controller answers no registration (before, one taken during the freeze hid the freeze from
+        # the controller's stall check, and it then fenced brokers it had not been able to hear).
+        if self.controller_paused_until_ms > self.now_ms or not self._register(replica):
             self._schedule(self.now_ms + 200, None, lambda: self._restart(b))
             return
         # Retention deletes only committed data, so the log start is committed even if the checkpoint lags.
