@@ -1040,14 +1040,18 @@ class ReplicationSim:
         """Retention on one replica: whole batches from the start of its log, never past what it knows to be
         committed and holds fsynced (Kafka deletes segments below the high watermark only).
 
-        Only batches whose client has its acknowledgement: retention takes days, retries seconds.  (A replica
-        rebuilds producer state from its log, so a retry of a batch retention deleted would be appended again;
-        Kafka keeps producer-state snapshots past retention for that.)"""
+        Retention takes days, retries and reconciliation seconds, so only batches whose client has its
+        acknowledgement, and only below where any other replica's log diverges from this one.  (Two gaps the
+        real code shares with Kafka, which these limits keep out of the runs: a replica rebuilds producer state
+        from its log, so a retry of a batch retention deleted would be appended again -- Kafka keeps producer
+        snapshots for that; and a follower whose divergent history lies below the leader's log start is told
+        its last epoch ends at that log start, so it keeps that history below it.)"""
         alive = [b for b in self.broker_ids if self.replicas[b].alive]
         if not alive:
             return
         replica = self.replicas[self._pick_victim(alive)]
-        limit = min(replica.state.high_watermark, replica.durable_log_end_offset)
+        limit = min([replica.state.high_watermark, replica.durable_log_end_offset]
+                    + [self._divergence_offset(replica, other) for other in self.replicas.values()])
         ends = []
         for batch in replica.batches:
             if batch.end_offset > limit or batch.payload_id not in self._acked_payloads:
@@ -1055,6 +1059,18 @@ class ReplicationSim:
             ends.append(batch.end_offset)
         if ends:
             replica.delete_before(self.rng.choice(ends))
+
+    @staticmethod
+    def _divergence_offset(replica: SimReplica, other: SimReplica) -> int:
+        """The first offset both logs hold differently (their ends when they agree)."""
+        theirs = {batch.base_offset: batch for batch in other.batches}
+        for batch in replica.batches:
+            held = theirs.get(batch.base_offset)
+            if held is None and other.log_start_offset <= batch.base_offset < other.log_end_offset:
+                return batch.base_offset   # a batch boundary of ours falls inside one of theirs
+            if held is not None and held != batch:
+                return batch.base_offset
+        return replica.log_end_offset
 
     def _cut_fault(self) -> None:
         nodes = (CONTROLLER_ID,) + self.broker_ids
