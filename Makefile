@@ -25,6 +25,8 @@ run-single: setup
 	$(BIN)/kraftpy broker --config config/server.properties
 
 # No xdist: the machine has 2 cores and the integration tests run broker processes of their own.
+# CI runs this target; it includes the import-layering contracts (pyproject.toml [tool.importlinter]), since
+# tests/unit/test_import_contracts.py runs lint-imports, so an import against the layers fails CI as `make lint` does.
 # pytest exits 5 when it collects nothing; that is a failure here, never a pass.
 test: setup
 	@$(PYTEST) tests; rc=$$?; \
@@ -50,8 +52,10 @@ proto: setup
 bench: setup
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
+# ruff, then the import-layering contracts of pyproject.toml ([tool.importlinter]: layers, pure cores).
 lint: setup
 	$(BIN)/ruff check cluster tests bench jepsen_like
+	$(BIN)/lint-imports --no-cache --no-logo
 
 # Seeded Raft simulation (cluster/testing/raft_sim.py): SEEDS fault schedules of STEPS events each, every
 # invariant checked after every event; the first failing seed prints its exact replay command (exit 1).

@@ -176,7 +176,7 @@ class Cluster:
 
     def __init__(self, root: Path, nodes: int = 3, overrides: dict[str, str] | None = None,
                  on_spawn=None) -> None:
-        from cluster.broker.cluster_mode import write_meta_properties
+        from cluster.storage.meta_properties import write_meta_properties
 
         self.cluster_id = "bench-" + uuid.uuid4().hex[:12]
         controller_ports = [free_port() for _ in range(nodes)]

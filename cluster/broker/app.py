@@ -1,15 +1,17 @@
 """A broker process: opens its logs, serves the Kafka listener, runs group commit and log upkeep.
 
-Lifecycle (after uvicorn's server): startup (config -> metadata store -> open and recover every partition log
--> listen), serve until SIGTERM/SIGINT, then shutdown (in cluster mode first a controlled shutdown: hand over
-quorum leadership and move partition leaderships; then stop accepting, let the flusher make every appended
+Lifecycle: startup (config -> join the metadata quorum and replay the committed metadata, which opens and
+recovers the partition logs this broker hosts -> convert an old-format single-node directory once
+(legacy_metadata.py) -> listen), serve until SIGTERM/SIGINT, then shutdown (first a controlled shutdown: hand
+over quorum leadership and move partition leaderships; then stop accepting, let the flusher make every appended
 byte durable, close logs).
 
-In cluster mode the listeners are bound before the broker registers (the registration carries their ports)
-but accept connections only once the controller has unfenced this broker and its metadata has caught up
-(``ClusterRuntime.wait_registered``, bounded), as Kafka's broker serves only after its initial catch-up and
-registration: a client connecting earlier is refused and retries, instead of meeting a cluster without brokers
-or controller.
+There is one metadata path: every node runs the quorum (cluster_mode.py); a node without
+``controller.quorum.voters`` is a one-voter quorum of itself.  The listeners are bound before the broker
+registers (the registration carries their ports) but accept connections only once the controller has unfenced
+this broker and its metadata has caught up (``ClusterRuntime.wait_registered``, bounded), as Kafka's broker
+serves only after its initial catch-up and registration: a client connecting earlier is refused and retries,
+instead of meeting a cluster without brokers or controller.
 
 Shutdown is bounded (``SHUTDOWN_TIMEOUT_S``, after which the process exits regardless).  A second SIGTERM or
 SIGINT during it skips the graceful steps and exits at once (what was acknowledged is on disk already, unless
@@ -22,14 +24,17 @@ import asyncio
 import logging
 import os
 import signal
-import time
 
+from cluster.broker.cluster_mode import ClusterRuntime
 from cluster.broker.flusher import GroupCommitFlusher
-from cluster.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinatorRuntime
-from cluster.broker.metadata_store import MetadataStore, TopicRecord
+from cluster.broker.group_coordinator import GroupCoordinatorRuntime
+from cluster.broker.handlers.context import BrokerServices
+from cluster.broker.legacy_metadata import LegacyMetadataError, convert_legacy_metadata
 from cluster.broker.replica_manager import ReplicaManager, now_ms
+from cluster.broker.request_metrics import BrokerRequestMetrics
 from cluster.broker.router import RequestRouter
 from cluster.config import BrokerConfig, parse_metrics_listener
+from cluster.core.errors import KafkaError
 from cluster.observability import BrokerMetrics, ClusterSnapshot, MetricsHttpServer, PartitionState
 from cluster.observability.metrics import raft_snapshot_of
 from cluster.storage.power_loss import start_test_hooks
@@ -54,82 +59,18 @@ class Broker:
         self._stopped = asyncio.Event()
         self._signals = 0
         self.bound_ports: list[int] = []
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.requests_by_api: dict[str, int] = {}
-        self.metrics = BrokerMetrics(self._metrics_snapshot, lambda: raft_snapshot_of(self.cluster))
+        self.metrics = BrokerMetrics(self._metrics_snapshot, lambda: raft_snapshot_of(self.quorum))
+        self.request_metrics = BrokerRequestMetrics(self.metrics)
         # Every job of the flusher's thread is one fsync round (a hook in flusher.py would be cleaner).
         self.flusher.on_round = self.metrics.on_flush
         self.metrics_server: MetricsHttpServer | None = None
         self.ready = False  # listeners bound and logs recovered; False again once shutdown begins
-        # Cluster mode (controller.quorum.voters set): metadata comes from the Raft quorum, see cluster_mode.py.
-        self.cluster = None
-        if config.get("controller.quorum.voters"):
-            from cluster.broker.cluster_mode import ClusterRuntime
-            self.cluster = ClusterRuntime(self)
-
-    @staticmethod
-    def now_ms() -> int:
-        return now_ms()
-
-    # what handlers ask of the broker ----------------------------------------------------------------
-    def live_brokers(self, listener_name: str | None = None) -> list[tuple[int, str, int, str | None]]:
-        """(node_id, host, port, rack) of every live broker, each at its endpoint for ``listener_name``
-        (the listener the asking client connected to; None: the first advertised listener).
-
-        A single node lists itself.  As in Kafka, a broker that does not advertise that listener is left out.
-        """
-        if self.cluster is not None:
-            return self.cluster.live_brokers(listener_name)
-        advertised = self.config.advertised_listeners
-        index = 0
-        if listener_name is not None:
-            names = [name for name, _host, _port in advertised]
-            if listener_name not in names:
-                return []
-            index = names.index(listener_name)
-        _name, host, port = advertised[index]
-        if port == 0:
-            port = self._bound_port_of(advertised[index][0], index)
-        return [(self.config.node_id, host or "localhost", port, self.config.get("broker.rack"))]
-
-    def _bound_port_of(self, listener_name: str, fallback_index: int) -> int:
-        """The port the listener named ``listener_name`` bound (an advertised port 0 means "the bound one")."""
-        for (name, _host, _port), bound in zip(self.config.listeners, self.bound_ports, strict=False):
-            if name == listener_name:
-                return bound
-        return self.bound_ports[fallback_index] if fallback_index < len(self.bound_ports) else 0
-
-    def auto_create_topic(self, name: str) -> TopicRecord:
-        if name == OFFSETS_TOPIC:  # created with the group coordinator's partition count and configs
-            self.group_coordinator.ensure_offsets_topic()
-            return self.replica_manager.store.topics[name]
-        return self.replica_manager.create_topic(
-            name, self.config.get("num.partitions"), self.config.get("default.replication.factor"), {}
-        )
-
-    def metrics_on_request(self, api_name: str) -> float:
-        """Counts the request; returns its start time for ``metrics_on_response``."""
-        self.requests_by_api[api_name] = self.requests_by_api.get(api_name, 0) + 1
-        self.metrics.on_request(api_name)
-        return time.perf_counter()
-
-    def metrics_on_response(self, api_name: str, started: float, response) -> None:
-        self.metrics.on_response(api_name, started, response)
-
-    def metrics_on_produce(self, topic: str, batches) -> None:
-        self.bytes_in += len(batches)
-        self.metrics.on_produce(topic, batches)
-
-    def metrics_on_fetch(self, topic: str, size_bytes: int) -> None:
-        self.bytes_out += size_bytes
-        self.metrics.on_fetch(topic, size_bytes)
-
-    def metrics_on_rebalance(self) -> None:
-        self.metrics.on_rebalance()
+        # This node's metadata quorum member: Raft voter, maybe the active controller, publisher of the image it
+        # applies (a one-voter quorum without controller.quorum.voters).
+        self.quorum = ClusterRuntime(self)
 
     def _metrics_snapshot(self) -> ClusterSnapshot:
-        """Scrape-time view of partitions and committed offsets (single node: leader of all, ISR = self)."""
+        """Scrape-time view of partitions and committed offsets."""
         node_id = self.config.node_id
         partitions = []
         if self.replica_manager is not None:
@@ -158,50 +99,54 @@ class Broker:
         log.info("serving metrics on %s (also /healthz, /readyz)", self.metrics_server.url)
 
     def is_ready(self) -> bool:
-        """/readyz: serving clients and, in a cluster, registered, caught up with metadata and unfenced."""
-        return self.ready and (self.cluster is None or not self.cluster.fenced)
+        """/readyz: serving clients, registered, caught up with metadata and unfenced."""
+        return self.ready and not self.quorum.fenced
 
     # lifecycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         start_test_hooks(self.config)   # off unless a kraftpy.test.* key is set: power loss, clock offset
         await self._start_metrics_listener()  # first, so /healthz answers (and /readyz says 503) during recovery
-        if self.cluster is not None:
-            store = self.cluster.store   # partitions open as committed metadata names them
-            self.replica_manager = ReplicaManager(self.config, store, self.flusher)
-            await self.cluster.start()
-            await self.cluster.wait_caught_up()   # no Metadata answers from an empty image
-            if self.cluster.applied_leaders_metadata():
-                self.replica_manager.remove_stray_logs()
-        else:
-            store = MetadataStore.open(self.config.log_dir, self.config.node_id)
-            self.replica_manager = ReplicaManager(self.config, store, self.flusher)
-            self.replica_manager.open_all()
+        quorum = self.quorum
+        # Partitions open as committed metadata names them.
+        self.replica_manager = ReplicaManager(self.config, quorum.store, self.flusher)
+        await quorum.start()
+        await quorum.wait_caught_up()   # no Metadata answers from an empty image
+        # Before stray logs are removed: the partitions of an old single-node directory are not in the image yet.
+        await convert_legacy_metadata(self.config.log_dir, quorum)
+        if quorum.applied_leaders_metadata():
+            self.replica_manager.remove_stray_logs()
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="group-commit"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_log_upkeep(), name="log-upkeep"))
         self._tasks.append(asyncio.create_task(self.replica_manager.run_high_watermark_checkpoints(),
                                                name="high-watermark-checkpoints"))
-        self.group_coordinator = GroupCoordinatorRuntime(self)
+        self.group_coordinator = GroupCoordinatorRuntime(self.config, self.replica_manager, self.metrics.on_rebalance)
         self.group_coordinator.start()
-        await self._bind_listeners(start_serving=self.cluster is None)
-        if self.cluster is not None:
-            self.cluster.start_broker_lifecycle()   # registers the bound ports
-            await self.cluster.wait_registered()
-            for server in self._servers:
-                await server.start_serving()
+        await self._bind_listeners()   # bound now, accepting once registered (see the module docstring)
+        quorum.start_broker_lifecycle()   # registers the bound ports
+        await quorum.wait_registered()
+        for server in self._servers:
+            await server.start_serving()
         for (name, host, _port), bound in zip(self.config.listeners, self.bound_ports, strict=True):
             log.info("listening for Kafka clients on %s://%s:%d", name, host or "0.0.0.0", bound)
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("kraftpy broker started: node.id=%d cluster.id=%s log.dirs=%s", self.config.node_id,
-                 store.cluster_id, self.config.log_dir)
+        log.info("kraftpy broker started: node.id=%d quorum.id=%s log.dirs=%s", self.config.node_id,
+                 quorum.cluster_id, self.config.log_dir)
 
-    async def _bind_listeners(self, *, start_serving: bool) -> None:
-        router = RequestRouter(self)
+    def _services(self) -> BrokerServices:
+        """The collaborators the request handlers get (built once, after the quorum member, the replica manager
+        and the group coordinator exist)."""
+        return BrokerServices(config=self.config, replicas=self.replica_manager, metadata=self.quorum,
+                              controller=self.quorum, groups=self.group_coordinator, metrics=self.request_metrics,
+                              now_ms=now_ms)
+
+    async def _bind_listeners(self) -> None:
+        router = RequestRouter(self._services())
         max_request_bytes = self.config.get("socket.request.max.bytes")
         for name, host, port in self.config.listeners:
             server, connections = await start_kafka_server(router, host, port, max_request_bytes,
                                                            self.config.get("queued.max.requests"), name,
-                                                           start_serving=start_serving)
+                                                           start_serving=False)
             self._servers.append(server)
             self._connections.append(connections)
             self.bound_ports.append(server.sockets[0].getsockname()[1])
@@ -239,10 +184,10 @@ class Broker:
     async def stop(self) -> None:
         self.ready = False
         self.metrics.ready.set(0)
-        if self.cluster is not None and self._servers:
+        if self._servers:
             # Before the listeners close: quorum leadership is handed over and partition leadership moves
             # while clients can still reach us and be redirected (bounded, see controlled_shutdown).
-            await self.cluster.controlled_shutdown()
+            await self.quorum.controlled_shutdown()
         for server in self._servers:
             server.close()
         for connections in self._connections:
@@ -250,8 +195,7 @@ class Broker:
                 connection.close("broker shutting down")
         if self.group_coordinator is not None:
             self.group_coordinator.stop()
-        if self.cluster is not None:
-            await self.cluster.stop()
+        await self.quorum.stop()
         await self.flusher.stop()
         flusher_task, *others = self._tasks
         try:
@@ -268,6 +212,13 @@ class Broker:
         log.info("broker stopped")
 
 
+def _refuse_to_start(exc: Exception) -> None:
+    """A start that cannot go on (wrong log directory, unconvertible old metadata): says why, exits with 1."""
+    message = exc.message if isinstance(exc, KafkaError) else str(exc)
+    log.critical("broker cannot start: %s", message)
+    _exit_now(1)
+
+
 def _exit_now(status: int) -> None:
     """Ends the process at once (no graceful steps, no waiting for threads); the log says why first."""
     logging.shutdown()
@@ -275,7 +226,10 @@ def _exit_now(status: int) -> None:
 
 
 async def run_broker(config: BrokerConfig) -> None:
-    broker = Broker(config)
+    try:
+        broker = Broker(config)
+    except KafkaError as exc:   # the log directory is another node's or cluster's (meta.properties)
+        _refuse_to_start(exc)
     # Before start: it may wait for the quorum (wait_caught_up, wait_registered), and SIGTERM must work then too.
     broker.handle_signals()
     start = asyncio.create_task(broker.start(), name="broker-start")
@@ -285,5 +239,8 @@ async def run_broker(config: BrokerConfig) -> None:
         log.info("signalled while starting: exiting")
         _exit_now(0)
     stopped.cancel()
-    start.result()
+    try:
+        start.result()
+    except (KafkaError, LegacyMetadataError) as exc:
+        _refuse_to_start(exc)
     await broker.serve_until_signalled()

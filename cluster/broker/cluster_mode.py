@@ -1,7 +1,10 @@
-"""Cluster mode: this node as a metadata-quorum voter, (maybe) the active controller, and a broker of the image.
+"""The metadata quorum member every node runs: a voter, (maybe) the active controller, and a broker of the image.
 
-Switched on by a non-empty ``controller.quorum.voters`` (Kafka syntax ``1@host:port,...``); each node's own
-entry is the address of its inter-node gRPC server (Raft and the controller service share it).  Every node:
+Every node runs it.  ``controller.quorum.voters`` (Kafka syntax ``1@host:port,...``) names the voters; each
+node's own entry is the address of its inter-node gRPC server (Raft and the controller service share it).  A node
+without voters is a one-voter quorum of itself: its server binds a free loopback port (nobody else calls it; its
+own controller calls run in-process), it elects itself at once, and a fresh log directory is formatted with a new
+cluster id, as the single-node broker always did.  Every node:
 
 * runs the ``RaftDriver`` and replays COMMITTED metadata records into a ``MetadataImage`` (one Raft entry
   carries a batch of records, each an ApiMessageAndVersion frame, each prefixed by its uvarint length);
@@ -36,9 +39,9 @@ import uuid
 import grpc
 
 from cluster.broker.group_coordinator import OFFSETS_TOPIC
-from cluster.broker.metadata_store import META_PROPERTIES, TopicRecord
-from cluster.broker.raft_driver import NotLeaderError, RaftDriver, parse_voters
+from cluster.broker.raft_driver import NotLeaderError, RaftDriver, Voter, parse_voters
 from cluster.broker.replica_fetcher import ReplicaFetcherManager
+from cluster.broker.topic_view import ImageTopicStore
 from cluster.broker.waits import stop_tasks, wait_event
 from cluster.core.clock import monotonic_ms, wall_clock_ms
 from cluster.core.errors import ErrorCode, KafkaError, invariant
@@ -59,6 +62,7 @@ from cluster.raft.config import RaftConfig
 from cluster.raft.log import SnapshotId
 from cluster.raft.state import Role
 from cluster.replication import AlterPartitionOutcome, IsrChangeKind, PendingIsrChange
+from cluster.storage.meta_properties import load_cluster_id
 from cluster.storage.raft_store import RaftStore
 from cluster.transport.controller_grpc import ControllerClient, controller_rpc_handlers
 from cluster.transport.raft_grpc import FaultFilter
@@ -86,6 +90,7 @@ STOP_TASKS_TIMEOUT_S = 1.0
 # registration also change between commits).
 RECHECK_S = 0.1
 METADATA_DIR = "__cluster_metadata-0"
+SOLE_VOTER_HOST = "127.0.0.1"   # a one-voter quorum's inter-node server: loopback, a free port
 
 
 def metadata_raft_config(config) -> RaftConfig:
@@ -123,54 +128,6 @@ def decode_batch(payload: bytes) -> list:
     return records
 
 
-def read_cluster_id(log_dir: str) -> str:
-    """The cluster id a formatted log directory belongs to (``meta.properties``, written by ``format``)."""
-    path = os.path.join(log_dir, META_PROPERTIES)
-    if not os.path.exists(path):
-        raise KafkaError(ErrorCode.INCONSISTENT_CLUSTER_ID,
-                         f"{path} is missing: format the log directory with a cluster id first "
-                         "(kraftpy local-cluster does this; see write_meta_properties)")
-    with open(path, encoding="utf-8") as handle:
-        properties = dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line)
-    cluster_id = properties.get("cluster.id", "")
-    if not cluster_id:
-        raise KafkaError(ErrorCode.INCONSISTENT_CLUSTER_ID, f"{path} names no cluster.id")
-    return cluster_id
-
-
-def write_meta_properties(log_dir: str, cluster_id: str, node_id: int) -> None:
-    """Kafka's ``kafka-storage format``: names the cluster and node of a fresh log directory."""
-    os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, META_PROPERTIES)
-    if not os.path.exists(path):
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(f"version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n")
-
-
-# == the image as a MetadataStore look-alike (what the single-node handlers read) =====================================
-class ImageTopicStore:
-    """``topics``/``cluster_id``/``topic_by_id`` of ``MetadataStore``, derived from the committed image."""
-
-    def __init__(self, cluster_id: str) -> None:
-        self.cluster_id = cluster_id
-        self.topics: dict[str, TopicRecord] = {}
-        self._by_id: dict[uuid.UUID, TopicRecord] = {}
-
-    def refresh(self, image: MetadataImage) -> None:
-        topics = {}
-        for topic in image.topics.by_id.values():
-            first = topic.partitions.get(0)
-            topics[topic.name] = TopicRecord(
-                name=topic.name, topic_id=topic.topic_id, num_partitions=len(topic.partitions),
-                replication_factor=len(first.replicas) if first else 0,
-                configs=dict(image.configs.topic_config(topic.name)))
-        self.topics = topics
-        self._by_id = {record.topic_id: record for record in topics.values()}
-
-    def topic_by_id(self, topic_id: uuid.UUID) -> TopicRecord | None:
-        return self._by_id.get(topic_id)
-
-
 class ControllerMovedError(KafkaError):
     """A controller call abandoned because the quorum leader changed while it was under way."""
 
@@ -191,11 +148,14 @@ class ClusterRuntime:
         self.broker = broker
         config = broker.config
         self.node_id = config.node_id
-        self.voters = parse_voters(",".join(config.get("controller.quorum.voters")))
+        configured = config.get("controller.quorum.voters")
+        # No voters configured: a one-voter quorum of this node, its port chosen when the server binds (start).
+        self.voters = (parse_voters(",".join(configured)) if configured
+                       else {self.node_id: Voter(self.node_id, SOLE_VOTER_HOST, 0)})
         if self.node_id not in self.voters:
             raise KafkaError(ErrorCode.INVALID_REQUEST,
                              f"controller.quorum.voters has no entry for node.id={self.node_id}")
-        self.cluster_id = read_cluster_id(config.log_dir)
+        self.cluster_id = load_cluster_id(config.log_dir, self.node_id, format_if_missing=self.is_sole_voter)
         self.store = ImageTopicStore(self.cluster_id)
         self.image: MetadataImage = MetadataImage.EMPTY  # type: ignore[attr-defined]
         self.controller = QuorumController(ControllerConfig(
@@ -234,6 +194,11 @@ class ClusterRuntime:
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
             wall_ms, self.fault)
 
+    @property
+    def is_sole_voter(self) -> bool:
+        """The quorum is this node alone (no ``controller.quorum.voters``): a single-node cluster."""
+        return set(self.voters) == {self.node_id}
+
     # -- lifecycle -----------------------------------------------------------------------------------------------
     async def start(self) -> None:
         replica_manager = self.broker.replica_manager
@@ -251,6 +216,9 @@ class ClusterRuntime:
         self.driver.add_generic_rpc_handlers(controller_rpc_handlers(self._serve_call))
         self.driver.add_generic_rpc_handlers(replica_fetch_rpc_handlers(self._serve_replica_fetch))
         self.new_cluster = raft_store.log_end_offset <= 0
+        me = self.voters[self.node_id]
+        if me.port == 0:   # a one-voter quorum: the port its server bound
+            self.voters[self.node_id] = Voter(self.node_id, me.host, self.driver.listen_port)
         await self.driver.start()
         log.info("metadata quorum member %d started (cluster id %s, voters %s)", self.node_id, self.cluster_id,
                  ",".join(f"{v.node_id}@{v.address}" for v in self.voters.values()))
@@ -307,6 +275,11 @@ class ClusterRuntime:
             return False
         return not self.new_cluster or set(self.voters) <= set(self.image.cluster.unfenced_broker_ids())
 
+    async def wait_for_metadata(self, predicate, timeout_s: float) -> bool:
+        """Waits until ``predicate()`` holds over the applied metadata (True), or ``timeout_s`` passes (False);
+        woken by every applied commit, not by polling."""
+        return await self._wait_until(predicate, time.monotonic() + timeout_s)
+
     async def _wait_until(self, predicate, deadline: float) -> bool:
         """Waits until ``predicate()`` holds (True) or the monotonic ``deadline`` passes (False)."""
         while not predicate():
@@ -338,6 +311,8 @@ class ClusterRuntime:
 
         Bounded by ``timeout_ms``; returns False when the controller did not agree in time (no quorum, say).
         """
+        if self.is_sole_voter:
+            return True   # nobody to hand quorum or partition leadership to
         for task in self._tasks:
             if task.get_name() == "broker-lifecycle":
                 task.cancel()   # its heartbeats would race ours
@@ -373,7 +348,7 @@ class ClusterRuntime:
         await stop_tasks(self._tasks, STOP_TASKS_TIMEOUT_S)
         await self.fetchers.stop()
         if self.driver is not None:
-            await self.driver.stop()
+            await self.driver.stop(resign=not self.is_sole_voter)
         for channel in self._channels.values():
             await channel.close()
 
@@ -658,6 +633,8 @@ class ClusterRuntime:
             try:
                 if self.broker_epoch < 0:
                     await self._register()
+                    if self.broker_epoch >= 0:
+                        continue   # heartbeat at once: the first caught-up heartbeat unfences us
                 else:
                     await self._heartbeat()
             except asyncio.CancelledError:

@@ -10,19 +10,18 @@
   hears back only once the high watermark covers them (fsynced, DESIGN.md §7), or after
   ``offsets.commit.timeout.ms`` with REQUEST_TIMED_OUT.  So an OffsetCommit is acknowledged only when durable;
 * loading: the coordinator serves exactly the ``__consumer_offsets`` partitions this broker leads.  When it
-  becomes a partition's leader (a new leader epoch: ``on_offsets_partitions_changed``, called by cluster mode on
-  every metadata delta) it replays the partition from its log start to its log end (Kafka's
+  becomes a partition's leader (a new leader epoch: ``on_offsets_partitions_changed``, called by the metadata
+  publisher on every metadata delta) it replays the partition from its log start to its log end (Kafka's
   GroupMetadataManager.loadGroupsForPartition), in chunks with a yield to the event loop between them; requests
   for those groups get COORDINATOR_LOAD_IN_PROGRESS meanwhile.  When it stops leading, the groups are dropped
-  (NOT_COORDINATOR: clients look the coordinator up again).  A single node leads every partition: it loads them
-  all at start, before it listens, and a topic it creates on first use.
+  (NOT_COORDINATOR: clients look the coordinator up again).
 * stale writes: a write is appended only while the partition's leader epoch is the one its groups were loaded
   in, and answered only once the high watermark covers it; if leadership moves first, the high-watermark wait
   fails (NOT_LEADER_OR_FOLLOWER) or the coordinator sees the epoch changed, and the client gets NOT_COORDINATOR.
 * the topic: created on first use (FindCoordinator, or a Metadata request naming it) with
   ``offsets.topic.num.partitions`` partitions, replication factor min(``offsets.topic.replication.factor``,
-  live brokers), ``cleanup.policy=compact``; an existing topic's partition count always wins.  In cluster mode
-  the controller creates it (handlers/cluster_handlers.py) and loading follows the metadata.
+  live brokers), ``cleanup.policy=compact``; an existing topic's partition count always wins.  The controller
+  creates it (handlers/groups.py, metadata.py) and loading follows the metadata.
 * retention: ``expire_offsets`` every ``offsets.retention.check.interval.ms``.
 """
 
@@ -33,17 +32,18 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
-from cluster.broker.replica_manager import now_ms
+from cluster.broker.replica_manager import ReplicaManager, now_ms
+from cluster.broker.waits import Pulse
 from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError
 from cluster.groups.coordinator import AppendRecords, GroupConfig, GroupCoordinator, JoinGroupResult, Reply
 from cluster.wire import records as wire_records
 
 if TYPE_CHECKING:
-    from cluster.broker.app import Broker
     from cluster.broker.partition import Partition
+    from cluster.config import BrokerConfig
 
 log = logging.getLogger("cluster.broker.groups")
 
@@ -55,6 +55,15 @@ OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "10485760
 _LOAD_CHUNK_BYTES = 256 * 1024
 _LOAD_RETRY_S = 1.0
 _PRODUCE_VERSION = 9  # any version >= 7: our own batches are never compressed anyway
+
+
+def offsets_topic_spec(config, live_broker_count: int) -> dict:
+    """What the controller is asked to create as ``__consumer_offsets`` (Kafka creates it on first use): the
+    configured partition count, replication factor min(``offsets.topic.replication.factor``, live brokers)."""
+    replication = min(config.get("offsets.topic.replication.factor"), max(live_broker_count, 1))
+    return {"name": OFFSETS_TOPIC, "num_partitions": config.get("offsets.topic.num.partitions"),
+            "replication_factor": replication, "configs": dict(OFFSETS_TOPIC_CONFIGS)}
+
 
 def _setting(config, key: str) -> int:
     """A group setting from the broker config (validated there, with Kafka's defaults)."""
@@ -79,11 +88,12 @@ def _new_member_id(prefix: str) -> str:
 
 
 class GroupCoordinatorRuntime:
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self.coordinator = GroupCoordinator(group_config(broker.config), _new_member_id)
-        self._commit_timeout_ms = _setting(broker.config, "offsets.commit.timeout.ms")
-        self._expiry_interval_ms = max(_setting(broker.config, "offsets.retention.check.interval.ms"), 1)
+    def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager, on_rebalance: Callable[[], None]) -> None:
+        self._replica_manager = replica_manager   # the offsets partitions: leadership, appends, reads
+        self._on_rebalance = on_rebalance         # counts a completed join phase (metrics)
+        self.coordinator = GroupCoordinator(group_config(config), _new_member_id)
+        self._commit_timeout_ms = _setting(config, "offsets.commit.timeout.ms")
+        self._expiry_interval_ms = max(_setting(config, "offsets.retention.check.interval.ms"), 1)
         self._waiters: dict[Hashable, asyncio.Future] = {}
         self._tokens = itertools.count(1)
         self._timer: asyncio.TimerHandle | None = None
@@ -93,12 +103,13 @@ class GroupCoordinatorRuntime:
         # Offsets partitions served or being loaded -> the leader epoch they were (are being) loaded in.
         self._epochs: dict[int, int] = {}
         self._loads: dict[int, asyncio.Task] = {}
+        self._load_finished = Pulse()
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Loads the ``__consumer_offsets`` partitions this broker leads now (a single node: all, before it
-        listens; cluster mode: in the background, as the Raft driver shares this event loop)."""
-        self._follow_local_leadership(synchronous=self._broker.cluster is None)
+        """Loads the ``__consumer_offsets`` partitions this broker leads now, in the background (the Raft driver
+        shares this event loop)."""
+        self._follow_local_leadership()
         self._expiry_task = asyncio.create_task(self._expire_offsets_periodically(), name="offset-expiry")
 
     def stop(self) -> None:
@@ -116,27 +127,12 @@ class GroupCoordinatorRuntime:
                 future.set_exception(KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, "broker shutting down"))
         self._waiters.clear()
 
-    def ensure_offsets_topic(self) -> None:
-        """Single node: creates ``__consumer_offsets`` on first use, as Kafka does on the first FindCoordinator.
-        (Cluster mode creates it through the controller; its partitions load as this broker is elected.)"""
-        if self._stopped or self._broker.cluster is not None:
-            return
-        broker = self._broker
-        store = broker.replica_manager.store
-        if OFFSETS_TOPIC in store.topics and self.coordinator.num_partitions is not None:
-            return
-        if OFFSETS_TOPIC not in store.topics:
-            partitions = broker.config.get("offsets.topic.num.partitions")
-            replication = min(broker.config.get("offsets.topic.replication.factor"), len(broker.live_brokers()))
-            broker.replica_manager.create_topic(OFFSETS_TOPIC, partitions, replication, dict(OFFSETS_TOPIC_CONFIGS))
-        self._follow_local_leadership(synchronous=True)
-
-    def _follow_local_leadership(self, synchronous: bool) -> None:
+    def _follow_local_leadership(self) -> None:
         """Loads every offsets partition the replica manager says this broker leads."""
         led = {index: partition.leader_epoch
-               for (topic, index), partition in list(self._broker.replica_manager.partitions.items())
+               for (topic, index), partition in list(self._replica_manager.partitions.items())
                if topic == OFFSETS_TOPIC and partition.is_leader}
-        self._change_partitions(led, set(), synchronous)
+        self._change_partitions(led, set())
 
     # -- following partition leadership -------------------------------------------------------------------
     def on_offsets_partitions_changed(self, led: dict[int, int], not_led: set[int]) -> None:
@@ -147,9 +143,9 @@ class GroupCoordinatorRuntime:
         may have written and our log been truncated meanwhile.  Called on every metadata delta; a partition
         still led in the epoch we loaded is left alone.
         """
-        self._change_partitions(led, not_led, synchronous=False)
+        self._change_partitions(led, not_led)
 
-    def _change_partitions(self, led: dict[int, int], not_led: set[int], synchronous: bool) -> None:
+    def _change_partitions(self, led: dict[int, int], not_led: set[int]) -> None:
         if self._stopped:
             return
         for index in not_led:
@@ -163,15 +159,12 @@ class GroupCoordinatorRuntime:
             self._unload(index)
             self._epochs[index] = leader_epoch
             self.coordinator.begin_loading(index)  # from now on: COORDINATOR_LOAD_IN_PROGRESS
-            if synchronous:
-                self._load_now(index, leader_epoch)
-            else:
-                self._loads[index] = asyncio.create_task(self._load_in_background(index, leader_epoch),
-                                                         name=f"load-{OFFSETS_TOPIC}-{index}")
+            self._loads[index] = asyncio.create_task(self._load_in_background(index, leader_epoch),
+                                                     name=f"load-{OFFSETS_TOPIC}-{index}")
 
     def _know_partition_count(self) -> bool:
         """Takes the partition count from the topic (fixed once groups are loaded: group -> partition)."""
-        record = self._broker.replica_manager.store.topics.get(OFFSETS_TOPIC)
+        record = self._replica_manager.store.topics.get(OFFSETS_TOPIC)
         if record is None:
             return False
         if self.coordinator.num_partitions != record.num_partitions:
@@ -190,25 +183,22 @@ class GroupCoordinatorRuntime:
         self._epochs.pop(index, None)
         self._apply(self.coordinator.unload_partition(index, now_ms()))
 
+    async def wait_until(self, predicate, timeout_s: float) -> bool:
+        """Waits (bounded) until ``predicate()`` holds, re-checking whenever a partition finishes loading."""
+        return await self._load_finished.wait_until(predicate, timeout_s)
+
     def loading_partitions(self) -> set[int]:
         """Partitions whose load has not finished (tests, diagnostics)."""
         return {index for index in self._epochs if not self.coordinator.owns_partition(index)}
 
     # -- loading ---------------------------------------------------------------------------------------
-    def _load_now(self, index: int, leader_epoch: int) -> None:
-        """Single node, before listening: the whole partition at once."""
-        started = time.monotonic()
-        partition = self._broker.replica_manager.get(OFFSETS_TOPIC, index)
-        count = sum(self._replay_chunks(index, partition)) if partition is not None else 0
-        self._finish_load(index, leader_epoch, count, started)
-
     async def _load_in_background(self, index: int, leader_epoch: int) -> None:
         """Replays the partition one chunk at a time, yielding to the event loop in between.  A failed load
         (the log changed under us, a storage error) is retried while we still lead in this epoch; clients
         meanwhile keep getting COORDINATOR_LOAD_IN_PROGRESS and retry."""
         started = time.monotonic()
         while True:
-            partition = self._broker.replica_manager.get(OFFSETS_TOPIC, index)
+            partition = self._replica_manager.get(OFFSETS_TOPIC, index)
             if partition is None or partition.leader_epoch != leader_epoch:
                 # The metadata delta that moves leadership on is being applied; it unloads us.
                 await asyncio.sleep(_LOAD_RETRY_S)
@@ -232,6 +222,7 @@ class GroupCoordinatorRuntime:
 
     def _finish_load(self, index: int, leader_epoch: int, count: int, started: float) -> None:
         self._apply(self.coordinator.finish_loading(index, leader_epoch, now_ms()))
+        self._load_finished.pulse()
         log.info("%s-%d: loaded %d records in leader epoch %d in %.3f s; serving its groups", OFFSETS_TOPIC, index,
                  count, leader_epoch, time.monotonic() - started)
 
@@ -294,27 +285,13 @@ class GroupCoordinatorRuntime:
             return future.result()
         return future
 
-    def coordinator_node(self, key: str) -> tuple[ErrorCode, tuple[int, str, int] | None]:
-        """FindCoordinator: the broker leading the group's ``__consumer_offsets`` partition."""
-        try:
-            self.ensure_offsets_topic()
-        except KafkaError as exc:
-            log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc)
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
-        if self.coordinator.num_partitions is None:
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
-        if not self.coordinator.owns_partition(self.coordinator.partition_of(key)):
-            return ErrorCode.COORDINATOR_NOT_AVAILABLE, None
-        node_id, host, port, _rack = self._broker.live_brokers()[0]
-        return ErrorCode.NONE, (node_id, host, port)
-
     # -- effects ----------------------------------------------------------------------------------------
     def _apply(self, effects: list) -> None:
         for effect in effects:
             if isinstance(effect, Reply):
                 result = effect.result
                 if isinstance(result, JoinGroupResult) and not result.error and result.member_id == result.leader_id:
-                    self._broker.metrics_on_rebalance()  # one leader reply per completed join phase
+                    self._on_rebalance()  # one leader reply per completed join phase
                 future = self._waiters.pop(effect.token, None)
                 if future is not None and not future.done():
                     future.set_result(effect.result)
@@ -323,7 +300,7 @@ class GroupCoordinatorRuntime:
         self._arm_timer()
 
     def _start_append(self, effect: AppendRecords) -> None:
-        replica_manager = self._broker.replica_manager
+        replica_manager = self._replica_manager
         partition = replica_manager.get(OFFSETS_TOPIC, effect.partition)
         current_ms = now_ms()
         if partition is None:

@@ -138,6 +138,11 @@ class RaftDriver:
     def _now_ms(self) -> int:
         return int((time.monotonic() - self._t0) * 1000)
 
+    @property
+    def listen_port(self) -> int:
+        """The port the inter-node server bound (the configured one, or the free one chosen for port 0)."""
+        return self._server.port
+
     # == lifecycle ==================================================================================================
     def add_generic_rpc_handlers(self, handlers) -> None:
         """Registers more gRPC services on the quorum's server; call before ``start``."""

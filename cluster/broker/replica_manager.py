@@ -1,10 +1,10 @@
 """The partitions this broker hosts: creating, opening, deleting their logs, their roles, and background upkeep.
 
-It owns the map (topic, partition) -> ``Partition`` and the single-node ``MetadataStore``.  In cluster mode it
-turns committed metadata into roles (``apply_local_changes``: lead, follow, delete), serves follower fetches as
-leader (``serve_replica_fetch``, long-polled), proposes ISR shrinks (``run_isr_expiration``) and expansions, and
-checkpoints every partition's high watermark (Kafka's ``replication-offset-checkpoint``) so that a restarted
-replica knows what was committed.  Topic-level
+It owns the map (topic, partition) -> ``Partition`` and reads topics from the committed image's view
+(``ImageTopicStore``).  It turns committed metadata into roles (``apply_local_changes``: lead, follow, delete),
+serves follower fetches as leader (``serve_replica_fetch``, long-polled), proposes ISR shrinks
+(``run_isr_expiration``) and expansions, and checkpoints every partition's high watermark (Kafka's
+``replication-offset-checkpoint``) so that a restarted replica knows what was committed.  Topic-level
 behaviour (segment size, retention, max.message.bytes, ...) is resolved here from the topic's overrides and the
 broker defaults into a ``LogConfig`` per topic.  Background work that Kafka's LogManager schedules lives here
 too: retention (``log.retention.check.interval.ms``), time-based segment rolls and producer-id expiry.
@@ -16,13 +16,12 @@ import asyncio
 import logging
 import os
 import shutil
-import time
 import uuid
 from typing import Any
 
 from cluster.broker.flusher import GroupCommitFlusher
-from cluster.broker.metadata_store import MetadataStore, TopicRecord
 from cluster.broker.partition import Partition
+from cluster.broker.topic_view import ImageTopicStore, TopicRecord
 from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_configs
 from cluster.core.clock import wall_clock_ms
 from cluster.core.errors import CorruptRecordError, ErrorCode, OffsetOutOfRangeError
@@ -38,9 +37,6 @@ from cluster.transport.replica_fetch_grpc import (
 
 log = logging.getLogger("cluster.broker.replicas")
 
-# Single node: the broker is the leader of every partition from epoch 0, its ISR is itself.
-INITIAL_LEADER_EPOCH = 0
-
 
 def now_ms() -> int:
     """The broker's one wall-clock function (fault injection can skew it in one place)."""
@@ -48,13 +44,12 @@ def now_ms() -> int:
 
 
 class ReplicaManager:
-    def __init__(self, config: BrokerConfig, store: MetadataStore, flusher: GroupCommitFlusher) -> None:
+    def __init__(self, config: BrokerConfig, store: ImageTopicStore, flusher: GroupCommitFlusher) -> None:
         self.config = config
         self.store = store
         self.flusher = flusher
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.node_id = config.node_id
-        self.cluster_mode = bool(config.get("controller.quorum.voters"))
         self.replica_lag_time_max_ms = config.get("replica.lag.time.max.ms")
         self._checkpointed_high_watermarks = read_high_watermarks(config.log_dir)
         # Set by the cluster runtime: sends a proposed ISR change to the controller (AlterPartition).
@@ -67,15 +62,6 @@ class ReplicaManager:
         self._broken = tuple(config.get("kraftpy.test.broken"))
 
     # lifecycle ------------------------------------------------------------------------------------------
-    def open_all(self) -> None:
-        """Opens (and if needed recovers) every partition log of every known topic."""
-        started = time.monotonic()
-        for record in list(self.store.topics.values()):
-            for partition_index in range(record.num_partitions):
-                self._open_partition(record, partition_index)
-        log.info("opened %d partitions of %d topics in %.2f s", len(self.partitions), len(self.store.topics),
-                 time.monotonic() - started)
-
     def close_all(self) -> None:
         self.checkpoint_high_watermarks()
         for partition in self.partitions.values():
@@ -92,9 +78,6 @@ class ReplicaManager:
                               self._checkpointed_high_watermarks.get((record.name, partition_index), 0),
                               broken=self._broken)
         self.partitions[(record.name, partition_index)] = partition
-        if not self.cluster_mode:
-            partition.become_leader(INITIAL_LEADER_EPOCH, 0, (self.node_id,), (self.node_id,), now_ms(),
-                                    self.replica_lag_time_max_ms, self.min_insync_replicas(record.name))
         return partition
 
     def min_insync_replicas(self, topic: str) -> int:
@@ -148,29 +131,6 @@ class ReplicaManager:
             min_cleanable_dirty_ratio=float(values["min.cleanable.dirty.ratio"]),
         )
 
-    # topic changes (single-node controller decisions; the Raft issue moves them to the quorum) ---------
-    def create_topic(self, name: str, num_partitions: int, replication_factor: int,
-                     configs: dict[str, str]) -> TopicRecord:
-        record = self.store.create_topic(name, num_partitions, replication_factor, configs)
-        for partition_index in range(num_partitions):
-            self._open_partition(record, partition_index)
-        log.info("created topic %s (id %s) with %d partitions", name, record.topic_id, num_partitions)
-        return record
-
-    def add_partitions(self, name: str, new_count: int) -> None:
-        record = self.store.topics[name]
-        old_count = record.num_partitions
-        self.store.set_partition_count(name, new_count)
-        for partition_index in range(old_count, new_count):
-            self._open_partition(record, partition_index)
-        log.info("topic %s now has %d partitions (was %d)", name, new_count, old_count)
-
-    def delete_topic(self, name: str) -> None:
-        record = self.store.delete_topic(name)
-        for partition_index in range(record.num_partitions):
-            self._remove_replica(name, partition_index)
-        log.info("deleted topic %s (id %s)", name, record.topic_id)
-
     def _remove_replica(self, name: str, partition_index: int) -> bool:
         """Stops serving a replica and deletes its log; False when this broker did not host it."""
         partition = self.partitions.pop((name, partition_index), None)
@@ -193,7 +153,7 @@ class ReplicaManager:
         asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, doomed, True)
 
     def get(self, topic: str, partition_index: int) -> Partition | None:
-        """The partition if this broker leads it (single node: every partition it has)."""
+        """The partition if this broker leads it."""
         partition = self.partitions.get((topic, partition_index))
         if partition is not None and not partition.is_leader:
             return None
@@ -206,7 +166,7 @@ class ReplicaManager:
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 
-    # cluster mode: committed metadata decides ----------------------------------------------------------
+    # committed metadata decides ----------------------------------------------------------
     def apply_local_changes(self, changes, image) -> None:
         """Acts on ``MetadataDelta.local_changes(node_id)``: delete removed replicas, open the logs of new ones,
         make this broker leader or follower of each changed partition, and tell every led partition which of

@@ -28,7 +28,7 @@ from cluster.broker.handlers import (
     reassignments,
 )
 from cluster.broker.handlers.api_versions import SUPPORTED_VERSIONS
-from cluster.broker.handlers.context import RequestContext
+from cluster.broker.handlers.context import BrokerServices, RequestContext
 from cluster.core.errors import ProtocolDecodeError
 from cluster.transport.kafka_server import CloseConnection, KafkaConnection
 from cluster.wire.headers import (
@@ -70,22 +70,11 @@ HANDLERS: dict[int, Callable] = {
 assert set(HANDLERS) == set(SUPPORTED_VERSIONS), "every advertised API has a handler"
 
 
-def cluster_mode_handlers() -> dict[int, Callable]:
-    """HANDLERS with the APIs that need the metadata image or the active controller swapped for theirs."""
-    from cluster.broker.handlers import cluster_handlers
-    return {**HANDLERS,
-            api_versions.API_METADATA: cluster_handlers.handle_metadata,
-            api_versions.API_CREATE_TOPICS: cluster_handlers.handle_create_topics,
-            api_versions.API_DELETE_TOPICS: cluster_handlers.handle_delete_topics,
-            api_versions.API_CREATE_PARTITIONS: cluster_handlers.handle_create_partitions,
-            api_versions.API_INIT_PRODUCER_ID: cluster_handlers.handle_init_producer_id,
-            api_versions.API_FIND_COORDINATOR: cluster_handlers.handle_find_coordinator}
-
-
 class RequestRouter:
-    def __init__(self, broker) -> None:
-        self._broker = broker
-        self._handlers = cluster_mode_handlers() if getattr(broker, "cluster", None) is not None else HANDLERS
+    def __init__(self, services: BrokerServices) -> None:
+        self._services = services
+        self._metrics = services.metrics
+        self._handlers = HANDLERS
 
     def dispatch(self, frame: bytes, connection: KafkaConnection):
         try:
@@ -104,15 +93,15 @@ class RequestRouter:
             request, end = spec.request_module.decode(frame, body_pos, header.api_version)
         except ProtocolDecodeError as exc:
             raise CloseConnection(f"malformed {spec.name} v{header.api_version} request: {exc}") from None
-        context = RequestContext(self._broker, header.api_version, header.correlation_id, header.client_id,
+        context = RequestContext(self._services, header.api_version, header.correlation_id, header.client_id,
                                  connection.peer, getattr(connection, "listener_name", None))
-        started = self._broker.metrics_on_request(spec.name)
+        started = self._metrics.on_request(spec.name)
         result = self._handlers[header.api_key](context, request)
         header_version = response_header_version(header.api_key, header.api_version)
         if inspect.isawaitable(result):
             return self._finish(result, spec.response_module, header.api_version, header.correlation_id,
                                 header_version, spec.name, started)
-        self._broker.metrics_on_response(spec.name, started, result)
+        self._metrics.on_response(spec.name, started, result)
         if result is None:
             return None
         return self._encode(spec.response_module, result, header.api_version, header.correlation_id,
@@ -121,7 +110,7 @@ class RequestRouter:
     async def _finish(self, awaitable, response_module, api_version, correlation_id, header_version, api_name,
                       started):
         result = await awaitable
-        self._broker.metrics_on_response(api_name, started, result)
+        self._metrics.on_response(api_name, started, result)
         if result is None:
             return None
         return self._encode(response_module, result, api_version, correlation_id, header_version)

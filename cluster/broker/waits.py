@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +48,25 @@ async def stop_tasks(tasks, timeout_s: float, *, cancel: bool = True) -> bool:
         log.error("tasks %s did not stop within %.1f s; abandoning them",
                   sorted(task.get_name() for task in pending), timeout_s)
     return not pending
+
+
+class Pulse:
+    """Wakes every waiter each time something changed (a load finished, a new image was published); each waiter
+    re-checks its own condition, so nobody polls with ``sleep``."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def pulse(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_until(self, predicate, timeout_s: float) -> bool:
+        """True once ``predicate()`` holds, False if it still does not after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return False
+            await wait_event(self._event, remaining_s)
+        return True

@@ -143,6 +143,8 @@ class RaftNode(VotingMixin, LeadingMixin, FollowingMixin):
     def _initial_timeout_ms(self) -> int:
         if not self.is_voter:
             return 0   # observers start discovering the leader at once
+        if set(self.voters) == {self.node_id}:
+            return 0   # the quorum is just us (a single node): nobody to wait for, elect ourselves at once
         return quorum.random_election_timeout_ms(self._rng, self.config.election_timeout_ms)
 
     # == public API ================================================================================================

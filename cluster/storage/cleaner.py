@@ -8,15 +8,16 @@ appear and idempotent producer state can still be rebuilt from the headers).
 
 The work is split the way the broker runs it, so produce and fetch never wait for it:
 
-* ``prepare_cleaning`` (event-loop thread) picks the cleanable segments -- below the active
-  segment, below the recovery point and high watermark (only durable data), older than
-  ``min.compaction.lag.ms`` -- decides whether the dirty ratio warrants a pass, and duplicates
-  their descriptors;
+* ``prepare_cleaning`` (event-loop thread) asks the log for its plan (``PartitionLog.cleaning_plan``:
+  the rolled segments below the recovery point and high watermark, only durable data, and the log's
+  generation), picks those older than ``min.compaction.lag.ms``, decides whether the dirty ratio
+  warrants a pass, and duplicates their descriptors;
 * ``CleanTask.run`` (worker thread) reads those descriptors, builds the key -> latest offset map,
   writes each cleaned segment with its indexes into the staging directory ``cleaner.cleaned``
   and fsyncs everything;
 * ``complete_cleaning`` (loop thread) renames the staging directory to ``cleaner.swap`` (the
-  commit point), moves the files over the old ones and swaps the segment objects.  A read that
+  commit point), moves the files over the old ones and has the log swap the segment objects
+  (``PartitionLog.swap_segment``), provided its generation is still the plan's.  A read that
   already resolved a segment finished on the old file; every later read uses the new one.
 
 After a crash ``finish_interrupted_cleaning`` deletes an uncommitted ``cleaner.cleaned`` and
@@ -33,11 +34,13 @@ import logging
 import os
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crc32c import crc32c
 
 from cluster.core.errors import CorruptRecordError
+from cluster.storage.config import LogConfig
 from cluster.storage.fs import FileSystem
 from cluster.storage.segment import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, LogSegment
 from cluster.wire import compression
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
     from cluster.storage.partition_log import PartitionLog
 
 __all__ = [
+    "CleaningPlan",
     "CleanTask",
     "CleanStats",
     "prepare_cleaning",
@@ -107,18 +111,33 @@ class _Source:
 # ----------------------------------------------------------------------------------------------
 # planning (loop thread)
 # ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CleaningPlan:
+    """What a log offers the cleaner (``PartitionLog.cleaning_plan``, loop thread): its rolled segments wholly
+    below the durable limit, oldest first, and the log generation a pass must still find when it swaps its
+    result in (truncation, close and every swap bump it).  ``end_offsets[i]`` is the base offset of the
+    segment after ``segments[i]``: where a pass over the first i + 1 segments ends."""
+
+    fs: FileSystem
+    dir_path: str
+    config: LogConfig
+    generation: int
+    segments: tuple[LogSegment, ...]
+    end_offsets: tuple[int, ...]
+    first_dirty_offset: int
+    delete_horizon_ms: int | None
+
+
 def prepare_cleaning(
     log: PartitionLog, now_ms: int, high_watermark: int | None = None, *, force: bool = False
 ) -> CleanTask | None:
     """The cleaning pass due for ``log`` now, or None.  ``force`` ignores the dirty ratio."""
-    config = log.config
-    if not config.compact or log._closed:
+    plan = log.cleaning_plan(high_watermark)
+    if plan is None:
         return None
-    limit = log.recovery_point if high_watermark is None else min(log.recovery_point, high_watermark)
+    config = plan.config
     candidates: list[LogSegment] = []
-    for segment in log._segments[:-1]:
-        if segment.next_offset > limit:
-            break
+    for segment in plan.segments:
         # min.compaction.lag.ms: a segment is cleanable once all of it is old enough (an empty
         # one, left by an earlier pass, has nothing to protect and only its mtime as a time).
         if segment.size and now_ms - segment.largest_timestamp() < config.min_compaction_lag_ms:
@@ -126,32 +145,33 @@ def prepare_cleaning(
         candidates.append(segment)
     if not candidates:
         return None
-    if log._fs.exists(os.path.join(log.dir_path, STAGING_SWAP_DIR)):
+    if plan.fs.exists(os.path.join(plan.dir_path, STAGING_SWAP_DIR)):
         # A swap failed half way (disk error): it completes at the next open; never clean over it.
         return None
     total_bytes = sum(s.size for s in candidates)
-    dirty_bytes = sum(s.size for s in candidates if s.base_offset >= log.cleaner_first_dirty_offset)
+    dirty_bytes = sum(s.size for s in candidates if s.base_offset >= plan.first_dirty_offset)
     ratio = dirty_bytes / total_bytes if total_bytes else 0.0
-    horizon_due = log.cleaner_delete_horizon_ms is not None and now_ms >= log.cleaner_delete_horizon_ms
+    horizon_due = plan.delete_horizon_ms is not None and now_ms >= plan.delete_horizon_ms
     if not force and not horizon_due and (dirty_bytes == 0 or ratio < config.min_cleanable_dirty_ratio):
         return None
-    end_offset = log._segments[len(candidates)].base_offset
-    sources = [_Source(s, log._fs.dup(s.fd)) for s in candidates]
-    return CleanTask(log, sources, now_ms, end_offset)
+    end_offset = plan.end_offsets[len(candidates) - 1]
+    sources = [_Source(s, plan.fs.dup(s.fd)) for s in candidates]
+    return CleanTask(plan, sources, now_ms, end_offset)
 
 
 class CleanTask:
     """One cleaning pass over a prefix of segments; ``run`` it on a worker thread."""
 
-    def __init__(self, log: PartitionLog, sources: list[_Source], now_ms: int, end_offset: int) -> None:
-        self._fs: FileSystem = log._fs
-        self.dir_path = log.dir_path
-        self.staging_path = os.path.join(log.dir_path, STAGING_CLEANED_DIR)
+    def __init__(self, plan: CleaningPlan, sources: list[_Source], now_ms: int, end_offset: int) -> None:
+        self.fs: FileSystem = plan.fs
+        self.dir_path = plan.dir_path
+        self.config = plan.config
+        self.staging_path = os.path.join(plan.dir_path, STAGING_CLEANED_DIR)
         self._sources = sources
-        self._generation = log._generation
-        self._index_interval_bytes = log.config.index_interval_bytes
-        self._max_index_entries = log.config.max_index_entries
-        self._delete_retention_ms = log.config.delete_retention_ms
+        self.generation = plan.generation
+        self._index_interval_bytes = plan.config.index_interval_bytes
+        self._max_index_entries = plan.config.max_index_entries
+        self._delete_retention_ms = plan.config.delete_retention_ms
         self.now_ms = now_ms
         self.end_offset = end_offset
         # Smallest delete horizon of a batch that still holds tombstones: the next pass due.
@@ -168,11 +188,11 @@ class CleanTask:
         Raises OSError or CorruptRecordError on failure; the log is then untouched."""
         try:
             latest_offsets, last_producer_batch = self._build_offset_map()
-            self._fs.rmtree(self.staging_path)
-            self._fs.makedirs(self.staging_path)
+            self.fs.rmtree(self.staging_path)
+            self.fs.makedirs(self.staging_path)
             for source in self._sources:
                 self._clean_segment(source, latest_offsets, last_producer_batch)
-            self._fs.fsync_dir(self.staging_path)
+            self.fs.fsync_dir(self.staging_path)
             self.done = True
         finally:
             self.close()
@@ -180,7 +200,7 @@ class CleanTask:
     def close(self) -> None:
         for source in self._sources:
             if source.fd >= 0:
-                self._fs.close(source.fd)
+                self.fs.close(source.fd)
                 source.fd = -1
 
     # -- pass 1: the offset map ----------------------------------------------------------------
@@ -188,7 +208,7 @@ class CleanTask:
         latest: dict[bytes, int] = {}
         last_producer_batch: dict[int, int] = {}
         for source in self._sources:
-            for header, batch in _iter_batches(self._fs, source):
+            for header, batch in _iter_batches(self.fs, source):
                 if header.producer_id >= 0:
                     last_producer_batch[header.producer_id] = header.base_offset
                 if header.is_control or header.records_count == 0:
@@ -203,7 +223,7 @@ class CleanTask:
         self, source: _Source, latest: dict[bytes, int], last_producer_batch: dict[int, int]
     ) -> None:
         segment = LogSegment.create(
-            self._fs,
+            self.fs,
             self.staging_path,
             source.base_offset,
             self._index_interval_bytes,
@@ -211,7 +231,7 @@ class CleanTask:
             self.now_ms,
         )
         try:
-            for header, batch in _iter_batches(self._fs, source):
+            for header, batch in _iter_batches(self.fs, source):
                 self.stats.bytes_read += header.size_in_bytes
                 cleaned = self._clean_batch(header, batch, latest, last_producer_batch)
                 if cleaned is None:
@@ -220,7 +240,7 @@ class CleanTask:
                 segment.append(cleaned, new_header)
                 self.stats.bytes_written += len(cleaned)
             segment.finish()
-            self._fs.fdatasync(segment.fd)
+            self.fs.fdatasync(segment.fd)
             segment.sync_indexes()
             self.stats.segments += 1
         finally:
@@ -268,12 +288,12 @@ def complete_cleaning(log: PartitionLog, task: CleanTask) -> int:
     changed meanwhile (retention deleted them, truncation removed them) are skipped.  Returns
     the number of segments swapped."""
     task.close()
-    fs = log._fs
-    if not task.done or task._generation != log._generation or log._closed:
+    fs = task.fs
+    if not task.done:
         fs.rmtree(task.staging_path)
         return 0
-    current = {id(s): i for i, s in enumerate(log._segments[:-1])}
-    valid = [s for s in task._sources if id(s.segment) in current and s.segment.size == s.size]
+    unchanged = {id(s) for s in log.unchanged_segments(task.generation, [(s.segment, s.size) for s in task._sources])}
+    valid = [s for s in task._sources if id(s.segment) in unchanged]
     valid_bases = {s.base_offset for s in valid}
     for source in task._sources:
         if source.base_offset not in valid_bases:
@@ -282,7 +302,7 @@ def complete_cleaning(log: PartitionLog, task: CleanTask) -> int:
     if not valid:
         fs.rmtree(task.staging_path)
         return 0
-    swap_path = os.path.join(log.dir_path, STAGING_SWAP_DIR)
+    swap_path = os.path.join(task.dir_path, STAGING_SWAP_DIR)
     if fs.exists(swap_path):
         fs.rmtree(task.staging_path)
         return 0
@@ -293,28 +313,21 @@ def complete_cleaning(log: PartitionLog, task: CleanTask) -> int:
     # The commit point: from here a crash completes the swap instead of discarding it.
     # Files at the cleaned segments' paths are about to be replaced: a flush ticket in flight
     # must not write index entries of the old segments into them.
-    log._void_flush_tickets()
+    log.void_flush_tickets()
     os.replace(task.staging_path, swap_path)
-    fs.fsync_dir(log.dir_path)
-    _move_swap_files(fs, log.dir_path)
+    fs.fsync_dir(task.dir_path)
+    _move_swap_files(fs, task.dir_path)
     for source in valid:
-        source.segment.close()
-        index = log._segments.index(source.segment)
-        replacement = _open_cleaned_segment(log, source.base_offset)
-        log._make_evictable(replacement)
-        log._fd_cache.release(replacement)
-        log._segments[index] = replacement
-        log._size_in_bytes += replacement.size - source.size
-    log.cleaner_first_dirty_offset = max(log.cleaner_first_dirty_offset, task.end_offset)
-    log.cleaner_delete_horizon_ms = task.next_delete_horizon_ms
-    logger.info("%s: cleaned %d segment(s) up to offset %d: %s", log.dir_path, len(valid), task.end_offset,
+        log.swap_segment(source.segment, _open_cleaned_segment(task, source.base_offset))
+    log.record_cleaning(task.end_offset, task.next_delete_horizon_ms)
+    logger.info("%s: cleaned %d segment(s) up to offset %d: %s", task.dir_path, len(valid), task.end_offset,
                 task.stats)
     return len(valid)
 
 
-def _open_cleaned_segment(log: PartitionLog, base_offset: int) -> LogSegment:
-    config = log.config
-    segment = LogSegment(log._fs, log.dir_path, base_offset, config.index_interval_bytes,
+def _open_cleaned_segment(task: CleanTask, base_offset: int) -> LogSegment:
+    config = task.config
+    segment = LogSegment(task.fs, task.dir_path, base_offset, config.index_interval_bytes,
                          config.max_index_entries)
     reason = segment.load_tail()
     if reason is None:

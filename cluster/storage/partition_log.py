@@ -1,4 +1,5 @@
-"""The durable log of one partition replica: Kafka's on-disk layout, recovery and group commit.
+"""The live log of one partition replica: Kafka's on-disk layout, appends, reads, group commit, truncation,
+retention, and the segment swap of a compaction pass.
 
 Everything a partition stores lives in one directory ``<topic>-<partition>``:
 
@@ -16,10 +17,10 @@ offset and duplicated descriptors, ``FlushTicket.run`` fsyncs in a worker thread
 continue, and ``complete_flush`` back on the loop publishes the new recovery point, which is
 what lets a replica's log end offset count toward the high watermark.
 
-Recovery (``open`` after a crash) trusts segments wholly below the persisted recovery point
-and re-validates the rest batch by batch (structure, offsets, CRC-32C), cutting the log at the
-first bad or torn batch, deleting anything after it, rebuilding indexes and truncating the epoch
-cache; it then fsyncs, so that after ``open`` the whole log is durable.
+Opening is ``log_loader.LogLoader`` (Kafka's LogLoader): it finds the segments and recovers the tail
+after a crash; ``open`` then truncates the epoch cache to what survived and fsyncs, so that after
+``open`` the whole log is durable.  Compaction (``cleaner``) asks for a ``cleaning_plan`` and hands
+its result back through ``swap_segment``; it never touches this class's state.
 
 Threading: every method runs on the owner's (event loop) thread except ``FlushTicket.run``.
 """
@@ -40,22 +41,25 @@ from cluster.core.errors import (
     invariant,
 )
 from cluster.storage.cleaner import (
+    CleaningPlan,
     CleanTask,
     complete_cleaning,
-    finish_interrupted_cleaning,
     prepare_cleaning,
 )
 from cluster.storage.config import LogConfig
 from cluster.storage.epoch_cache import LeaderEpochCache
 from cluster.storage.fs import LOCAL_FS, FileSystem
 from cluster.storage.index_file import AppendOnlyIndexFile
+from cluster.storage.log_loader import (
+    CLEAN_SHUTDOWN_FILE,
+    LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE,
+    LogLoader,
+    write_offset_checkpoint,
+)
 from cluster.storage.segment import (
-    INDEX_SUFFIX,
-    LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
     DescriptorCache,
     LogSegment,
-    segment_file_name,
 )
 from cluster.wire.records import (
     TIMESTAMP_TYPE_MASK,
@@ -77,10 +81,6 @@ __all__ = [
 
 logger = logging.getLogger("cluster.storage")
 
-LOG_START_OFFSET_FILE = "log-start-offset-checkpoint"
-RECOVERY_POINT_FILE = "recovery-point-offset-checkpoint"
-CLEAN_SHUTDOWN_FILE = "clean-shutdown"
-_SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
 _ITER_CHUNK_BYTES = 1024 * 1024
 # Rolled segments of one log whose .log descriptor may stay open after a read (see
 # DescriptorCache); enough for a catch-up fetch crossing a segment boundary.
@@ -208,64 +208,14 @@ class PartitionLog:
         return os.path.join(self.dir_path, name)
 
     def _recover(self, now_ms: int) -> None:
+        """Loads the segments (LogLoader: recovery of the tail after a crash), then makes the
+        result durable: epochs, indexes, the directory and both checkpoints."""
         fs = self._fs
-        finish_interrupted_cleaning(fs, self.dir_path)
-        bases = self._scan_directory()
-        clean = fs.exists(self._path(CLEAN_SHUTDOWN_FILE))
-        checkpointed_start = self._read_offset_checkpoint(LOG_START_OFFSET_FILE)
-        recovery_point = self._read_offset_checkpoint(RECOVERY_POINT_FILE)
-        have_epochs = self._epoch_cache.load()
-        self.log_start_offset = checkpointed_start or 0
-        bases = self._drop_segments_below_log_start(bases)
-
-        if clean:
-            first_recovered = len(bases)
-        elif recovery_point is None:
-            first_recovered = 0
-        else:
-            first_recovered = max(bisect_right(bases, recovery_point) - 1, 0)
-        recovered: list[LogSegment] = []
-        epochs_changed = False
-
-        def on_batch(header: BatchHeader) -> None:
-            nonlocal epochs_changed
-            # As Kafka's LogSegment.recover: batches re-seed the cache with increasing epochs.
-            epoch = header.partition_leader_epoch
-            latest = self._epoch_cache.latest_epoch
-            if epoch >= 0 and (latest is None or epoch > latest):
-                epochs_changed |= self._epoch_cache.assign(epoch, header.base_offset, flush=False)
-
-        for i, base in enumerate(bases):
-            segment = LogSegment(
-                fs, self.dir_path, base, self.config.index_interval_bytes, self.config.max_index_entries
-            )
-            previous_end = self._segments[-1].next_offset if self._segments else None
-            if previous_end is not None and base < previous_end:
-                logger.warning(
-                    "%s overlaps the previous segment (ends at %d): deleting it",
-                    segment.log_path,
-                    previous_end,
-                )
-                self._delete_segments_from(bases, i, segment)
-                break
-            reason = None if i >= first_recovered else segment.load_tail()
-            if reason is not None:
-                logger.warning(
-                    "recovering %s although below the recovery point: %s", segment.log_path, reason
-                )
-            truncated = False
-            if i >= first_recovered or reason is not None:
-                truncated = segment.recover(on_batch)
-                recovered.append(segment)
-            else:
-                # Below the persisted recovery point: its index files were synced before that
-                # point was written (see _safe_recovery_point).
-                segment.indexes_synced = True
-            self._add_segment(segment)
-            if truncated:
-                self._delete_segments_from(bases, i + 1, None)
-                break
-
+        loader = LogLoader(fs, self.dir_path, self.config, self._epoch_cache)
+        loaded = loader.load(self._add_segment)
+        self.log_start_offset = loaded.log_start_offset
+        recovered = loaded.recovered
+        epochs_changed = loaded.epochs_changed
         if not self._segments:
             self._add_segment(self._create_segment(self.log_start_offset, now_ms))
         self.log_end_offset = self._segments[-1].next_offset
@@ -284,15 +234,15 @@ class PartitionLog:
         active.init_rolling_base(now_ms)
 
         if (
-            not have_epochs
+            not loaded.have_epochs
             and len(recovered) < len(self._segments)
             and self.log_end_offset > self.log_start_offset
         ):
             # Recovery re-seeded epochs only from the segments it scanned.
-            epochs_changed |= self._rebuild_epoch_cache()
+            epochs_changed |= loader.rebuild_epoch_cache(self.iter_batch_headers(self.log_start_offset))
         epochs_changed |= self._epoch_cache.truncate_from_end(self.log_end_offset, flush=False)
         epochs_changed |= self._epoch_cache.truncate_from_start(self.log_start_offset, flush=False)
-        if epochs_changed or not have_epochs:
+        if epochs_changed or not loaded.have_epochs:
             self._epoch_cache.flush()
 
         for segment in recovered:
@@ -308,90 +258,11 @@ class PartitionLog:
         # Recovery read rolled segments; an idle log holds only its active segment open.
         self._fd_cache.release_all()
 
-    def _scan_directory(self) -> list[int]:
-        """Sorted base offsets of the segments present; removes temp files and orphan indexes."""
-        bases = set()
-        index_files = []
-        for name in self._fs.listdir(self.dir_path):
-            if name.endswith(self._fs.tmp_suffix):
-                self._fs.unlink(self._path(name))
-                continue
-            stem, dot, suffix = name.partition(".")
-            if not (len(stem) == 20 and stem.isdigit() and dot and "." + suffix in _SEGMENT_SUFFIXES):
-                continue
-            if name.endswith(LOG_SUFFIX):
-                bases.add(int(stem))
-            else:
-                index_files.append((int(stem), name))
-        for base, name in index_files:
-            if base not in bases:
-                logger.info("%s: removing orphan index %s", self.dir_path, name)
-                self._fs.unlink(self._path(name))
-        return sorted(bases)
-
-    def _drop_segments_below_log_start(self, bases: list[int]) -> list[int]:
-        """Segments wholly below the checkpointed log start offset (retention was cut short by a
-        crash) are deleted; the last segment always stays."""
-        keep_from = 0
-        while keep_from + 1 < len(bases) and bases[keep_from + 1] <= self.log_start_offset:
-            keep_from += 1
-        for base in bases[:keep_from]:
-            logger.info(
-                "%s: deleting segment %d below log start offset %d",
-                self.dir_path,
-                base,
-                self.log_start_offset,
-            )
-            for suffix in _SEGMENT_SUFFIXES:
-                self._fs.unlink(self._path(segment_file_name(base, suffix)))
-        return bases[keep_from:]
-
-    def _delete_segments_from(self, bases: list[int], start: int, opened: LogSegment | None) -> None:
-        if opened is not None:
-            opened.delete_files()
-        for base in bases[start:]:
-            if opened is not None and base == opened.base_offset:
-                continue
-            logger.warning("%s: deleting segment %020d after the recovered log end", self.dir_path, base)
-            for suffix in _SEGMENT_SUFFIXES:
-                self._fs.unlink(self._path(segment_file_name(base, suffix)))
-        self._dir_generation += 1
-
-    def _rebuild_epoch_cache(self) -> bool:
-        logger.warning("%s: leader-epoch checkpoint missing; rebuilding it from batch headers", self.dir_path)
-        self._epoch_cache.clear(flush=False)
-        changed = True
-        for header in self.iter_batch_headers(self.log_start_offset):
-            epoch = header.partition_leader_epoch
-            latest = self._epoch_cache.latest_epoch
-            if epoch >= 0 and (latest is None or epoch > latest):
-                changed |= self._epoch_cache.assign(epoch, header.base_offset, flush=False)
-        return changed
-
     # ------------------------------------------------------------------------------------------
-    # small checkpoint files
+    # small checkpoint files (format and reading: log_loader)
     # ------------------------------------------------------------------------------------------
-    def _read_offset_checkpoint(self, name: str) -> int | None:
-        data = self._fs.read_file(self._path(name))
-        if data is None:
-            return None
-        try:
-            lines = data.decode("ascii").splitlines()
-            if lines[0].strip() != "0" or int(lines[1]) != 1 or len(lines) != 3:
-                raise ValueError("unexpected layout")
-            offset = int(lines[2].split()[-1])
-            if offset < 0:
-                raise ValueError("negative offset")
-            return offset
-        except (ValueError, IndexError, UnicodeDecodeError) as exc:
-            logger.warning("ignoring malformed %s: %s", self._path(name), exc)
-            return None
-
     def _write_offset_checkpoint(self, name: str, offset: int) -> None:
-        # Kafka's checkpoint layout (version, count, "<topic-partition> <offset>") so tools and
-        # humans read it the same way.
-        partition = os.path.basename(os.path.normpath(self.dir_path))
-        self._fs.write_file_atomically(self._path(name), f"0\n1\n{partition} {offset}\n".encode("ascii"))
+        write_offset_checkpoint(self._fs, self.dir_path, name, offset)
 
     def _safe_recovery_point(self, offset: int) -> int:
         """The value that may be persisted for a durable offset: not beyond the first segment
@@ -791,7 +662,7 @@ class PartitionLog:
         self._check_open()
         if offset >= self.log_end_offset:
             return
-        self._void_flush_tickets()
+        self.void_flush_tickets()
         if offset < self.log_start_offset:
             self._truncate_fully_and_start_at(offset)
             return
@@ -820,10 +691,10 @@ class PartitionLog:
         """Empties the log and restarts it at ``offset`` (a follower whose leader deleted, by retention, every
         offset beyond our log end: nothing we hold is still on the leader).  Fsynced before returning."""
         self._check_open()
-        self._void_flush_tickets()
+        self.void_flush_tickets()
         self._truncate_fully_and_start_at(offset)
 
-    def _void_flush_tickets(self) -> None:
+    def void_flush_tickets(self) -> None:
         """Before files are truncated or replaced: tickets prepared earlier must neither write
         their captured index entries nor publish their target (see FlushTicket)."""
         with self._checkpoint_lock:
@@ -899,6 +770,48 @@ class PartitionLog:
     def complete_cleaning(self, task: CleanTask) -> int:
         """Loop thread: swaps the cleaned segments in; returns how many were swapped."""
         return complete_cleaning(self, task)
+
+    # The cleaner's side of a pass, so that it never touches the log's own state: it asks for a plan,
+    # and the log applies the result.
+    def cleaning_plan(self, high_watermark: int | None = None) -> CleaningPlan | None:
+        """The rolled segments a pass may rewrite: wholly below the recovery point and the high
+        watermark (only durable data), with the generation the swap must find unchanged.  None if
+        the log is closed or not compacted."""
+        if self._closed or not self.config.compact:
+            return None
+        limit = self.recovery_point if high_watermark is None else min(self.recovery_point, high_watermark)
+        segments: list[LogSegment] = []
+        for segment in self._segments[:-1]:
+            if segment.next_offset > limit:
+                break
+            segments.append(segment)
+        end_offsets = tuple(self._segments[i + 1].base_offset for i in range(len(segments)))
+        return CleaningPlan(self._fs, self.dir_path, self.config, self._generation, tuple(segments), end_offsets,
+                            self.cleaner_first_dirty_offset, self.cleaner_delete_horizon_ms)
+
+    def unchanged_segments(self, generation: int, captured: list[tuple[LogSegment, int]]) -> list[LogSegment]:
+        """Of the (segment, size) pairs a pass captured, those still rolled segments of this log at
+        that size; none once the generation moved on (truncation, close) since the plan."""
+        if generation != self._generation or self._closed:
+            return []
+        rolled = {id(segment) for segment in self._segments[:-1]}
+        return [segment for segment, size in captured if id(segment) in rolled and segment.size == size]
+
+    def swap_segment(self, old: LogSegment, replacement: LogSegment) -> None:
+        """Puts a cleaned copy (same base offset, its files already moved into place) where ``old``
+        was, and closes ``old``.  Call ``void_flush_tickets`` before the files move."""
+        index = self._segments.index(old)
+        old.close()
+        self._make_evictable(replacement)
+        self._fd_cache.release(replacement)
+        self._segments[index] = replacement
+        self._size_in_bytes += replacement.size - old.size
+
+    def record_cleaning(self, end_offset: int, next_delete_horizon_ms: int | None) -> None:
+        """A pass cleaned everything below ``end_offset``; the next is due by the dirty ratio or at
+        ``next_delete_horizon_ms`` (tombstones to drop)."""
+        self.cleaner_first_dirty_offset = max(self.cleaner_first_dirty_offset, end_offset)
+        self.cleaner_delete_horizon_ms = next_delete_horizon_ms
 
     def _delete_first_segments(self, count: int) -> None:
         doomed = self._segments[:count]

@@ -18,8 +18,8 @@ from broker_process import BrokerProcess, free_port
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster.broker.cluster_mode import write_meta_properties
-from cluster.local_cluster import describe_quorum
+from cluster.cli.quorum import describe_quorum
+from cluster.storage.meta_properties import write_meta_properties
 from cluster.transport.controller_grpc import ControllerClient
 
 

@@ -33,8 +33,9 @@ from cluster_process import (
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from cluster.broker.cluster_mode import CONTROLLER_CALL_TIMEOUT_MS, write_meta_properties
+from cluster.broker.cluster_mode import CONTROLLER_CALL_TIMEOUT_MS
 from cluster.core.errors import ErrorCode
+from cluster.storage.meta_properties import write_meta_properties
 
 pytestmark = pytest.mark.timeout(150)
 

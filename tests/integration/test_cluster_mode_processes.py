@@ -23,8 +23,8 @@ from broker_process import (  # tests/helpers is on sys.path (conftest.py)
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster.broker.cluster_mode import write_meta_properties
-from cluster.local_cluster import describe_quorum
+from cluster.cli.quorum import describe_quorum
+from cluster.storage.meta_properties import write_meta_properties
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -244,7 +244,7 @@ def test_local_cluster_command_starts_three_nodes_describes_quorum_and_stops_on_
     import subprocess
     import sys
 
-    from cluster.local_cluster import CONTROLLER_PORT_OFFSET
+    from cluster.cli.broker import CONTROLLER_PORT_OFFSET
 
     base_port = free_port_block([0, 1, 2, CONTROLLER_PORT_OFFSET, CONTROLLER_PORT_OFFSET + 1,
                                  CONTROLLER_PORT_OFFSET + 2])

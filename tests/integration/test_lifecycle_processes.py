@@ -34,7 +34,7 @@ from cluster_process import ProcessCluster, wait_for
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster.cli import main
-from cluster.local_cluster import CONTROLLER_PORT_OFFSET
+from cluster.cli.broker import CONTROLLER_PORT_OFFSET
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -142,7 +142,7 @@ def test_request_errors_are_counted_per_api_and_code(metrics_broker):
 @pytest.fixture
 def quorum_broker(broker_factory, tmp_path):
     """A broker in cluster mode: a metadata quorum of one voter (itself), metrics on a known port."""
-    from cluster.broker.cluster_mode import write_meta_properties
+    from cluster.storage.meta_properties import write_meta_properties
     port, controller_port = free_port(), free_port()
     data_dir = tmp_path / "quorum-broker" / "data"
     write_meta_properties(str(data_dir), "metrics-" + uuid.uuid4().hex[:10], 1)

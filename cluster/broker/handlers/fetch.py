@@ -37,7 +37,7 @@ def _counted(context: RequestContext, response: fr.FetchResponse) -> fr.FetchRes
     for topic in response.responses:
         size_bytes = sum(len(p.records) for p in topic.partitions if p.records)
         if size_bytes:
-            context.broker.metrics_on_fetch(topic.topic, size_bytes)
+            context.services.metrics.on_fetch(topic.topic, size_bytes)
     return response
 
 
@@ -68,7 +68,7 @@ async def _long_poll(context: RequestContext, request) -> fr.FetchResponse:
 
 
 def _requested_partitions(context: RequestContext, request) -> list:
-    replica_manager = context.broker.replica_manager
+    replica_manager = context.services.replicas
     found = []
     for topic in request.topics:
         for data in topic.partitions:
@@ -80,7 +80,7 @@ def _requested_partitions(context: RequestContext, request) -> list:
 
 def _read_all(context: RequestContext, request) -> tuple[fr.FetchResponse, int, bool]:
     """One pass over every requested partition; returns (response, bytes of records, any partition error)."""
-    replica_manager = context.broker.replica_manager
+    replica_manager = context.services.replicas
     remaining_bytes = request.max_bytes
     total_bytes = 0
     has_error = False

@@ -17,9 +17,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from cluster.broker.group_coordinator import OFFSETS_TOPIC, offsets_topic_spec
 from cluster.broker.handlers.context import RequestContext
+from cluster.broker.handlers.topic_creation import create_topics_and_wait
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.groups import coordinator as gc
+from cluster.groups.partitioning import partition_for
 from cluster.wire.messages import delete_groups_response as dgr
 from cluster.wire.messages import describe_groups_response as dsr
 from cluster.wire.messages import find_coordinator_response as fcr
@@ -34,10 +37,12 @@ from cluster.wire.messages import sync_group_response as sgr
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)
+COORDINATOR_NOT_AVAILABLE_MESSAGE = "The coordinator is not available."
+LOAD_WAIT_S = 0.5         # FindCoordinator waits this long for this broker to finish loading the group's partition
 
 
 def _runtime(context: RequestContext):
-    return context.broker.group_coordinator
+    return context.services.groups
 
 
 def _client_host(context: RequestContext) -> str:
@@ -66,23 +71,50 @@ async def _await(future: asyncio.Future, respond, fail):
 
 # -- FindCoordinator -----------------------------------------------------------------------------------
 
-def handle_find_coordinator(context: RequestContext, request) -> fcr.FindCoordinatorResponse:
+async def handle_find_coordinator(context: RequestContext, request) -> fcr.FindCoordinatorResponse:
+    """The coordinator of a group is the leader of its ``__consumer_offsets`` partition (from the image).
+
+    The offsets topic is created through the controller on first use, as Kafka does; until its partition has
+    a leader that has loaded it, the answer is COORDINATOR_NOT_AVAILABLE, which clients retry.
+    """
     key_type = request.key_type if context.api_version >= 1 else KEY_TYPE_GROUP
-    if key_type == KEY_TYPE_GROUP:
-        error, node = _runtime(context).coordinator_node(request.key)
-        message = None if error is ErrorCode.NONE else "The coordinator is not available."
-    elif key_type == KEY_TYPE_TRANSACTION:
-        error, node, message = ErrorCode.COORDINATOR_NOT_AVAILABLE, None, "Transactions are not supported yet."
-    else:
-        error, node, message = ErrorCode.INVALID_REQUEST, None, f"Unknown coordinator key type {key_type}."
-    node_id, host, port = node if node is not None else (-1, "", -1)
-    if node is not None:
-        # The coordinator's endpoint on the listener this client came in through (INTERNAL vs EXTERNAL).
-        for live_id, live_host, live_port, _rack in context.broker.live_brokers(context.listener_name):
-            if live_id == node_id:
-                host, port = live_host, live_port
-    return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=error, error_message=message,
-                                       node_id=node_id, host=host, port=port)
+    if key_type == KEY_TYPE_TRANSACTION:
+        return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, "Transactions are not supported yet.")
+    if key_type != KEY_TYPE_GROUP:
+        return _coordinator_response(ErrorCode.INVALID_REQUEST, f"Unknown coordinator key type {key_type}.")
+    services = context.services
+    metadata = services.metadata
+    topic = metadata.image.topics.get_topic(OFFSETS_TOPIC)
+    if topic is None:
+        await create_topics_and_wait(services, [
+            offsets_topic_spec(services.config, len(metadata.live_brokers()))])
+        topic = metadata.image.topics.get_topic(OFFSETS_TOPIC)
+        if topic is None:
+            return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, COORDINATOR_NOT_AVAILABLE_MESSAGE)
+    registration = topic.partitions.get(partition_for(request.key, len(topic.partitions)))
+    address = (metadata.broker_address(registration.leader, context.listener_name)
+               if registration is not None else None)
+    if address is None or (registration.leader == metadata.node_id
+                           and not await _loaded_here(services.groups, request.key)):
+        return _coordinator_response(ErrorCode.COORDINATOR_NOT_AVAILABLE, COORDINATOR_NOT_AVAILABLE_MESSAGE)
+    return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=0, error_message=None,
+                                       node_id=registration.leader, host=address[0], port=address[1])
+
+
+async def _loaded_here(runtime, group_id: str) -> bool:
+    """Whether this broker serves the group's offsets partition, waiting (bounded) for a load under way: a
+    single node that just created the topic answers at once instead of sending the client into a retry."""
+    coordinator = runtime.coordinator
+
+    def loaded() -> bool:
+        return coordinator.num_partitions is not None and coordinator.owns_partition(coordinator.partition_of(group_id))
+
+    return loaded() or await runtime.wait_until(loaded, LOAD_WAIT_S)
+
+
+def _coordinator_response(code: ErrorCode, message: str) -> fcr.FindCoordinatorResponse:
+    return fcr.FindCoordinatorResponse(throttle_time_ms=0, error_code=code, error_message=message,
+                                       node_id=-1, host="", port=-1)
 
 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup ----------------------------------------------------------
@@ -188,7 +220,7 @@ def handle_leave_group(context: RequestContext, request):
 
 def handle_offset_commit(context: RequestContext, request):
     version = context.api_version
-    topics = context.broker.replica_manager.store.topics
+    topics = context.services.replicas.store.topics
     early: dict[tuple[str, int], ErrorCode] = {}
     offsets = []
     for topic in request.topics:

@@ -24,10 +24,10 @@ def handle_list_offsets(context: RequestContext, request) -> lor.ListOffsetsResp
         partitions = []
         for data in topic.partitions:
             result = lor.ListOffsetsPartitionResponse(partition_index=data.partition_index)
-            partition = context.broker.replica_manager.get(topic.name, data.partition_index)
+            partition = context.services.replicas.get(topic.name, data.partition_index)
             try:
                 if partition is None:
-                    raise KafkaError(context.broker.replica_manager.missing_error(topic.name, data.partition_index))
+                    raise KafkaError(context.services.replicas.missing_error(topic.name, data.partition_index))
                 partition.check_leader_epoch(data.current_leader_epoch)
                 result.timestamp, result.offset, result.leader_epoch = _lookup(partition, data.timestamp)
             except KafkaError as exc:
@@ -74,10 +74,10 @@ def handle_offset_for_leader_epoch(context: RequestContext, request) -> ofler.Of
         partitions = []
         for data in topic.partitions:
             result = ofler.EpochEndOffset(partition=data.partition)
-            partition = context.broker.replica_manager.get(topic.topic, data.partition)
+            partition = context.services.replicas.get(topic.topic, data.partition)
             try:
                 if partition is None:
-                    raise KafkaError(context.broker.replica_manager.missing_error(topic.name, data.partition_index))
+                    raise KafkaError(context.services.replicas.missing_error(topic.name, data.partition_index))
                 partition.check_leader_epoch(data.current_leader_epoch)
                 result.leader_epoch, result.end_offset = partition.log.end_offset_for_epoch(data.leader_epoch)
             except KafkaError as exc:

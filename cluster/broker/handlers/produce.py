@@ -27,22 +27,22 @@ log = logging.getLogger("cluster.broker.produce")
 
 def handle_produce(context: RequestContext, request):
     """Returns the response, None for acks=0, or a coroutine when acks=-1 must wait."""
-    broker = context.broker
+    services = context.services
     if request.acks not in (0, 1, -1):
         return _error_response(request, ErrorCode.INVALID_REQUIRED_ACKS)
     if context.api_version < PRODUCE_MIN_ACCEPTED_VERSION:
         return _error_response(request, ErrorCode.UNSUPPORTED_VERSION)
-    now_ms = broker.now_ms()
+    now_ms = services.now_ms()
     results: list[tuple[str, list[pr.PartitionProduceResponse]]] = []
     waits: list[tuple[pr.PartitionProduceResponse, object, int]] = []
     for topic in request.topic_data:
         partition_responses = []
         for data in topic.partition_data:
             response = pr.PartitionProduceResponse(index=data.index)
-            partition = broker.replica_manager.get(topic.name, data.index)
+            partition = services.replicas.get(topic.name, data.index)
             try:
                 if partition is None:
-                    raise KafkaError(broker.replica_manager.missing_error(topic.name, data.index),
+                    raise KafkaError(services.replicas.missing_error(topic.name, data.index),
                                      f"{topic.name}-{data.index}")
                 if data.records is None or len(data.records) == 0:
                     raise KafkaError(ErrorCode.INVALID_RECORD, "no record batch")
@@ -51,7 +51,7 @@ def handle_produce(context: RequestContext, request):
                 response.base_offset = base_offset
                 response.log_append_time_ms = log_append_time_ms
                 response.log_start_offset = partition.log_start_offset
-                broker.metrics_on_produce(topic.name, data.records)
+                services.metrics.on_produce(topic.name, data.records)
                 if request.acks == -1:
                     waits.append((response, partition, last_offset + 1))
             except KafkaError as exc:

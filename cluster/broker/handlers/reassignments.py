@@ -1,10 +1,9 @@
 """AlterPartitionReassignments, ListPartitionReassignments (KIP-455) and ElectLeaders (KIP-460).
 
 Why it exists: these admin APIs change or read replica placement and leadership, which only the active
-controller decides, so every handler here forwards to it through ``broker.cluster.call_controller`` and maps
-the per-partition results back onto Kafka's response shapes.  A single-node broker (no cluster) has one replica
-per partition on itself: it answers as Kafka would for such a cluster (nothing to move, no election needed,
-any other broker id is not registered) without a controller.
+controller decides, so every handler here forwards to it through the controller channel and maps
+the per-partition results back onto Kafka's response shapes (a single node is a one-voter quorum: its own
+controller answers).
 
 Kafka's semantics kept here: a null replica list cancels a reassignment (NO_REASSIGNMENT_IN_PROGRESS when
 there is none); a null topic list means "all" for List and ElectLeaders, and ElectLeaders then reports only
@@ -12,9 +11,6 @@ the partitions whose leader it moved.  ElectLeaders v0 has no election type (pre
 """
 
 from __future__ import annotations
-
-import asyncio
-import time
 
 from cluster.broker.handlers.context import RequestContext
 from cluster.core.errors import ErrorCode, KafkaError
@@ -32,6 +28,14 @@ def _timeout_ms(request_timeout_ms: int) -> int:
                                                                             CONTROLLER_CALL_TIMEOUT_MS)
 
 
+async def _ask_controller(context: RequestContext, op: str, args: dict, request_timeout_ms: int):
+    """The active controller's answer to ``op``, or the KafkaError the call failed with."""
+    try:
+        return await context.services.controller.call_controller(op, args, timeout_ms=_timeout_ms(request_timeout_ms))
+    except KafkaError as exc:
+        return exc
+
+
 def _group_by_topic(results) -> dict[str, list]:
     """[[topic, partition, ...]] -> {topic: [[partition, ...]]}, in first-seen topic order."""
     grouped: dict[str, list] = {}
@@ -46,16 +50,10 @@ def _group_by_topic(results) -> dict[str, list]:
 async def handle_alter_partition_reassignments(context: RequestContext, request) -> aprr.AlterPartitionReassignmentsResponse:
     wanted = [[t.name, p.partition_index, None if p.replicas is None else list(p.replicas)]
               for t in request.topics for p in t.partitions]
-    cluster = getattr(context.broker, "cluster", None)
-    if cluster is None:
-        results = [[t, p, *_single_node_reassignment(context, t, p, r)] for t, p, r in wanted]
-    else:
-        try:
-            results = await cluster.call_controller("alter_reassignments", {"partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
-        except KafkaError as exc:
-            return aprr.AlterPartitionReassignmentsResponse(error_code=exc.error_code,
-                                                            error_message=exc.message or None, responses=[])
+    results = await _ask_controller(context, "alter_reassignments", {"partitions": wanted}, request.timeout_ms)
+    if isinstance(results, KafkaError):
+        return aprr.AlterPartitionReassignmentsResponse(error_code=results.error_code,
+                                                        error_message=results.message or None, responses=[])
     return aprr.AlterPartitionReassignmentsResponse(
         throttle_time_ms=0, error_code=0, error_message=None,
         responses=[aprr.ReassignableTopicResponse(name=topic, partitions=[
@@ -63,44 +61,17 @@ async def handle_alter_partition_reassignments(context: RequestContext, request)
             for p, code, message in partitions]) for topic, partitions in _group_by_topic(results).items()])
 
 
-def _single_node_partition_exists(context: RequestContext, topic: str, partition: int) -> bool:
-    record = context.broker.replica_manager.store.topics.get(topic)
-    return record is not None and 0 <= partition < record.num_partitions
-
-
-def _single_node_reassignment(context: RequestContext, topic: str, partition: int,
-                              replicas: list[int] | None) -> tuple[int, str | None]:
-    node_id = context.broker.config.node_id
-    if not _single_node_partition_exists(context, topic, partition):
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {topic}-{partition}."
-    if replicas is None:
-        return ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, f"No ongoing reassignment for partition {topic}-{partition}."
-    if replicas == [node_id]:
-        return ErrorCode.NONE, None
-    unknown = next((b for b in replicas if b != node_id), None)
-    if unknown is None or len(replicas) != len(set(replicas)):
-        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, "the replicas must be distinct registered brokers"
-    return (ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-            f"The manual partition assignment includes broker {unknown}, but no such broker is registered.")
-
-
 # ---- ListPartitionReassignments ------------------------------------------------------------------------------------
 
 
 async def handle_list_partition_reassignments(context: RequestContext, request) -> lprr.ListPartitionReassignmentsResponse:
-    cluster = getattr(context.broker, "cluster", None)
-    if cluster is None:
-        ongoing = []  # one replica per partition: nothing can be moving
-    else:
-        wanted = None
-        if request.topics is not None:
-            wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
-        try:
-            ongoing = await cluster.call_controller("list_reassignments", {"partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
-        except KafkaError as exc:
-            return lprr.ListPartitionReassignmentsResponse(error_code=exc.error_code,
-                                                           error_message=exc.message or None, topics=[])
+    wanted = None
+    if request.topics is not None:
+        wanted = [[t.name, p] for t in request.topics for p in t.partition_indexes]
+    ongoing = await _ask_controller(context, "list_reassignments", {"partitions": wanted}, request.timeout_ms)
+    if isinstance(ongoing, KafkaError):
+        return lprr.ListPartitionReassignmentsResponse(error_code=ongoing.error_code,
+                                                       error_message=ongoing.message or None, topics=[])
     return lprr.ListPartitionReassignmentsResponse(
         throttle_time_ms=0, error_code=0, error_message=None,
         topics=[lprr.OngoingTopicReassignment(name=topic, partitions=[
@@ -117,23 +88,20 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
     wanted = None
     if request.topic_partitions is not None:
         wanted = [[t.topic, p] for t in request.topic_partitions for p in t.partitions]
-    cluster = getattr(context.broker, "cluster", None)
+    services = context.services
     if election_type not in (ELECTION_PREFERRED, ELECTION_UNCLEAN):
         results = [[t, p, ErrorCode.INVALID_REQUEST, f"unknown election type {election_type}"]
                    for t, p in (wanted or [])]
-    elif cluster is None:
-        results = [[t, p, *_single_node_election(context, t, p)] for t, p in (wanted or [])]
     else:
-        try:
-            results = await cluster.call_controller("elect_leaders",
-                                                    {"election_type": election_type, "partitions": wanted},
-                                                    timeout_ms=_timeout_ms(request.timeout_ms))
-        except KafkaError as exc:
+        results = await _ask_controller(context, "elect_leaders",
+                                        {"election_type": election_type, "partitions": wanted}, request.timeout_ms)
+        if isinstance(results, KafkaError):
             if context.api_version >= 1:
-                return elr.ElectLeadersResponse(error_code=exc.error_code, replica_election_results=[])
-            results = [[t, p, exc.error_code, exc.message] for t, p in (wanted or [])]
+                return elr.ElectLeadersResponse(error_code=results.error_code, replica_election_results=[])
+            results = [[t, p, results.error_code, results.message] for t, p in (wanted or [])]
         if election_type == ELECTION_PREFERRED:
-            await _until_leaders_visible(cluster, [(t, p) for t, p, code, _m in results if code == ErrorCode.NONE])
+            elected = [(t, p) for t, p, code, _m in results if code == ErrorCode.NONE]
+            await _until_leaders_visible(services.metadata, elected)
     return elr.ElectLeadersResponse(
         throttle_time_ms=0, error_code=0,
         replica_election_results=[elr.ReplicaElectionResult(topic=topic, partition_result=[
@@ -141,22 +109,15 @@ async def handle_elect_leaders(context: RequestContext, request) -> elr.ElectLea
             for p, code, message in partitions]) for topic, partitions in _group_by_topic(results).items()])
 
 
-def _single_node_election(context: RequestContext, topic: str, partition: int) -> tuple[int, str | None]:
-    if not _single_node_partition_exists(context, topic, partition):
-        return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Unable to find partition {topic}-{partition}."
-    return ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."
-
-
-async def _until_leaders_visible(cluster, partitions: list[tuple[str, int]]) -> None:
+async def _until_leaders_visible(metadata, partitions: list[tuple[str, int]]) -> None:
     """A client that reads metadata right after ElectLeaders should see the leaders it asked for."""
     def visible() -> bool:
         for topic, partition in partitions:
-            image_topic = cluster.image.topics.get_topic(topic)
+            image_topic = metadata.image.topics.get_topic(topic)
             registration = None if image_topic is None else image_topic.partitions.get(partition)
             if registration is not None and registration.leader != registration.replicas[0]:
                 return False
         return True
 
-    deadline = time.monotonic() + LEADER_VISIBLE_TIMEOUT_S
-    while partitions and not visible() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    if partitions:
+        await metadata.wait_for_metadata(visible, LEADER_VISIBLE_TIMEOUT_S)

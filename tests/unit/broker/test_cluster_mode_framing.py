@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from cluster.broker.cluster_mode import ImageTopicStore, decode_batch, encode_batch
+from cluster.broker.cluster_mode import decode_batch, encode_batch
+from cluster.broker.topic_view import ImageTopicStore
 from cluster.core.errors import ProtocolDecodeError
 from cluster.metadata import MetadataDelta, MetadataImage
 from cluster.wire.metadata_records import config_record, partition_record, topic_record

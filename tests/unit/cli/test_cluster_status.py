@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from cluster.cli.quorum import format_status, partition_problems
 from cluster.client.types import BrokerInfo, ClusterMetadata, PartitionMetadata, TopicMetadata
-from cluster.local_cluster import format_status, partition_problems
 
 
 def metadata(partitions: dict[int, tuple[int, tuple, tuple]]) -> ClusterMetadata:

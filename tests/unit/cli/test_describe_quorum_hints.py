@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 import cluster.transport.controller_grpc as controller_grpc
+from cluster.cli.quorum import describe_quorum
 from cluster.core.errors import ErrorCode
-from cluster.local_cluster import describe_quorum
 from cluster.transport.controller_grpc import ControllerReply
 
 VOTERS = "1@h:1,2@h:2,3@h:3"

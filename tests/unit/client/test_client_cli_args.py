@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 
-from cluster import tools_cli
-from cluster.cli import build_parser, main
+from cluster.cli import build_parser, common, console, main, topics
 from cluster.client.types import ConfigEntry, PartitionMetadata, ProduceResult, TopicMetadata
 
 
@@ -55,9 +54,9 @@ def test_produce_arguments():
                  "--header", "b=x=y", "--acks", "1", "--compression", "zstd", "--format", "json")
     assert (args.topic, args.partition, args.key_separator) == ("t", 1, ":")
     assert args.header == [("a", b"1"), ("b", b"x=y")]
-    assert tools_cli._ACKS[args.acks] == 1
-    assert tools_cli._COMPRESSION_IDS[args.compression] == 4
-    assert tools_cli._ACKS[parse("produce", "t").acks] == -1  # acks=all by default, like Kafka 3.x
+    assert common.ACKS[args.acks] == 1
+    assert common.COMPRESSION_IDS[args.compression] == 4
+    assert common.ACKS[parse("produce", "t").acks] == -1  # acks=all by default, like Kafka 3.x
 
 
 def test_consume_arguments():
@@ -98,7 +97,7 @@ def test_describe_layout_shows_partitions_epochs_and_only_non_default_configs():
         })
     configs = [ConfigEntry("segment.bytes", "1024", source=1), ConfigEntry("retention.ms", "1", source=5),
                ConfigEntry("cleanup.policy", "compact", source=4)]
-    lines = tools_cli.describe_topic_lines(topic, configs).split("\n")
+    lines = topics.describe_topic_lines(topic, configs).split("\n")
     assert lines[0] == (f"Topic: t\tTopicId: {uuid.UUID(int=5)}\tPartitionCount: 2\tReplicationFactor: 2\t"
                         "Configs: cleanup.policy=compact,segment.bytes=1024")
     assert lines[1] == "\tTopic: t\tPartition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 1,2\tLeaderEpoch: 0"
@@ -106,18 +105,18 @@ def test_describe_layout_shows_partitions_epochs_and_only_non_default_configs():
 
 
 def test_produce_summary_aggregates_offsets_per_partition():
-    stats = tools_cli._ProduceStats()
+    stats = console._ProduceStats()
     stats.add(ProduceResult("t", 0, base_offset=10, log_append_time_ms=-1, log_start_offset=0, record_count=3))
     stats.add(ProduceResult("t", 0, base_offset=13, log_append_time_ms=-1, log_start_offset=0, record_count=2))
     stats.add(ProduceResult("t", 1, base_offset=0, log_append_time_ms=-1, log_start_offset=0, record_count=1))
     assert stats.summary("t", acks=1, sent=6) == (
         "Produced 6 records to t (partition 0: offsets 10..14, partition 1: offsets 0..0).")
-    assert "acks=0" in tools_cli._ProduceStats().summary("t", acks=0, sent=4)
+    assert "acks=0" in console._ProduceStats().summary("t", acks=0, sent=4)
 
 
 def test_chunks_cap_records_per_partition_per_request():
     batches = {("t", 0): list(range(2500)), ("t", 1): list(range(10))}
-    chunks = list(tools_cli._chunks(batches))
+    chunks = list(console._chunks(batches))
     assert [{tp: len(r) for tp, r in c.items()} for c in chunks] == [
         {("t", 0): 1000, ("t", 1): 10}, {("t", 0): 1000}, {("t", 0): 500}]
 
@@ -127,7 +126,7 @@ def test_stdin_lines_strip_newlines_and_keep_a_last_unterminated_line():
     import io
 
     async def read_all(data: bytes, limit: int) -> list[list[bytes]]:
-        stdin = tools_cli._StdinLines(io.BufferedReader(io.BytesIO(data)), asyncio.get_running_loop())
+        stdin = console._StdinLines(io.BufferedReader(io.BytesIO(data)), asyncio.get_running_loop())
         rounds = []
         while lines := await stdin.next_round(limit):
             rounds.append(lines)
@@ -150,7 +149,7 @@ def test_a_record_for_a_missing_partition_stops_the_round_after_the_records_befo
     args = parse("produce", "t")
     records = [InputRecord(value=b"ok", partition=0), InputRecord(value=b"bad", partition=3),
                InputRecord(value=b"after")]
-    batches, error = tools_cli._assign_partitions(records, args, topic, StickyPartitioner(), [("h", b"1")])
+    batches, error = console._assign_partitions(records, args, topic, StickyPartitioner(), [("h", b"1")])
     assert {tp: [r.value for r in rs] for tp, rs in batches.items()} == {("t", 0): [b"ok"]}
     assert batches[("t", 0)][0].headers == [("h", b"1")]
     assert error.error_code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION and "no partition 3" in str(error)

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-from cluster import tools_cli
 from cluster.cli import build_parser
+from cluster.cli import groups as groups_cli
 from cluster.client import CLIENT_VERSIONS, ApiKey, KafkaResponseError, decode_consumer_assignment
 from cluster.client.connection import negotiate_version
 from cluster.client.groups import GroupDescription, GroupMember, GroupsMixin
@@ -62,7 +62,7 @@ LATEST = {(T, 0): 20, (T, 1): 8}
 
 
 def plan(strategy, value=None, committed=None, by_timestamp=None):
-    return tools_cli.plan_reset(strategy, value, PARTS, committed or {}, EARLIEST, LATEST, by_timestamp)
+    return groups_cli.plan_reset(strategy, value, PARTS, committed or {}, EARLIEST, LATEST, by_timestamp)
 
 
 def test_reset_to_earliest_and_latest():
@@ -84,7 +84,7 @@ def test_shift_by_moves_from_the_committed_offset_and_clamps():
 
 
 def test_shift_by_without_a_committed_offset_is_refused():
-    with pytest.raises(tools_cli.UsageError, match=f"{T}-1"):
+    with pytest.raises(groups_cli.UsageError, match=f"{T}-1"):
         plan("shift_by", 1, {(T, 0): 10})
 
 
@@ -100,7 +100,7 @@ def group(members, state="Stable") -> GroupDescription:
 
 def test_lag_rows_join_committed_offsets_log_end_and_owners():
     member = GroupMember("m-1", None, "app", "/10.0.0.1", {T: [0]})
-    rows = tools_cli.partition_lag_rows(group([member]), {(T, 0): 3, (T, 2): 9}, {(T, 0): 10, (T, 2): 9})
+    rows = groups_cli.partition_lag_rows(group([member]), {(T, 0): 3, (T, 2): 9}, {(T, 0): 10, (T, 2): 9})
     assert rows == [
         ["g", T, "0", "3", "10", "7", "m-1", "/10.0.0.1", "app"],
         ["g", T, "2", "9", "9", "0", "-", "-", "-"],
@@ -109,20 +109,20 @@ def test_lag_rows_join_committed_offsets_log_end_and_owners():
 
 def test_assigned_partition_without_commit_or_log_end_shows_dashes():
     member = GroupMember("m-1", "static-1", "app", "/h", {T: [1]})
-    assert tools_cli.partition_lag_rows(group([member]), {}, {}) == [["g", T, "1", "-", "-", "-", "m-1", "/h", "app"]]
+    assert groups_cli.partition_lag_rows(group([member]), {}, {}) == [["g", T, "1", "-", "-", "-", "m-1", "/h", "app"]]
 
 
 def test_member_rows_print_assignments_like_kafka():
     members = [GroupMember("m-1", "static-1", "app", "/h", {"b": [2], "a": [0, 1]}),
                GroupMember("m-2", None, "app", "/h", {})]
-    assert tools_cli.member_rows(group(members)) == [
+    assert groups_cli.member_rows(group(members)) == [
         ["g", "m-1", "static-1", "/h", "app", "3", "a(0,1), b(2)"],
         ["g", "m-2", "-", "/h", "app", "0", "-"],
     ]
 
 
 def test_format_table_aligns_columns_two_spaces_apart():
-    assert tools_cli.format_table(["A", "LONGER"], [["xyz", "1"]]).split("\n") == ["A    LONGER", "xyz  1"]
+    assert groups_cli.format_table(["A", "LONGER"], [["xyz", "1"]]).split("\n") == ["A    LONGER", "xyz  1"]
 
 
 # -- arguments ------------------------------------------------------------------------------------------------

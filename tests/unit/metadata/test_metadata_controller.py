@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import uuid
 from pathlib import Path
 
@@ -371,23 +370,11 @@ def test_alter_partition_stale_epochs_and_ineligible(with_topic):
 # ---- purity ---------------------------------------------------------------------------------------
 
 
-def test_metadata_package_imports_only_core_and_wire():
+def test_metadata_package_never_calls_global_random():
+    # Its layering and purity are import-linter contracts (pyproject.toml); `random` itself stays importable
+    # for the injected rng's type, so the contract cannot forbid it here and this check stays.
     package = Path(__file__).resolve().parents[3] / "cluster" / "metadata"
-    forbidden = {"asyncio", "os", "time", "socket", "threading", "grpc", "subprocess"}
     for path in sorted(package.glob("*.py")):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                mods = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                mods = [node.module or ""]
-            else:
-                continue
-            for mod in mods:
-                root = mod.split(".")[0]
-                assert root not in forbidden, f"{path.name} imports {mod}"
-                if root == "cluster":
-                    assert mod.split(".")[1] in ("core", "wire", "metadata"), f"{path.name} imports {mod}"
         text = path.read_text()
         assert "random.random(" not in text and "random.randint(" not in text, path.name
 

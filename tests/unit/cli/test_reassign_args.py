@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from cluster.tools_cli import UsageError, _reassign_targets, _replica_list, load_reassignment_plan
+from cluster.cli.common import UsageError
+from cluster.cli.reassign import _reassign_targets, _replica_list, load_reassignment_plan
 
 
 def test_plan_in_kafka_reassign_partitions_format():

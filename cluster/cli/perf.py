@@ -26,18 +26,18 @@ import os
 import sys
 import time
 
+from cluster.cli.common import (
+    ACKS,
+    COMPRESSION_IDS,
+    EXIT_OK,
+    kafka_client,
+    non_negative_int,
+    positive_int,
+    run_command,
+)
 from cluster.client import EARLIEST_TIMESTAMP
 from cluster.client.errors import RETRIABLE_ERRORS, error_from_code
 from cluster.core.errors import ErrorCode, KafkaError
-from cluster.tools_cli import (
-    _ACKS,
-    _COMPRESSION_IDS,
-    EXIT_OK,
-    _client,
-    _non_negative_int,
-    _positive_int,
-    _run,
-)
 
 MB = 1024 * 1024
 DEFAULT_REPORTING_INTERVAL_MS = 5000
@@ -122,15 +122,15 @@ class _Pacer:
 
 
 async def _produce_perf(args: argparse.Namespace) -> int:
-    acks = _ACKS[args.acks]
-    compression = _COMPRESSION_IDS[args.compression]
+    acks = ACKS[args.acks]
+    compression = COMPRESSION_IDS[args.compression]
     payload = os.urandom(args.record_size)
     records_per_batch = max(1, args.batch_bytes // max(args.record_size, 1))
     stats = ProducerStats(args.record_size, args.reporting_interval_ms / 1000)
     in_flight = asyncio.Semaphore(args.max_in_flight)
     pending: set[asyncio.Task] = set()
     failure: list[BaseException] = []
-    async with _client(args) as client:
+    async with kafka_client(args) as client:
         topic = await client.topic(args.topic, auto_create=True)
         partitions = sorted(topic.partitions)
         pacer = _Pacer(args.throughput)
@@ -202,7 +202,7 @@ class ConsumerStats:
 
 async def _consume_perf(args: argparse.Namespace) -> int:
     stats = ConsumerStats(args.reporting_interval_ms / 1000)
-    async with _client(args) as client:
+    async with kafka_client(args) as client:
         topic = await client.topic(args.topic)
         partitions = sorted(topic.partitions)
         start = await client.list_offsets(args.topic, partitions, EARLIEST_TIMESTAMP)
@@ -234,7 +234,7 @@ async def _consume_perf(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_perf(commands, common) -> None:
+def add_commands(commands, common) -> None:
     perf = commands.add_parser("perf", help="measure produce and consume throughput and latency")
     actions = perf.add_subparsers(dest="perf_action", required=True)
 
@@ -243,34 +243,34 @@ def add_perf(commands, common) -> None:
         description="Like kafka-producer-perf-test: produces --num-records records of --record-size bytes, "
                     "prints a progress line every 5 s and a summary with latency percentiles.")
     produce.add_argument("--topic", required=True)
-    produce.add_argument("--num-records", type=_positive_int, required=True)
-    produce.add_argument("--record-size", type=_positive_int, required=True, metavar="BYTES")
+    produce.add_argument("--num-records", type=positive_int, required=True)
+    produce.add_argument("--record-size", type=positive_int, required=True, metavar="BYTES")
     produce.add_argument("--throughput", type=float, default=-1,
                          help="records/s to aim for; -1 (default) for no limit")
-    produce.add_argument("--acks", choices=sorted(_ACKS), default="all")
-    produce.add_argument("--compression", choices=list(_COMPRESSION_IDS), default="none")
-    produce.add_argument("--linger-ms", type=_non_negative_int, default=5,
+    produce.add_argument("--acks", choices=sorted(ACKS), default="all")
+    produce.add_argument("--compression", choices=list(COMPRESSION_IDS), default="none")
+    produce.add_argument("--linger-ms", type=non_negative_int, default=5,
                          help="with --throughput: send a batch once it is this old even if not full")
-    produce.add_argument("--batch-bytes", type=_positive_int, default=16384,
+    produce.add_argument("--batch-bytes", type=positive_int, default=16384,
                          help="payload bytes per batch (Kafka's batch.size; default 16384)")
-    produce.add_argument("--max-in-flight", type=_positive_int, default=5,
+    produce.add_argument("--max-in-flight", type=positive_int, default=5,
                          help="Produce requests pipelined at once (default 5)")
-    produce.add_argument("--reporting-interval-ms", type=_positive_int, default=DEFAULT_REPORTING_INTERVAL_MS,
+    produce.add_argument("--reporting-interval-ms", type=positive_int, default=DEFAULT_REPORTING_INTERVAL_MS,
                          help=argparse.SUPPRESS)
-    produce.set_defaults(func=lambda a: _run(_produce_perf, a))
+    produce.set_defaults(func=lambda a: run_command(_produce_perf, a))
 
     consume = actions.add_parser(
         "consume", parents=[common], help="read records from the beginning and report throughput",
         description="Like kafka-consumer-perf-test: reads --messages records from the start of every "
                     "partition of --topic (no consumer group) and prints progress and a summary.")
     consume.add_argument("--topic", required=True)
-    consume.add_argument("--messages", type=_positive_int, required=True)
-    consume.add_argument("--timeout-ms", type=_positive_int, default=10_000,
+    consume.add_argument("--messages", type=positive_int, required=True)
+    consume.add_argument("--timeout-ms", type=positive_int, default=10_000,
                          help="give up (exit 1) after this long without a record (default 10000)")
-    consume.add_argument("--fetch-max-bytes", type=_positive_int, default=50 * MB, help=argparse.SUPPRESS)
-    consume.add_argument("--reporting-interval-ms", type=_positive_int, default=DEFAULT_REPORTING_INTERVAL_MS,
+    consume.add_argument("--fetch-max-bytes", type=positive_int, default=50 * MB, help=argparse.SUPPRESS)
+    consume.add_argument("--reporting-interval-ms", type=positive_int, default=DEFAULT_REPORTING_INTERVAL_MS,
                          help=argparse.SUPPRESS)
-    consume.set_defaults(func=lambda a: _run(_consume_perf, a))
+    consume.set_defaults(func=lambda a: run_command(_consume_perf, a))
 
 
-__all__ = ["ConsumerStats", "ProducerStats", "add_perf", "percentile"]
+__all__ = ["ConsumerStats", "ProducerStats", "add_commands", "percentile"]
