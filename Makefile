@@ -103,7 +103,8 @@ jepsen-table: setup
 # (drop_producer_state_on_become_leader: idempotent duplicates; short_session_on_new_controller: a broker fenced
 # that no fault touched), 1 if no seed did.
 .PHONY: jepsen-broken
-BROKEN ?= drop_producer_state_on_become_leader
+# Target-specific: a global default would also switch the bug on in sim-replication, which reads BROKEN too.
+jepsen-broken: BROKEN ?= drop_producer_state_on_become_leader
 jepsen-broken: setup
 	$(BIN)/python -m jepsen_like broken --variant $(BROKEN) --seeds $(or $(SEEDS),10) --time-limit $(or $(TIME),60) \
 	  --nodes $(or $(NODES),3) $(if $(RATE),--rate $(RATE))
@@ -146,11 +147,12 @@ image:
 bench-cluster: setup
 	$(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
-# Seeded partition-replication simulation (cluster/testing/replication_sim.py): real PartitionLeaderState,
-# FollowerFetchState and QuorumController under crashes, pauses, fencing and a faulty network; safety checked after
-# every event, convergence after healing.  Prints steps/s and seeds run; a failing seed prints its replay (exit 1).
+# Seeded partition-replication simulation (cluster/testing/replication_sim.py): the broker's own PartitionReplicaState
+# (with PartitionLeaderState, FollowerFetchState) and QuorumController under crashes, pauses, fencing, retention and a
+# faulty network; safety checked after every event, convergence after healing.  Prints steps/s and seeds run; a
+# failing seed prints its replay (exit 1).
 # BROKEN=truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed|short_session_on_new_controller|
-# drop_producer_state_on_become_leader switches on a deliberate bug to watch it get caught.
+# drop_producer_state_on_become_leader|skip_fetch_offset_check switches on a deliberate bug to watch it get caught.
 .PHONY: sim-replication
 sim-replication: setup
 	$(BIN)/python -m cluster.testing.replication_sim --seeds $(or $(SEEDS),5000) --start $(or $(START),0) \

@@ -38,11 +38,11 @@ sys.path.insert(0, str(REPO_ROOT))   # ahead of bench/, whose cluster.py would s
 import grpc  # noqa: E402
 
 from cluster.transport.replica_fetch_grpc import (  # noqa: E402
-    FetchRequest,
-    FetchResponse,
     PartitionFetch,
     PartitionFetchResult,
     ReplicaFetchClient,
+    ReplicaFetchRequest,
+    ReplicaFetchResponse,
     replica_fetch_rpc_handlers,
 )
 
@@ -72,9 +72,9 @@ async def serve(records_size: int) -> None:
     """Answers every fetch with ``records_size`` bytes of records; prints its port, stops when stdin closes."""
     records = os.urandom(records_size)
 
-    async def answer(request: FetchRequest, _context) -> FetchResponse:
+    async def answer(request: ReplicaFetchRequest, _context) -> ReplicaFetchResponse:
         fetch = request.partitions[0]
-        return FetchResponse(partitions=[PartitionFetchResult(
+        return ReplicaFetchResponse(partitions=[PartitionFetchResult(
             fetch.topic_id, fetch.partition, high_watermark=fetch.fetch_offset, log_start_offset=0,
             records=records, log_end_offset=fetch.fetch_offset + 1)])
 
@@ -94,8 +94,8 @@ async def fetch_all(port: int, total_mib: float, records_size: int, leader_pid: 
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS)
     client = ReplicaFetchClient(channel)
 
-    def request(offset: int) -> FetchRequest:
-        return FetchRequest("floor", 2, 1, 0, 64 * MIB, [PartitionFetch(topic_id, 0, 1, offset, 1, 0, 64 * MIB,
+    def request(offset: int) -> ReplicaFetchRequest:
+        return ReplicaFetchRequest("floor", 2, 1, 0, 64 * MIB, [PartitionFetch(topic_id, 0, 1, offset, 1, 0, 64 * MIB,
                                                                         offset)])
     try:
         for call in range(WARM_UP_CALLS):

@@ -49,7 +49,11 @@ from cluster.storage.meta_properties import load_cluster_id
 from cluster.storage.raft_store import RaftStore
 from cluster.transport.controller_grpc import controller_rpc_handlers
 from cluster.transport.raft_grpc import FaultFilter
-from cluster.transport.replica_fetch_grpc import FetchRequest, FetchResponse, replica_fetch_rpc_handlers
+from cluster.transport.replica_fetch_grpc import (
+    ReplicaFetchRequest,
+    ReplicaFetchResponse,
+    replica_fetch_rpc_handlers,
+)
 
 log = logging.getLogger("cluster.broker.cluster")
 
@@ -290,14 +294,14 @@ class ClusterRuntime:
         registration = self.image.cluster.brokers.get(broker_id)
         return registration.broker_epoch if registration is not None else -1
 
-    async def _serve_replica_fetch(self, request: FetchRequest, context) -> FetchResponse:
+    async def _serve_replica_fetch(self, request: ReplicaFetchRequest, context) -> ReplicaFetchResponse:
         """A follower's fetch (replication.proto), served by the partitions this broker leads."""
         if self.fault.blocks(request.replica_id):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "dropped by the test fault hook")
         if request.cluster_id != self.cluster_id:
             log.error("replica fetch from broker %d of cluster %r refused: this is cluster %r",
                       request.replica_id, request.cluster_id, self.cluster_id)
-            return FetchResponse(error_code=int(ErrorCode.INCONSISTENT_CLUSTER_ID))
+            return ReplicaFetchResponse(error_code=int(ErrorCode.INCONSISTENT_CLUSTER_ID))
         return await self.broker.replica_manager.serve_replica_fetch(request)
 
     def _send_isr_change(self, partition, change: PendingIsrChange) -> None:
@@ -324,8 +328,6 @@ class ClusterRuntime:
             if outcome is AlterPartitionOutcome.RETRY:
                 await asyncio.sleep(ALTER_PARTITION_RETRY_S)
                 continue
-            if outcome is AlterPartitionOutcome.APPLIED:
-                partition.isr = tuple(state.isr)
             if error != ErrorCode.NONE:
                 log.info("%s: ISR change to %s refused: %s (%s)", partition, list(change.new_isr), error.name,
                          outcome.value)

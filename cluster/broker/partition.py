@@ -1,7 +1,9 @@
 """One partition replica hosted by this broker: its log, producer state, role (leader or follower) and waiters.
 
 This is the shell around ``PartitionLog`` that request handlers, the replica fetcher and the leader's fetch
-service use.  The replication decisions live in the pure state machines of cluster/replication: as leader a
+service use: it does the I/O (log reads and writes, waiters) and leaves every replication decision to the pure
+state machines of cluster/replication, which the replication simulator drives too: ``PartitionReplicaState``
+(role transitions, producer state, the leader's answer to follower fetches) and within it, as leader a
 ``PartitionLeaderState`` (follower progress, ISR changes, high watermark over fsynced offsets, acks=all), as
 follower a ``FollowerFetchState`` (what to fetch, when to truncate).  A single node is a leader whose ISR is
 itself, so the same code path runs everywhere and the high watermark is always the minimum *fsynced* log end
@@ -17,42 +19,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.replication import FollowerFetchState, PartitionLeaderState
 from cluster.replication.producer_state import ProducerStateTable
+from cluster.replication.replica import NO_LEADER, PartitionReplicaState
 from cluster.storage.partition_log import LogConfig, PartitionLog
 from cluster.wire import records
+
+__all__ = ["NO_LEADER", "Partition"]
 
 log = logging.getLogger("cluster.broker.partition")
 
 COMPRESSION_ZSTD = 4
-NO_LEADER = -1
 
 
 class Partition:
-    """A partition replica: leader (``leader_state``) or follower (``follower_state``) of one leader epoch."""
+    """A partition replica: its log, waiters and the pure role state machine (``replica``) that decides."""
 
     def __init__(self, topic: str, partition_index: int, topic_id: uuid.UUID, partition_log: PartitionLog,
                  log_config: LogConfig, local_broker_id: int, on_dirty: Callable[[Partition], None],
-                 high_watermark: int = 0) -> None:
+                 high_watermark: int = 0, broken: Iterable[str] = ()) -> None:
         self.topic = topic
         self.partition_index = partition_index
         self.topic_id = topic_id
         self.log = partition_log
         self.log_config = log_config
         self.local_broker_id = local_broker_id
-        self.leader_epoch = -1
-        self.leader_id = NO_LEADER
-        self.replicas: tuple[int, ...] = ()
-        self.isr: tuple[int, ...] = ()
-        self.leader_state: PartitionLeaderState | None = None
-        self.follower_state: FollowerFetchState | None = None
-        self.producer_state = ProducerStateTable()
+        self.replica = PartitionReplicaState(topic_id, partition_index, local_broker_id, self,
+                                             high_watermark=high_watermark, broken=broken)
         self._on_dirty = on_dirty
-        # Before any role: the checkpointed high watermark, never above what the log holds.
-        self._high_watermark = min(max(high_watermark, 0), partition_log.log_end_offset)
         self._ack_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._hw_watchers: set[asyncio.Event] = set()
         self._append_watchers: set[asyncio.Event] = set()
@@ -65,17 +62,41 @@ class Partition:
 
     # -- views ------------------------------------------------------------------------------------------------
     @property
+    def leader_state(self) -> PartitionLeaderState | None:
+        return self.replica.leader_state
+
+    @property
+    def follower_state(self) -> FollowerFetchState | None:
+        return self.replica.follower_state
+
+    @property
+    def producer_state(self) -> ProducerStateTable:
+        return self.replica.producer_state
+
+    @property
+    def leader_epoch(self) -> int:
+        return self.replica.leader_epoch
+
+    @property
+    def leader_id(self) -> int:
+        return self.replica.leader_id
+
+    @property
+    def replicas(self) -> tuple[int, ...]:
+        return self.replica.replicas
+
+    @property
+    def isr(self) -> tuple[int, ...]:
+        return self.replica.isr
+
+    @property
     def is_leader(self) -> bool:
-        return self.leader_state is not None
+        return self.replica.leader_state is not None
 
     @property
     def high_watermark(self) -> int:
         """Offsets below are committed: durable on every ISR member and visible to consumers."""
-        if self.leader_state is not None:
-            return self.leader_state.high_watermark
-        if self.follower_state is not None:
-            return min(self.follower_state.high_watermark, self.log.log_end_offset)
-        return self._high_watermark
+        return self.replica.high_watermark
 
     @property
     def log_start_offset(self) -> int:
@@ -101,58 +122,32 @@ class Partition:
     # -- roles ------------------------------------------------------------------------------------------------
     def become_leader(self, leader_epoch: int, partition_epoch: int, replicas: Sequence[int], isr: Sequence[int],
                       now_ms: int, replica_lag_time_max_ms: int, min_insync_replicas: int) -> bool:
-        """Committed metadata names this broker leader.  Returns True when a new leader epoch began here.
-
-        A new epoch first records (epoch, log end offset) in the epoch cache, before any write (KAFKA-7415); the
-        high watermark carries over from what this replica knew as a follower (never above its log end).
-        """
-        self.replicas, self.isr, self.leader_id = tuple(replicas), tuple(isr), self.local_broker_id
-        state = self.leader_state
-        if state is not None and state.leader_epoch == leader_epoch:
-            state.on_partition_metadata(leader_epoch, partition_epoch, replicas, isr, now_ms)
-            self.on_high_watermark_maybe_changed()
-            return False
-        high_watermark = min(self.high_watermark, self.log.log_end_offset)
-        latest = self.log.latest_epoch
-        if latest is None or leader_epoch > latest:
-            self.log.assign_epoch_start(leader_epoch)
-        self.follower_state = None
-        self.leader_epoch = leader_epoch
-        self.leader_state = PartitionLeaderState(
-            self.topic_id, self.partition_index, self.local_broker_id, leader_epoch, partition_epoch, replicas, isr,
-            self.log.log_end_offset, replica_lag_time_max_ms, min_insync_replicas, now_ms=now_ms,
-            high_watermark=high_watermark, durable_log_end_offset=self.log.recovery_point)
+        """Committed metadata names this broker leader.  Returns True when a new leader epoch began here."""
+        change = self.replica.become_leader(leader_epoch, partition_epoch, replicas, isr, now_ms,
+                                            replica_lag_time_max_ms, min_insync_replicas)
+        if change.assign_epoch_start:
+            self.log.assign_epoch_start(leader_epoch)   # before any write (KAFKA-7415)
         self.on_high_watermark_maybe_changed()
-        log.info("%s: leader in epoch %d (replicas %s, isr %s, log end offset %d, high watermark %d)", self,
-                 leader_epoch, list(replicas), list(isr), self.log.log_end_offset, self.high_watermark)
-        return True
+        if change.new_leader_epoch:
+            log.info("%s: leader in epoch %d (replicas %s, isr %s, log end offset %d, high watermark %d)", self,
+                     leader_epoch, list(replicas), list(isr), self.log.log_end_offset, self.high_watermark)
+        return change.new_leader_epoch
 
     def become_follower(self, leader_id: int, leader_epoch: int, replicas: Sequence[int], isr: Sequence[int],
                         now_ms: int, fetch_backoff_ms: int) -> bool:
-        """Committed metadata names another leader (or none).  Returns True when the fetch state was (re)made."""
-        self.replicas, self.isr = tuple(replicas), tuple(isr)
-        high_watermark = self.high_watermark
-        if self.leader_state is not None:
-            self.leader_state = None
+        """Committed metadata names another leader (or none).  Returns True when fetching (re)started."""
+        change = self.replica.become_follower(leader_id, leader_epoch, replicas, isr, now_ms, fetch_backoff_ms)
+        if change.stopped_leading:
             self.fail_waiters(ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        state = self.follower_state
-        self.leader_id, self.leader_epoch = leader_id, max(leader_epoch, self.leader_epoch)
-        if state is not None and leader_epoch <= state.leader_epoch:
-            return False
-        if state is not None and leader_id != NO_LEADER:
-            state.on_leader_change(leader_id, leader_epoch, now_ms)
-        else:
-            self.follower_state = FollowerFetchState(
-                self.topic_id, self.partition_index, self.local_broker_id, leader_id, leader_epoch,
-                high_watermark=high_watermark, fetch_backoff_ms=fetch_backoff_ms)
-        log.info("%s: follower of broker %d in epoch %d (log end offset %d, high watermark %d)", self, leader_id,
-                 leader_epoch, self.log.log_end_offset, self.high_watermark)
-        return True
+        if change.fetch_restarted:
+            log.info("%s: follower of broker %d in epoch %d (log end offset %d, high watermark %d)", self,
+                     leader_id, leader_epoch, self.log.log_end_offset, self.high_watermark)
+        return change.fetch_restarted
 
     def _rebuild_producer_state(self) -> None:
         """Replays every idempotent batch header in the log so retries stay deduplicated across restarts and
         leadership changes (a follower that becomes leader knows every producer the old leader knew)."""
-        self.producer_state = ProducerStateTable()
+        self.replica.producer_state = ProducerStateTable()
         for header in self.log.iter_batch_headers(self.log.log_start_offset):
             self._replay_producer(header)
 
@@ -178,14 +173,8 @@ class Partition:
         returned.  Raises KafkaError with the Kafka error code for every rejected batch (NOT_ENOUGH_REPLICAS
         first of all when acks=all and the ISR is below min.insync.replicas); the log is untouched in that case.
         """
-        state = self.leader_state
-        if state is None:
-            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, f"{self}: not the leader")
-        # Under min.insync.replicas nothing else is looked at, as in Kafka's Partition.appendRecordsToLeader: a
-        # retried batch that skips one we cannot take now must get NOT_ENOUGH_REPLICAS (retriable, not
-        # persisted), not OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka bumps its epoch and re-sends every
-        # unacknowledged record under a new producer id: a duplicate wherever the originals survive.
-        state.check_append_allowed(required_acks)
+        replica = self.replica
+        replica.check_append_allowed(required_acks)   # first: see there why
         if len(batch_bytes) > self.log_config.max_message_bytes:
             raise KafkaError(ErrorCode.MESSAGE_TOO_LARGE,
                              f"batch of {len(batch_bytes)} bytes exceeds max.message.bytes "
@@ -197,8 +186,8 @@ class Partition:
             raise KafkaError(ErrorCode.INVALID_RECORD, "transactions are not supported yet")
         if self.log_config.compact:
             self._check_keys(batch_bytes)
-        duplicate = self.producer_state.check_append(header.producer_id, header.producer_epoch,
-                                                     header.base_sequence, header.last_offset_delta)
+        duplicate = replica.check_producer_sequence(header.producer_id, header.producer_epoch, header.base_sequence,
+                                                    header.last_offset_delta)
         if duplicate is not None:
             return duplicate.base_offset, duplicate.last_offset, -1
         batch = bytearray(batch_bytes)
@@ -213,9 +202,8 @@ class Partition:
             log.error("%s: append failed: %s", self, exc)
             raise KafkaError(ErrorCode.KAFKA_STORAGE_ERROR, f"append failed: {exc.strerror}") from None
         invariant(last_offset - base_offset == header.last_offset_delta, "offsets assigned to the whole batch")
-        self.producer_state.replay(header.producer_id, header.producer_epoch, header.base_sequence,
-                                   header.last_offset_delta, base_offset, header.max_timestamp)
-        state.on_local_append(self.log.log_end_offset, now_ms)
+        replica.on_leader_append(header.producer_id, header.producer_epoch, header.base_sequence,
+                                 header.last_offset_delta, base_offset, header.max_timestamp, now_ms)
         self._on_dirty(self)
         self._wake(self._append_watchers)
         return base_offset, last_offset, log_append_time_ms
@@ -292,9 +280,8 @@ class Partition:
 
     def on_flushed(self) -> None:
         """The flusher made more of the log durable."""
-        state = self.leader_state
-        if state is not None:
-            state.on_local_flushed(self.log.recovery_point)
+        if self.is_leader:
+            self.replica.on_local_flushed()
             self.on_high_watermark_maybe_changed()
         elif self.fetcher_wakeup is not None:
             self.fetcher_wakeup.set()   # the fetched data is durable: the next fetch may report it

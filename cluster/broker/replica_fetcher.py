@@ -25,11 +25,11 @@ from cluster.broker.waits import stop_tasks, wait_event
 from cluster.core.errors import ErrorCode
 from cluster.replication import EpochEndOffset, FetchAction, TruncationBelowHighWatermarkError
 from cluster.transport.replica_fetch_grpc import (
-    FetchRequest,
-    FetchResponse,
     PartitionFetch,
     PartitionFetchResult,
     ReplicaFetchClient,
+    ReplicaFetchRequest,
+    ReplicaFetchResponse,
 )
 
 log = logging.getLogger("cluster.broker.replica_fetcher")
@@ -98,9 +98,6 @@ class ReplicaFetcher:
         self.leader_id = leader_id
         self.partitions: dict[int, Partition] = {}
         self._requests: set[asyncio.Task] = set()
-        # Partitions whose leader had more than its last answer carried: their next fetch goes out before the
-        # fsync of what was just appended (the transfer overlaps the fsync).
-        self._backlogged: set[int] = set()
         self.wakeup = asyncio.Event()
         self._stopping = False
         self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
@@ -114,7 +111,6 @@ class ReplicaFetcher:
 
     def discard(self, partition: Partition) -> None:
         self.partitions.pop(id(partition), None)
-        self._backlogged.discard(id(partition))
         if getattr(partition, "fetcher_wakeup", None) is self.wakeup:
             partition.fetcher_wakeup = None
 
@@ -157,8 +153,7 @@ class ReplicaFetcher:
             state = partition.follower_state
             if partition.deleted or state is None or state.leader_id != self.leader_id:
                 continue
-            position = state.next_fetch(now_ms, partition,
-                                        allow_unflushed=id(partition) in self._backlogged)
+            position = partition.replica.next_fetch(now_ms)
             if position is not None:
                 fetches.append((partition, position))
         return fetches
@@ -167,7 +162,7 @@ class ReplicaFetcher:
         manager = self.manager
         config = manager._config
         max_wait_ms = config.get("replica.fetch.wait.max.ms")
-        request = FetchRequest(
+        request = ReplicaFetchRequest(
             manager.cluster_id, manager.node_id, manager._broker_epoch(), max_wait_ms,
             config.get("replica.fetch.response.max.bytes"),
             [PartitionFetch(p.topic_id, p.partition_index, pos.current_leader_epoch, pos.fetch_offset,
@@ -188,7 +183,7 @@ class ReplicaFetcher:
             return
         self._handle_response(fetches, response)
 
-    def _handle_response(self, fetches, response: FetchResponse) -> None:
+    def _handle_response(self, fetches, response: ReplicaFetchResponse) -> None:
         now_ms = self.manager._now_ms()
         by_key = {(r.topic_id, r.partition): r for r in response.partitions}
         for partition, position in fetches:
@@ -221,14 +216,9 @@ class ReplicaFetcher:
             except Exception:
                 state.on_records_appended(partition)   # leave the append state; the next fetch retries from our end
                 raise
-            state.on_records_appended(partition)
-            if result.log_end_offset > partition.log_end_offset:
-                self._backlogged.add(id(partition))
+            state.on_records_appended(partition, result.log_end_offset)
+            if state.fetch_ahead:
                 self.wakeup.set()   # the leader has more: fetch it while this append is being fsynced
-            else:
-                # Caught up: the next fetch waits for the fsync and reports it, so the leader's high watermark
-                # (and acks=all) advance one round trip sooner than after an empty fetch-ahead.
-                self._backlogged.discard(id(partition))
             if not result.records:
                 self.wakeup.set()   # nothing to fsync: fetch again at once (the leader long-polls)
             elapsed = time.perf_counter() - started

@@ -20,20 +20,19 @@ import uuid
 from typing import Any
 
 from cluster.broker.flusher import GroupCommitFlusher
-from cluster.broker.hw_checkpoint import read_high_watermarks, write_high_watermarks
 from cluster.broker.partition import Partition
 from cluster.broker.topic_view import ImageTopicStore, TopicRecord
 from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_configs
 from cluster.core.clock import wall_clock_ms
-from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError, OffsetOutOfRangeError
+from cluster.core.errors import CorruptRecordError, ErrorCode, OffsetOutOfRangeError
 from cluster.replication import PendingIsrChange
-from cluster.replication.producer_state import ProducerStateTable
+from cluster.storage.hw_checkpoint import read_high_watermarks, write_high_watermarks
 from cluster.storage.partition_log import LogConfig, PartitionLog
 from cluster.transport.replica_fetch_grpc import (
-    FetchRequest,
-    FetchResponse,
     PartitionFetch,
     PartitionFetchResult,
+    ReplicaFetchRequest,
+    ReplicaFetchResponse,
 )
 
 log = logging.getLogger("cluster.broker.replicas")
@@ -59,9 +58,8 @@ class ReplicaManager:
         self.fetchers = None
         self.registered_broker_epoch = lambda broker_id: -1
         self._eligibility_brokers = None   # broker registrations the ISR eligibility was last computed from
-        # A deliberate bug the fault harnesses must catch (kraftpy.test.broken): a new leader forgets its producers.
-        self._drop_producer_state_on_become_leader = (
-            "drop_producer_state_on_become_leader" in config.get("kraftpy.test.broken"))
+        # Deliberate bugs the fault harnesses must catch (kraftpy.test.broken), switched on in the replica state.
+        self._broken = tuple(config.get("kraftpy.test.broken"))
 
     # lifecycle ------------------------------------------------------------------------------------------
     def close_all(self) -> None:
@@ -77,7 +75,8 @@ class ReplicaManager:
         partition_log = PartitionLog.open(directory, log_config, now_ms())
         partition = Partition(record.name, partition_index, record.topic_id, partition_log, log_config,
                               self.node_id, self.flusher.mark_dirty,
-                              self._checkpointed_high_watermarks.get((record.name, partition_index), 0))
+                              self._checkpointed_high_watermarks.get((record.name, partition_index), 0),
+                              broken=self._broken)
         self.partitions[(record.name, partition_index)] = partition
         return partition
 
@@ -179,11 +178,9 @@ class ReplicaManager:
         for (name, partition_index), local in changes.leaders.items():
             partition = self._partition_for(name, partition_index)
             registration = local.registration
-            new_epoch = partition.become_leader(
+            partition.become_leader(
                 registration.leader_epoch, registration.partition_epoch, registration.replicas, registration.isr,
                 current_ms, self.replica_lag_time_max_ms, self.min_insync_replicas(name))
-            if new_epoch and self._drop_producer_state_on_become_leader:
-                partition.producer_state = ProducerStateTable()
             if self.fetchers is not None:
                 self.fetchers.remove(partition)
         for (name, partition_index), local in changes.followers.items():
@@ -230,84 +227,55 @@ class ReplicaManager:
         does not hold back the high watermark unless it is already in the ISR.  ``partitions``: only these
         (default: every partition this broker hosts)."""
         brokers = image.cluster.brokers
+
+        def is_active(broker_id: int) -> bool:
+            registration = brokers.get(broker_id)
+            return registration is not None and registration.is_active
         for partition in (self.partitions.values() if partitions is None else partitions):
-            state = partition.leader_state
-            if state is None:
-                continue
-            advanced = False
-            for follower in state.followers():
-                registration = brokers.get(follower.replica_id)
-                eligible = registration is not None and registration.is_active
-                if follower.isr_eligible != eligible:
-                    advanced |= state.set_replica_isr_eligible(follower.replica_id, eligible)
-            if advanced:
+            if partition.replica.refresh_isr_eligibility(is_active):
                 partition.on_high_watermark_maybe_changed()
 
     # leader: serving follower fetches -------------------------------------------------------------------
-    async def serve_replica_fetch(self, request: FetchRequest) -> FetchResponse:
+    async def serve_replica_fetch(self, request: ReplicaFetchRequest) -> ReplicaFetchResponse:
         """One follower fetch: records progress (which may advance the high watermark and expand the ISR),
         then returns data from each fetch offset, long-polling up to ``max_wait_ms`` while there is none."""
         registered_epoch = self.registered_broker_epoch(request.replica_id)
         current_ms = now_ms()
         served = [self._follower_fetch(fetch, request, registered_epoch, current_ms) for fetch in request.partitions]
         budget = request.max_bytes
-        if request.max_wait_ms > 0 and all(not self._has_data(p, f, r) for p, f, r in served):
-            await self._wait_for_appends([p for p, _f, r in served if p is not None and r.error_code == 0],
-                                         request.max_wait_ms)
-        response = FetchResponse()
-        for partition, fetch, result in served:
-            if partition is not None and result.error_code == 0 and result.diverging_epoch is None and budget > 0:
+        if request.max_wait_ms > 0 and all(parks for _p, _f, _r, parks in served):
+            await self._wait_for_appends([p for p, _f, _r, _parks in served], request.max_wait_ms)
+        response = ReplicaFetchResponse()
+        for partition, fetch, result, _parks in served:
+            if partition is not None and budget > 0:
                 budget -= self._read_for_follower(partition, fetch, result, budget)
             response.partitions.append(result)
         return response
 
-    def _follower_fetch(self, fetch: PartitionFetch, request: FetchRequest, registered_epoch: int,
-                        current_ms: int) -> tuple[Partition | None, PartitionFetch, PartitionFetchResult]:
+    def _follower_fetch(self, fetch: PartitionFetch, request: ReplicaFetchRequest, registered_epoch: int,
+                        current_ms: int) -> tuple[Partition | None, PartitionFetch, PartitionFetchResult, bool]:
+        """The replica state's answer to one partition of the fetch: (the partition when the answer reads
+        records, the fetch, the answer so far, whether it may be parked until our log grows)."""
         result = PartitionFetchResult(fetch.topic_id, fetch.partition)
         record = self.store.topic_by_id(fetch.topic_id)
         partition = self.partitions.get((record.name, fetch.partition)) if record is not None else None
-        if partition is None or partition.leader_state is None:
-            result.error_code = int(ErrorCode.NOT_LEADER_OR_FOLLOWER if partition is not None
-                                    else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-            return None, fetch, result
-        state = partition.leader_state
-        result.log_start_offset = partition.log_start_offset
-        try:
-            if fetch.fetch_offset > partition.log_end_offset and fetch.last_fetched_epoch < 0:
-                raise OffsetOutOfRangeError(f"{partition}: follower fetch offset {fetch.fetch_offset} beyond log "
-                                            f"end offset {partition.log_end_offset}")
-            if fetch.fetch_offset < partition.log_start_offset:
-                raise OffsetOutOfRangeError(f"{partition}: follower fetch offset {fetch.fetch_offset} below log "
-                                            f"start offset {partition.log_start_offset}")
-            epoch_end = (partition.end_offset_for_epoch(fetch.last_fetched_epoch)
-                         if fetch.last_fetched_epoch >= 0 else None)
-            outcome = state.on_follower_fetch(
-                request.replica_id, fetch.fetch_offset, current_ms, partition.log_end_offset,
-                last_fetched_epoch=fetch.last_fetched_epoch, leader_epoch_end_offset=epoch_end,
-                current_leader_epoch=fetch.current_leader_epoch, log_start_offset=fetch.log_start_offset,
-                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch,
-                durable_log_end_offset=fetch.durable_log_end_offset)
-        except KafkaError as exc:
-            result.error_code = int(exc.error_code)
-            result.high_watermark = partition.high_watermark
-            return None, fetch, result
-        result.high_watermark = outcome.high_watermark
-        if outcome.diverging_epoch is not None:
-            result.diverging_epoch = (outcome.diverging_epoch.leader_epoch, outcome.diverging_epoch.end_offset)
-            return partition, fetch, result
-        if outcome.high_watermark_advanced:
+        if partition is None:
+            result.error_code = int(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+            return None, fetch, result, False
+        answer = partition.replica.answer_follower_fetch(request.replica_id, request.broker_epoch, registered_epoch,
+                                                         fetch, current_ms)
+        result.error_code = int(answer.error_code)
+        result.high_watermark = answer.high_watermark
+        result.log_start_offset = answer.log_start_offset
+        if answer.diverging_epoch is not None:
+            result.diverging_epoch = (answer.diverging_epoch.leader_epoch, answer.diverging_epoch.end_offset)
+        if answer.high_watermark_advanced:
             partition.on_high_watermark_maybe_changed()
-        self._maybe_expand_isr(partition, request.replica_id)
-        return partition, fetch, result
-
-    @staticmethod
-    def _has_data(partition: Partition | None, fetch: PartitionFetch, result: PartitionFetchResult) -> bool:
-        """Whether to answer without long-polling.  A fetch sent ahead of the follower's fsync is never parked:
-        its durable offset is already stale, and the follower re-sends a fresh one once the fsync is done."""
-        if partition is None or result.error_code != 0 or result.diverging_epoch is not None:
-            return True   # an answer the follower needs now
-        return (partition.log_end_offset > fetch.fetch_offset
-                or fetch.durable_log_end_offset < fetch.fetch_offset)
+        if answer.isr_change is not None:
+            self._propose_isr_change(partition, answer.isr_change)
+        if not answer.reads_records:
+            return None, fetch, result, False
+        return partition, fetch, result, partition.replica.parks_follower_fetch(fetch, answer)
 
     async def _wait_for_appends(self, partitions: list[Partition], max_wait_ms: int) -> None:
         event = asyncio.Event()
@@ -340,11 +308,6 @@ class ReplicaManager:
         return len(data)
 
     # leader: ISR changes --------------------------------------------------------------------------------
-    def _maybe_expand_isr(self, partition: Partition, replica_id: int) -> None:
-        change = partition.leader_state.maybe_expand_isr(replica_id)
-        if change is not None:
-            self._propose_isr_change(partition, change)
-
     def _propose_isr_change(self, partition: Partition, change: PendingIsrChange) -> None:
         log.info("%s: proposing ISR %s -> %s (%s)", partition, list(change.last_committed_isr), list(change.new_isr),
                  change.kind.value)
@@ -358,10 +321,7 @@ class ReplicaManager:
             await asyncio.sleep(interval_s)
             current_ms = now_ms()
             for partition in list(self.partitions.values()):
-                state = partition.leader_state
-                if state is None or len(state.replicas) == 1:
-                    continue
-                change = state.maybe_shrink_isr(current_ms)
+                change = partition.replica.maybe_shrink_isr(current_ms)
                 if change is not None:
                     self._propose_isr_change(partition, change)
 

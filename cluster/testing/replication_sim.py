@@ -3,19 +3,23 @@
 Why: the rules that keep an acknowledged ``acks=all`` write alive (epoch-based truncation, fsynced-only high
 watermark, ISR-only election, epoch-checked AlterPartition; replication.md §2 and §5) fail only under rare
 interleavings of crashes, pauses and a misbehaving network.  As ``raft_sim`` does for KRaft, this runs the
-*real* pure cores -- ``PartitionLeaderState``, ``FollowerFetchState`` and the real ``QuorumController`` (it is
-pure and decides by records, so it is driven directly; the metadata quorum itself is tested by raft_sim and
-is modelled here as a reliable, instantly committing log) -- under thousands of reproducible fault schedules,
-and checks the safety properties after every event:
+*real* pure cores -- ``PartitionReplicaState`` (the role transitions, the leader's answer to follower fetches
+and whether to park them, the follower's fetch-ahead decision, ISR proposals; with ``PartitionLeaderState``
+and ``FollowerFetchState`` inside), the same class the broker's ``Partition`` drives, and the real
+``QuorumController`` (it is pure and decides by records, so it is driven directly; the metadata quorum itself is
+tested by raft_sim and is modelled here as a reliable, instantly committing log) -- under thousands of
+reproducible fault schedules, and checks the safety properties after every event:
 
   * a leader's high watermark never decreases within its leader epoch;
   * committed data is never lost: every acknowledged batch (offset range, payload) is in the log of every
     later leader at the same offset, and no offset is acknowledged twice with different payloads;
   * no replica truncates below its own high watermark;
+  * a follower appends only what continues its log (no gap between its log end and the leader's answer);
   * after healing (network reliable, every broker running) and quiescing, all replicas hold identical logs.
 
 What is simulated: one partition with N replicas, each a fake log (batches of (offset range, leader epoch,
-payload id)), an fsynced prefix, and the real ``LeaderEpochCache`` kept in memory; a fake clock; a network
+payload id)), an fsynced prefix, a log start offset that retention moves (never past what is committed and
+fsynced), and the real ``LeaderEpochCache`` kept in memory; a fake clock; a network
 that delays, drops, duplicates and (through random delays) reorders fetch requests/responses, heartbeats and
 AlterPartition calls, and can cut links; crashes (of one broker, of several at once, or of the leader right
 after an acknowledgement) that lose the unfsynced suffix of the log and restart the broker with a new broker
@@ -31,8 +35,12 @@ watermark), ``elect_outside_isr`` (the controller may elect a replica outside th
 fetching ahead of its fsync, as the broker does under a backlog, is credited with its whole log end instead of its
 durable offset), ``short_session_on_new_controller`` (a newly elected controller gives brokers half a session
 instead of a whole one; the paused-controller failure of issue 16), ``drop_producer_state_on_become_leader`` (a
-new leader forgets its idempotent producers, so a retry of a batch it already holds is appended again).  Followers fetch ahead of their fsync at
-random (half of their fetches), so the broker's pipelining is exercised in every run.
+new leader forgets its idempotent producers, so a retry of a batch it already holds is appended again),
+``skip_fetch_offset_check`` (the leader answers a fetch below its log start offset with what it holds from there
+on instead of OFFSET_OUT_OF_RANGE).  The replica-side variants are switched on inside ``PartitionReplicaState``
+(``BrokenReplica``), so the real code is what breaks.  Followers fetch ahead of their fsync when the leader had
+more than one answer carries (a per-seed answer size keeps that frequent), as the broker does, and leaders park a
+fetch at their log end until they append or the seed's replica.fetch.wait.max.ms passes (0: never).
 
 The active controller can be frozen too: its calls wait until it is continued, and past an election delay a new
 controller takes over the same committed metadata (``QuorumController.reset_sessions``, as the broker's shell
@@ -48,7 +56,8 @@ no committed write is duplicated (each client batch is acknowledged at one offse
 
     python -m cluster.testing.replication_sim --seeds 500 [--start 0] [--replicas 3] [--steps 3000]
            [--broken truncate_to_hw|hw_counts_unflushed|elect_outside_isr|fetch_ahead_counts_unflushed|
-                     short_session_on_new_controller|drop_producer_state_on_become_leader] [--keep-going]
+                     short_session_on_new_controller|drop_producer_state_on_become_leader|
+                     skip_fetch_offset_check] [--keep-going]
 """
 
 from __future__ import annotations
@@ -86,6 +95,7 @@ from cluster.replication.leader import (
     PendingIsrChange,
 )
 from cluster.replication.producer_state import NO_PRODUCER_ID, ProducerStateTable
+from cluster.replication.replica import BrokenReplica, PartitionReplicaState
 from cluster.storage.epoch_cache import LeaderEpochCache
 
 __all__ = ["BrokenVariant", "ReplicationSim", "ReplicationSimResult", "SimViolation", "main"]
@@ -96,7 +106,7 @@ MAX_IN_FLIGHT = 5   # librdkafka's max.in.flight for an idempotent producer
 PRODUCERS = 4
 TOPIC = "sim-topic"
 MIN_INSYNC_REPLICAS = 2
-FETCH_MAX_BATCHES = 4
+FETCH_TIMEOUT_MS = 1000
 LIVENESS_CHECK_MS = 100
 DEFAULT_STEPS = 3000  # about 10-20 s of simulated time, enough for several crashes and elections per seed
 
@@ -110,8 +120,9 @@ class BrokenVariant:
     FETCH_AHEAD_COUNTS_UNFLUSHED = "fetch_ahead_counts_unflushed"
     SHORT_SESSION_ON_NEW_CONTROLLER = "short_session_on_new_controller"
     DROP_PRODUCER_STATE_ON_BECOME_LEADER = "drop_producer_state_on_become_leader"
+    SKIP_FETCH_OFFSET_CHECK = "skip_fetch_offset_check"
     ALL = (TRUNCATE_TO_HW, HW_COUNTS_UNFLUSHED, ELECT_OUTSIDE_ISR, FETCH_AHEAD_COUNTS_UNFLUSHED,
-           SHORT_SESSION_ON_NEW_CONTROLLER, DROP_PRODUCER_STATE_ON_BECOME_LEADER)
+           SHORT_SESSION_ON_NEW_CONTROLLER, DROP_PRODUCER_STATE_ON_BECOME_LEADER, SKIP_FETCH_OFFSET_CHECK)
 
 
 class SimViolation(Exception):
@@ -159,6 +170,9 @@ class Profile:
     metadata_delay_max_ms: int
     session_timeout_ms: int
     replica_lag_time_max_ms: int
+    retention_rate_per_s: float   # how often a replica deletes committed batches from the start of its log
+    fetch_max_batches: int        # batches per fetch answer: small answers leave followers a backlog
+    fetch_max_wait_ms: int        # replica.fetch.wait.max.ms: how long a leader parks a fetch (0: never)
 
     @classmethod
     def random(cls, rng: random.Random) -> Profile:
@@ -177,7 +191,10 @@ class Profile:
             fsync_delay_max_ms=tuple(rng.choice((1, 10, 50, 300)) for _ in range(16)),
             metadata_delay_max_ms=rng.choice((5, 50, 300)),
             session_timeout_ms=rng.choice((1000, 3000)),
-            replica_lag_time_max_ms=rng.choice((300, 1000, 3000)))
+            replica_lag_time_max_ms=rng.choice((300, 1000, 3000)),
+            retention_rate_per_s=rng.choice((0.0, 0.5, 2.0)),
+            fetch_max_batches=rng.choice((1, 2, 4)),
+            fetch_max_wait_ms=rng.choice((0, 50, 500)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,7 +215,9 @@ class ReplicationSimResult:
 
 # -- messages -----------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, slots=True)
-class FetchRequest:
+class FollowerFetchMessage:
+    """One follower fetch on the simulated network (the broker's ``ReplicaFetchRequest``, one partition)."""
+
     follower_id: int
     incarnation: int
     broker_epoch: int
@@ -206,7 +225,7 @@ class FetchRequest:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class FetchResponse:
+class FollowerFetchReply:
     incarnation: int
     position: FetchPosition
     error_code: ErrorCode
@@ -214,6 +233,7 @@ class FetchResponse:
     diverging_epoch: EpochEndOffset | None = None
     batches: tuple[Batch, ...] = ()
     leader_log_end_offset: int = -1
+    log_start_offset: int = -1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,40 +288,59 @@ class SimProducer:
 
 # -- one replica ----------------------------------------------------------------------------------------------
 class SimReplica:
-    """One broker's copy of the partition plus its replication state; also the follower's ``ReplicaLogView``."""
+    """One broker's copy of the partition (the ``ReplicaLogView`` its ``PartitionReplicaState`` reads) and the
+    broker's memory: that state machine, its parked fetches and its waiting produces."""
 
-    def __init__(self, broker_id: int) -> None:
+    def __init__(self, broker_id: int, broken: str | None = None) -> None:
         self.broker_id = broker_id
+        self.broken = () if broken is None else (broken,)
         self.alive = True
         self.incarnation = 0
         self.known_controller_epoch = 0   # the controller incarnation its calls go to
         self.broker_epoch = -1
         self.paused_until_ms = 0
         self.batches: list[Batch] = []
+        self.log_start_offset = 0
+        # Batches retention deleted: producer state still knows them, so a retry is answered with their offsets.
+        self.deleted_batches: dict[int, Batch] = {}
         self.durable_log_end_offset = 0
         self.epoch_cache = LeaderEpochCache(None, f"sim-{broker_id}")  # type: ignore[arg-type]  # never flushed
-        self.high_watermark = 0
+        self.high_watermark = 0   # the highest this broker knew: the floor checked against truncation
         self.high_watermark_checkpoint = 0
         self.log_version = 0
         self.flush_in_flight = False
-        self.leader: PartitionLeaderState | None = None
-        self.follower: FollowerFetchState | None = None
-        self.known_leader_epoch = -1
+        self.state = self.new_state(0, None)
         self.image = None  # the metadata image this broker has applied
         self.metadata_offset = -1
         self.pending_produces: list[Batch] = []
-        self.producer_state = ProducerStateTable()   # rebuilt from the log whenever the log is cut
+        self.parked_fetches: list[FollowerFetchMessage] = []
         self.alter_sends = 0
         self.hide_last_fetched_epoch = False
 
-    # ReplicaLogView
-    @property
-    def log_start_offset(self) -> int:
-        return 0
+    def new_state(self, high_watermark: int, topic_id: uuid.UUID | None) -> PartitionReplicaState:
+        """The broker's memory after a (re)start: nothing but what the log and the checkpoint say."""
+        state = PartitionReplicaState(topic_id, 0, self.broker_id, self, high_watermark=high_watermark,
+                                      broken=self.broken)
+        for batch in self.batches:
+            self._replay_producer(batch, state.producer_state)
+        return state
 
     @property
+    def leader(self) -> PartitionLeaderState | None:
+        return self.state.leader_state
+
+    @property
+    def follower(self) -> FollowerFetchState | None:
+        return self.state.follower_state
+
+    @property
+    def producer_state(self) -> ProducerStateTable:
+        return self.state.producer_state
+
+    # ReplicaLogView
+    @property
     def log_end_offset(self) -> int:
-        return self.batches[-1].end_offset if self.batches else 0
+        return self.batches[-1].end_offset if self.batches else self.log_start_offset
 
     @property
     def latest_epoch(self) -> int:
@@ -314,31 +353,62 @@ class SimReplica:
         return self.epoch_cache.end_offset_for(leader_epoch, self.log_end_offset)
 
     # log changes
-    def append(self, batches: list[Batch]) -> None:
+    def append(self, batches: list[Batch], *, replay_producers: bool = True) -> None:
+        """Appends at the log end; a follower's append also replays the producers (a leader's state machine
+        does that itself, in ``on_leader_append``)."""
         for batch in batches:
             if batch.base_offset != self.log_end_offset:
                 raise InvariantViolation(f"broker {self.broker_id}: batch {batch} does not start at the log end "
                                          f"{self.log_end_offset}")
             self.epoch_cache.assign(batch.leader_epoch, batch.base_offset, flush=False)
             self.batches.append(batch)
-            self._replay_producer(batch)
+            if replay_producers:
+                self._replay_producer(batch, self.producer_state)
 
-    def _replay_producer(self, batch: Batch) -> None:
-        self.producer_state.replay(batch.producer_id, PRODUCER_EPOCH, batch.first_sequence, batch.count - 1,
-                                   batch.base_offset, 0)
+    @staticmethod
+    def _replay_producer(batch: Batch, producer_state: ProducerStateTable) -> None:
+        producer_state.replay(batch.producer_id, PRODUCER_EPOCH, batch.first_sequence, batch.count - 1,
+                              batch.base_offset, 0)
 
     def truncate_to(self, offset: int) -> None:
-        """Kafka truncates whole batches: a batch reaching past ``offset`` goes entirely."""
+        """Kafka truncates whole batches: a batch reaching past ``offset`` goes entirely.  Below the log start
+        the log restarts at ``offset``, as PartitionLog's does."""
+        if offset < self.log_start_offset:
+            self.reset_to(offset)
+            return
         while self.batches and self.batches[-1].end_offset > offset:
             self.batches.pop()
         self.epoch_cache.truncate_from_end(self.log_end_offset, flush=False)
+        self._after_cut()
+
+    def reset_to(self, offset: int) -> None:
+        """An empty log starting at ``offset`` (fsynced at once, as PartitionLog.reset_to is)."""
+        self.batches = []
+        self.log_start_offset = offset
+        self.epoch_cache.clear(flush=False)
+        self.durable_log_end_offset = offset
+        self._after_cut()
+
+    def _after_cut(self) -> None:
         self.durable_log_end_offset = min(self.durable_log_end_offset, self.log_end_offset)
         self.log_version += 1
-        self.producer_state = ProducerStateTable()   # as the broker does: replay what is left
+        self.state.producer_state = ProducerStateTable()   # as the broker does: replay what is left
         for batch in self.batches:
-            self._replay_producer(batch)
+            self._replay_producer(batch, self.producer_state)
+
+    def delete_before(self, offset: int) -> None:
+        """Retention: whole batches ending at or before ``offset`` go; the log start moves to the next one."""
+        kept = [b for b in self.batches if b.end_offset > offset]
+        if len(kept) == len(self.batches):
+            return
+        self.log_start_offset = kept[0].base_offset if kept else self.log_end_offset
+        self.deleted_batches.update((b.base_offset, b) for b in self.batches if b.end_offset <= offset)
+        self.batches = kept
+        self.epoch_cache.truncate_from_start(self.log_start_offset, flush=False)
 
     def batch_at(self, base_offset: int) -> Batch | None:
+        if base_offset < self.log_start_offset:
+            return self.deleted_batches.get(base_offset)
         i = bisect_right([b.base_offset for b in self.batches], base_offset) - 1
         return self.batches[i] if i >= 0 and self.batches[i].base_offset == base_offset else None
 
@@ -368,7 +438,8 @@ class ReplicationSim:
         self.broken = broken
         self.liveness_bound_ms = liveness_bound_ms
         self.broker_ids = tuple(range(1, replicas + 1))
-        self.replicas = {b: SimReplica(b) for b in self.broker_ids}
+        replica_broken = broken if broken in BrokenReplica.ALL else None
+        self.replicas = {b: SimReplica(b, replica_broken) for b in self.broker_ids}
         config = ControllerConfig(broker_session_timeout_ms=self.profile.session_timeout_ms,
                                   unclean_leader_election_enable=broken == BrokenVariant.ELECT_OUTSIDE_ISR)
         self.controller = QuorumController(config, rng=random.Random(master.getrandbits(64)))
@@ -438,6 +509,12 @@ class ReplicationSim:
         for b in self.broker_ids:
             self._deliver_metadata(b)
             self._start_timers(self.replicas[b])
+        # It becomes the active controller (reset_sessions, as the runtime does) and ticks at once.  A tick is what
+        # starts its stall clock: a freeze before its first tick would go unnoticed, and brokers it could not hear
+        # would be fenced for it (a gap of the controller's, reported with issue 13; the runtime's first tick comes
+        # a tick interval after activation).
+        self.controller.reset_sessions(self.now_ms)
+        self.controller.tick(self.now_ms)
         self._schedule_controller_tick()
         self._schedule_chaos()
 
@@ -635,8 +712,7 @@ class ReplicationSim:
             replica.flush_in_flight = False
             if replica.log_version == version:
                 replica.durable_log_end_offset = max(replica.durable_log_end_offset, target)
-                if replica.leader is not None:
-                    replica.leader.on_local_flushed(replica.durable_log_end_offset, self.now_ms)
+                replica.state.on_local_flushed(self.now_ms)
             self._maybe_flush(replica)
             self._maybe_fetch(replica)
         self._schedule(self.now_ms + self.rng.randint(1, self.profile.fsync_delay_max_ms[replica.broker_id % 16]), replica.broker_id,
@@ -651,36 +727,30 @@ class ReplicationSim:
         replica.metadata_offset = self.metadata_offset
         partition = replica.image.topics.by_id[self.topic_id].partitions[0]
         self._apply_partition(replica, partition)
-        if replica.leader is not None:
-            for follower in list(replica.leader.followers()):
-                registration = replica.image.cluster.broker(follower.replica_id)
-                replica.leader.set_replica_isr_eligible(follower.replica_id,
-                                                        registration is not None and registration.is_active)
+        cluster = replica.image.cluster
+
+        def is_active(broker_id: int) -> bool:
+            registration = cluster.broker(broker_id)
+            return registration is not None and registration.is_active
+        replica.state.refresh_isr_eligibility(is_active)
 
     def _apply_partition(self, replica: SimReplica, p: PartitionRegistration) -> None:
+        """What the broker's ReplicaManager.apply_local_changes does, through the same state machine."""
+        state = replica.state
         if p.leader == replica.broker_id:
-            if replica.leader is None or replica.leader.leader_epoch < p.leader_epoch:
-                self._become_leader(replica, p)
-            elif replica.leader.leader_epoch == p.leader_epoch:
-                replica.leader.on_partition_metadata(p.leader_epoch, p.partition_epoch, p.replicas, p.isr,
-                                                     self.now_ms)
-            return
-        if replica.leader is not None and p.leader_epoch > replica.leader.leader_epoch:
-            self._resign(replica)
-        if replica.leader is not None:
-            return
-        if p.leader == NO_LEADER:
-            if p.leader_epoch > replica.known_leader_epoch:
-                replica.follower = None
-                replica.known_leader_epoch = p.leader_epoch
-            return
-        if replica.follower is not None and replica.follower.on_leader_change(p.leader, p.leader_epoch, self.now_ms):
-            replica.known_leader_epoch = p.leader_epoch
-            self._on_new_leader_as_follower(replica)
-        elif replica.follower is None and p.leader_epoch >= replica.known_leader_epoch:
-            replica.follower = FollowerFetchState(self.topic_id, 0, replica.broker_id, p.leader, p.leader_epoch,
-                                                  high_watermark=replica.high_watermark, fetch_backoff_ms=100)
-            replica.known_leader_epoch = p.leader_epoch
+            change = state.become_leader(p.leader_epoch, p.partition_epoch, p.replicas, p.isr, self.now_ms,
+                                         self.profile.replica_lag_time_max_ms, MIN_INSYNC_REPLICAS)
+        else:
+            change = state.become_follower(p.leader, p.leader_epoch, p.replicas, p.isr, self.now_ms,
+                                           fetch_backoff_ms=100)
+        if change.stopped_leading:
+            replica.pending_produces = []  # answered NOT_LEADER_OR_FOLLOWER: not acknowledged
+        if change.assign_epoch_start:
+            replica.epoch_cache.assign(p.leader_epoch, replica.log_end_offset, flush=False)
+        if change.new_leader_epoch:
+            self._check_acked_present(replica, f"new leader {replica.broker_id} epoch {p.leader_epoch}")
+            self.leaders_elected += 1
+        if change.fetch_restarted:
             self._on_new_leader_as_follower(replica)
 
     def _on_new_leader_as_follower(self, replica: SimReplica) -> None:
@@ -690,104 +760,106 @@ class ReplicationSim:
             replica.truncate_to(replica.high_watermark)
         self._maybe_fetch(replica)
 
-    def _become_leader(self, replica: SimReplica, p: PartitionRegistration) -> None:
-        self._check_acked_present(replica, f"new leader {replica.broker_id} epoch {p.leader_epoch}")
-        replica.follower = None
-        replica.pending_produces = []
-        end = replica.log_end_offset
-        # KAFKA-7415: cache (new epoch, log end) before any write.
-        replica.epoch_cache.assign(p.leader_epoch, end, flush=False)
-        replica.high_watermark = min(replica.high_watermark, end)
-        durable = end if self.broken == BrokenVariant.HW_COUNTS_UNFLUSHED else replica.durable_log_end_offset
-        replica.leader = PartitionLeaderState(
-            self.topic_id, 0, replica.broker_id, p.leader_epoch, p.partition_epoch, p.replicas, p.isr, end,
-            self.profile.replica_lag_time_max_ms, MIN_INSYNC_REPLICAS, now_ms=self.now_ms,
-            high_watermark=replica.high_watermark, durable_log_end_offset=durable)
-        replica.known_leader_epoch = p.leader_epoch
-        self.leaders_elected += 1
-        if self.broken == BrokenVariant.DROP_PRODUCER_STATE_ON_BECOME_LEADER:
-            replica.producer_state = ProducerStateTable()
-
-    def _resign(self, replica: SimReplica) -> None:
-        replica.leader = None
-        replica.pending_produces = []  # answered NOT_LEADER_OR_FOLLOWER: not acknowledged
-
     # == fetch ================================================================================================
     def _maybe_fetch(self, replica: SimReplica) -> None:
         follower = replica.follower
         if follower is None or not replica.alive:
             return
-        position = follower.next_fetch(self.now_ms, replica, allow_unflushed=self.rng.random() < 0.5)
+        position = replica.state.next_fetch(self.now_ms)
         if position is None:
             return
-        request = FetchRequest(replica.broker_id, replica.incarnation, replica.broker_epoch, position)
+        request = FollowerFetchMessage(replica.broker_id, replica.incarnation, replica.broker_epoch, position)
         self._send(replica.broker_id, position.leader_id, lambda: self._on_fetch(position.leader_id, request))
 
         def timeout(follower=follower) -> None:
             if replica.follower is follower and follower.in_flight is position:
                 follower.on_fetch_failed(position, self.now_ms)
-        self._schedule(self.now_ms + 1000, replica.broker_id, timeout)
+        self._schedule(self.now_ms + FETCH_TIMEOUT_MS, replica.broker_id, timeout)
 
-    def _on_fetch(self, leader_id: int, request: FetchRequest) -> None:
-        replica = self.replicas[leader_id]
-        if not replica.alive:
+    def _on_fetch(self, leader_id: int, request: FollowerFetchMessage) -> None:
+        """The broker's ReplicaManager.serve_replica_fetch: answer, or park until the log grows or the wait ends."""
+        leader = self.replicas[leader_id]
+        if not leader.alive:
             return
-        response = self._serve_fetch(replica, request)
-        self._send(leader_id, request.follower_id, lambda: self._on_fetch_response(request.follower_id, response))
-
-    def _serve_fetch(self, leader: SimReplica, request: FetchRequest) -> FetchResponse:
-        position, state = request.position, leader.leader
-        if state is None:
-            return FetchResponse(request.incarnation, position, ErrorCode.NOT_LEADER_OR_FOLLOWER)
-        end = leader.log_end_offset
-        if position.last_fetched_epoch == UNDEFINED_EPOCH and position.fetch_offset > end:
-            return FetchResponse(request.incarnation, position, ErrorCode.OFFSET_OUT_OF_RANGE,
-                                 leader_log_end_offset=end)
         registration = leader.image.cluster.broker(request.follower_id)
         registered_epoch = registration.broker_epoch if registration is not None else -1
-        epoch_end = (leader.end_offset_for_epoch(position.last_fetched_epoch)
-                     if position.last_fetched_epoch != UNDEFINED_EPOCH else None)
-        try:
-            result = state.on_follower_fetch(
-                request.follower_id, position.fetch_offset, self.now_ms, end,
-                last_fetched_epoch=position.last_fetched_epoch, leader_epoch_end_offset=epoch_end,
-                current_leader_epoch=position.current_leader_epoch, log_start_offset=position.log_start_offset,
-                broker_epoch=request.broker_epoch, registered_broker_epoch=registered_epoch,
-                durable_log_end_offset=(None if self.broken == BrokenVariant.FETCH_AHEAD_COUNTS_UNFLUSHED
-                                        else position.durable_log_end_offset))
-        except KafkaError as exc:
-            return FetchResponse(request.incarnation, position, exc.error_code)
-        self._check_leader_hw(leader)
-        if result.diverging_epoch is not None:
-            return FetchResponse(request.incarnation, position, ErrorCode.NONE, result.high_watermark,
-                                 result.diverging_epoch)
-        self._send_alter(leader, state.maybe_expand_isr(request.follower_id))
-        return FetchResponse(request.incarnation, position, ErrorCode.NONE, result.high_watermark,
-                             batches=leader.read_from(position.fetch_offset, FETCH_MAX_BATCHES))
+        answer = leader.state.answer_follower_fetch(request.follower_id, request.broker_epoch, registered_epoch,
+                                                    request.position, self.now_ms)
+        if leader.leader is not None:
+            self._check_leader_hw(leader)
+        self._send_alter(leader, answer.isr_change)
+        if not answer.reads_records:
+            self._reply_fetch(leader, request, FollowerFetchReply(
+                request.incarnation, request.position, answer.error_code, answer.high_watermark,
+                answer.diverging_epoch, leader_log_end_offset=leader.log_end_offset,
+                log_start_offset=answer.log_start_offset))
+        elif self.profile.fetch_max_wait_ms > 0 and leader.state.parks_follower_fetch(request.position, answer):
+            leader.parked_fetches.append(request)
+            incarnation = leader.incarnation
+            self._schedule(self.now_ms + self.profile.fetch_max_wait_ms, leader_id,
+                           lambda: self._release_parked_fetch(leader, request, incarnation))
+        else:
+            self._read_for_follower(leader, request)
 
-    def _on_fetch_response(self, b: int, response: FetchResponse) -> None:
+    def _release_parked_fetch(self, leader: SimReplica, request: FollowerFetchMessage, incarnation: int) -> None:
+        if leader.alive and leader.incarnation == incarnation and request in leader.parked_fetches:
+            leader.parked_fetches.remove(request)
+            self._read_for_follower(leader, request)
+
+    def _release_parked_fetches(self, leader: SimReplica) -> None:
+        """The leader's log grew: every parked fetch is answered now."""
+        parked, leader.parked_fetches = leader.parked_fetches, []
+        for request in parked:
+            self._read_for_follower(leader, request)
+
+    def _read_for_follower(self, leader: SimReplica, request: FollowerFetchMessage) -> None:
+        """The read after the answer (maybe after parking): a leader that stopped leading meanwhile says so."""
+        position, state = request.position, leader.leader
+        if state is None:
+            reply = FollowerFetchReply(request.incarnation, position, ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        else:
+            reply = FollowerFetchReply(request.incarnation, position, ErrorCode.NONE, state.high_watermark,
+                                       batches=leader.read_from(position.fetch_offset, self.profile.fetch_max_batches),
+                                       leader_log_end_offset=leader.log_end_offset,
+                                       log_start_offset=leader.log_start_offset)
+        self._reply_fetch(leader, request, reply)
+
+    def _reply_fetch(self, leader: SimReplica, request: FollowerFetchMessage, reply: FollowerFetchReply) -> None:
+        self._send(leader.broker_id, request.follower_id, lambda: self._on_fetch_response(request.follower_id, reply))
+
+    def _on_fetch_response(self, b: int, response: FollowerFetchReply) -> None:
         replica = self.replicas[b]
         follower = replica.follower
         if not replica.alive or replica.incarnation != response.incarnation or follower is None:
             return
         outcome = follower.on_fetch_response(response.position, self.now_ms, replica,
                                              error_code=response.error_code,
-                                             high_watermark=response.high_watermark, log_start_offset=0,
+                                             high_watermark=response.high_watermark,
+                                             log_start_offset=response.log_start_offset,
                                              diverging_epoch=response.diverging_epoch)
         if outcome.action is FetchAction.APPEND:
-            replica.append([batch for batch in response.batches])
-            replica.high_watermark = follower.on_records_appended(replica)
+            self._check_no_gap(replica, response.batches)
+            replica.append(list(response.batches))
+            replica.high_watermark = follower.on_records_appended(replica, response.leader_log_end_offset)
             self._maybe_flush(replica)
             if not response.batches:
-                return  # nothing new: the next fetch waits for the poll timer (a long poll's wait)
+                return  # nothing new: the next fetch waits for the poll timer
         elif outcome.action is FetchAction.TRUNCATE:
             self._truncate(replica, outcome.offset)
+        elif outcome.action is FetchAction.RESET:
+            replica.reset_to(outcome.offset)
         elif (outcome.action is FetchAction.BACKOFF and response.error_code == ErrorCode.OFFSET_OUT_OF_RANGE
               and self.broken == BrokenVariant.TRUNCATE_TO_HW and response.leader_log_end_offset >= 0):
             self._truncate(replica, response.leader_log_end_offset)  # the old follower's out-of-range handling
         else:
             return  # back off / wait for metadata / stale answer: the poll timer fetches again
         self._maybe_fetch(replica)
+
+    @staticmethod
+    def _check_no_gap(replica: SimReplica, batches: tuple[Batch, ...]) -> None:
+        if batches and batches[0].base_offset != replica.log_end_offset:
+            raise SimViolation("log-gap", f"broker {replica.broker_id} was sent {batches[0]} to append at its log "
+                                          f"end {replica.log_end_offset}: the offsets between are missing")
 
     def _truncate(self, replica: SimReplica, offset: int) -> None:
         if offset < replica.high_watermark:
@@ -840,13 +912,13 @@ class ReplicationSim:
         self._append_as_leader(replica, producer, first_sequence)
 
     def _append_as_leader(self, replica: SimReplica, producer: SimProducer, first_sequence: int) -> None:
-        """The broker's order (Partition.append_records): min ISR first, then the producer's sequence."""
-        state = replica.leader
+        """Partition.append_records through the same state machine: min ISR first, then the producer's sequence."""
+        state = replica.state
         count, payload_id = producer.unacked[first_sequence]
         try:
             state.check_append_allowed(-1)
-            duplicate = replica.producer_state.check_append(producer.producer_id, PRODUCER_EPOCH, first_sequence,
-                                                            count - 1)
+            duplicate = state.check_producer_sequence(producer.producer_id, PRODUCER_EPOCH, first_sequence,
+                                                      count - 1)
         except KafkaError as exc:
             if exc.error_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER:
                 producer.bump_epoch()
@@ -856,22 +928,23 @@ class ReplicationSim:
             return
         batch = Batch(replica.log_end_offset, count, state.leader_epoch, payload_id, producer.producer_id,
                       first_sequence)
-        replica.append([batch])
-        state.on_local_append(replica.log_end_offset, self.now_ms)
-        if self.broken == BrokenVariant.HW_COUNTS_UNFLUSHED:
-            state.on_local_flushed(replica.log_end_offset, self.now_ms)
+        replica.append([batch], replay_producers=False)
+        state.on_leader_append(producer.producer_id, PRODUCER_EPOCH, first_sequence, count - 1, batch.base_offset,
+                               0, self.now_ms)
         replica.pending_produces.append(batch)
+        self._release_parked_fetches(replica)
         self._maybe_flush(replica)
 
     def _complete_produces(self, replica: SimReplica) -> None:
-        state, still_waiting = replica.leader, []
+        state, still_waiting, incarnation = replica.leader, [], replica.incarnation
         for batch in replica.pending_produces:
             check = state.check_acks_all(batch.end_offset)
             if not check.done:
                 still_waiting.append(batch)
             elif check.error_code == ErrorCode.NONE:
                 self._record_ack(replica, batch)
-        replica.pending_produces = still_waiting
+        if replica.incarnation == incarnation:   # not crashed by an acknowledgement (crash_after_ack)
+            replica.pending_produces = still_waiting
 
     def _record_ack(self, leader: SimReplica, batch: Batch) -> None:
         acked_at = self._acked_payloads.setdefault(batch.payload_id, batch.base_offset)
@@ -897,7 +970,8 @@ class ReplicationSim:
         p = self.profile
         for rate, action in ((p.produce_rate_per_s, self._produce), (p.crash_rate_per_s, self._crash_fault),
                              (p.pause_rate_per_s, self._pause_fault), (p.partition_rate_per_s, self._cut_fault),
-                             (p.controller_pause_rate_per_s, self._controller_pause_fault)):
+                             (p.controller_pause_rate_per_s, self._controller_pause_fault),
+                             (p.retention_rate_per_s, self._retention_fault)):
             if rate > 0:
                 self._schedule_poisson(rate, action)
 
@@ -931,8 +1005,9 @@ class ReplicationSim:
         replica.truncate_to(replica.durable_log_end_offset)
         replica.alive = False
         replica.incarnation += 1
-        replica.leader = replica.follower = None
+        replica.state = replica.new_state(0, self.topic_id)   # memory is gone; the restart rebuilds it
         replica.pending_produces = []
+        replica.parked_fetches = []
         replica.flush_in_flight = False
         replica.paused_until_ms = 0
         replica.hide_last_fetched_epoch = False
@@ -941,11 +1016,15 @@ class ReplicationSim:
         replica = self.replicas[b]
         if replica.alive:
             return
-        if not self._register(replica):
+        # A frozen controller answers no registration (before, one taken during the freeze hid the freeze from
+        # the controller's stall check, and it then fenced brokers it had not been able to hear).
+        if self.controller_paused_until_ms > self.now_ms or not self._register(replica):
             self._schedule(self.now_ms + 200, None, lambda: self._restart(b))
             return
-        replica.high_watermark = min(replica.high_watermark_checkpoint, replica.log_end_offset)
-        replica.known_leader_epoch = -1
+        # Retention deletes only committed data, so the log start is committed even if the checkpoint lags.
+        replica.high_watermark = min(max(replica.high_watermark_checkpoint, replica.log_start_offset),
+                                     replica.log_end_offset)
+        replica.state = replica.new_state(replica.high_watermark, self.topic_id)
         replica.metadata_offset = -1
         self._start_timers(replica)
 
@@ -956,6 +1035,42 @@ class ReplicationSim:
             victim = self._pick_victim(candidates)
             self.replicas[victim].paused_until_ms = self.now_ms + self.rng.randint(
                 100, 3 * self.profile.session_timeout_ms)
+
+    def _retention_fault(self) -> None:
+        """Retention on one replica: whole batches from the start of its log, never past what it knows to be
+        committed and holds fsynced (Kafka deletes segments below the high watermark only).
+
+        Retention takes days, retries and reconciliation seconds, so only batches whose client has its
+        acknowledgement, and only below where any other replica's log diverges from this one.  (Two gaps the
+        real code shares with Kafka, which these limits keep out of the runs: a replica rebuilds producer state
+        from its log, so a retry of a batch retention deleted would be appended again -- Kafka keeps producer
+        snapshots for that; and a follower whose divergent history lies below the leader's log start is told
+        its last epoch ends at that log start, so it keeps that history below it.)"""
+        alive = [b for b in self.broker_ids if self.replicas[b].alive]
+        if not alive:
+            return
+        replica = self.replicas[self._pick_victim(alive)]
+        limit = min([replica.state.high_watermark, replica.durable_log_end_offset]
+                    + [self._divergence_offset(replica, other) for other in self.replicas.values()])
+        ends = []
+        for batch in replica.batches:
+            if batch.end_offset > limit or batch.payload_id not in self._acked_payloads:
+                break
+            ends.append(batch.end_offset)
+        if ends:
+            replica.delete_before(self.rng.choice(ends))
+
+    @staticmethod
+    def _divergence_offset(replica: SimReplica, other: SimReplica) -> int:
+        """The first offset both logs hold differently (their ends when they agree)."""
+        theirs = {batch.base_offset: batch for batch in other.batches}
+        for batch in replica.batches:
+            held = theirs.get(batch.base_offset)
+            if held is None and other.log_start_offset <= batch.base_offset < other.log_end_offset:
+                return batch.base_offset   # a batch boundary of ours falls inside one of theirs
+            if held is not None and held != batch:
+                return batch.base_offset
+        return replica.log_end_offset
 
     def _cut_fault(self) -> None:
         nodes = (CONTROLLER_ID,) + self.broker_ids
@@ -991,6 +1106,8 @@ class ReplicationSim:
 
     def _check_acked_present(self, replica: SimReplica, who: str) -> None:
         for base, batch in self.acked.items():
+            if base < replica.log_start_offset:
+                continue   # deleted by retention, which only deletes committed data
             if base >= replica.log_end_offset:
                 raise SimViolation("acked-lost", f"{who}: acknowledged {batch} beyond its log end "
                                                  f"{replica.log_end_offset}")
@@ -1046,8 +1163,11 @@ class ReplicationSim:
         leader = self.replicas[p.leader]
         if leader.leader is None or leader.leader.leader_epoch != p.leader_epoch:
             return False
-        reference = leader.batches
-        if any(r.batches != reference for r in self.replicas.values()):
+        # Retention may have deleted different prefixes: the logs must agree from the latest log start on.
+        start = max(r.log_start_offset for r in self.replicas.values())
+        reference = [batch for batch in leader.batches if batch.base_offset >= start]
+        if any([batch for batch in r.batches if batch.base_offset >= start] != reference
+               or r.log_end_offset != leader.log_end_offset for r in self.replicas.values()):
             return False
         self._check_no_payload_twice(leader)
         if leader.leader.high_watermark != leader.log_end_offset:

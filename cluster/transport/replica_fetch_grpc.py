@@ -40,7 +40,7 @@ class PartitionFetch:
 
 
 @dataclass(frozen=True)
-class FetchRequest:
+class ReplicaFetchRequest:
     cluster_id: str
     replica_id: int
     broker_epoch: int
@@ -62,13 +62,13 @@ class PartitionFetchResult:
 
 
 @dataclass
-class FetchResponse:
+class ReplicaFetchResponse:
     error_code: int = 0
     partitions: list[PartitionFetchResult] = field(default_factory=list)
 
 
 # == conversions =====================================================================================================
-def request_to_pb(request: FetchRequest) -> pb.ReplicaFetchRequest:
+def request_to_pb(request: ReplicaFetchRequest) -> pb.ReplicaFetchRequest:
     return pb.ReplicaFetchRequest(
         cluster_id=request.cluster_id, replica_id=request.replica_id, broker_epoch=request.broker_epoch,
         max_wait_ms=request.max_wait_ms, max_bytes=request.max_bytes,
@@ -80,8 +80,8 @@ def request_to_pb(request: FetchRequest) -> pb.ReplicaFetchRequest:
             for p in request.partitions])
 
 
-def request_from_pb(message: pb.ReplicaFetchRequest) -> FetchRequest:
-    return FetchRequest(
+def request_from_pb(message: pb.ReplicaFetchRequest) -> ReplicaFetchRequest:
+    return ReplicaFetchRequest(
         message.cluster_id, message.replica_id, message.broker_epoch, message.max_wait_ms, message.max_bytes,
         [PartitionFetch(uuid.UUID(p.topic_id), p.partition, p.current_leader_epoch, p.fetch_offset,
                         p.last_fetched_epoch, p.log_start_offset, p.partition_max_bytes, p.durable_log_end_offset)
@@ -91,7 +91,7 @@ def request_from_pb(message: pb.ReplicaFetchRequest) -> FetchRequest:
 _HEADER_SIZE = struct.Struct(">I")
 
 
-def encode_response(response: FetchResponse) -> bytes:
+def encode_response(response: ReplicaFetchResponse) -> bytes:
     """The Fetch response body: header length, header message, then every partition's records."""
     partitions = []
     for p in response.partitions:
@@ -107,7 +107,7 @@ def encode_response(response: FetchResponse) -> bytes:
     return b"".join([_HEADER_SIZE.pack(len(header)), header, *(p.records for p in response.partitions)])
 
 
-def decode_response(body: bytes) -> FetchResponse:
+def decode_response(body: bytes) -> ReplicaFetchResponse:
     """Inverse of ``encode_response``; records are zero-copy slices of ``body``.  Raises ValueError on a body
     whose sizes do not add up (a corrupt or foreign response must not be appended)."""
     view = memoryview(body)
@@ -130,7 +130,7 @@ def decode_response(body: bytes) -> FetchResponse:
         position = end
     if position != len(view):
         raise ValueError(f"{len(view) - position} unexplained bytes after the replica fetch records")
-    return FetchResponse(message.error_code, partitions)
+    return ReplicaFetchResponse(message.error_code, partitions)
 
 
 # == client ==========================================================================================================
@@ -141,14 +141,14 @@ class ReplicaFetchClient:
         self._fetch = channel.unary_unary(_FETCH_METHOD, request_serializer=pb.ReplicaFetchRequest.SerializeToString,
                                           response_deserializer=decode_response)
 
-    async def fetch(self, request: FetchRequest, timeout_s: float) -> FetchResponse:
+    async def fetch(self, request: ReplicaFetchRequest, timeout_s: float) -> ReplicaFetchResponse:
         """Raises grpc.aio.AioRpcError when the leader did not answer in time or is unreachable (or sent a body
         that does not decode: gRPC reports a failed deserializer as an INTERNAL error)."""
         return await self._fetch(request_to_pb(request), timeout=timeout_s)
 
 
 # == server ==========================================================================================================
-ServeFetch = Callable[[FetchRequest, grpc.aio.ServicerContext], Awaitable[FetchResponse]]
+ServeFetch = Callable[[ReplicaFetchRequest, grpc.aio.ServicerContext], Awaitable[ReplicaFetchResponse]]
 
 
 def replica_fetch_rpc_handlers(serve: ServeFetch) -> tuple[grpc.GenericRpcHandler, ...]:

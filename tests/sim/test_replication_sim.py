@@ -166,3 +166,30 @@ def test_the_checker_flags_one_client_batch_committed_twice():
     with pytest.raises(SimViolation) as caught:
         sim._record_ack(replica, Batch(2, 2, 0, 7, 1001, 0))
     assert caught.value.kind == "idempotent-duplicate"
+
+
+def test_a_leader_skipping_the_log_start_offset_check_is_caught_within_10_seeds():
+    found = first_failure(BrokenVariant.SKIP_FETCH_OFFSET_CHECK, 10)
+    assert found is not None, "the simulator missed a leader serving a fetch below its log start offset"
+    assert found[1] == "log-gap", found
+
+
+def test_the_checker_flags_a_gap_between_a_followers_log_end_and_what_it_is_sent():
+    sim = ReplicationSim(3)
+    replica = sim.replicas[1]
+    replica.append([Batch(0, 2, 0, 1)])
+    with pytest.raises(SimViolation) as caught:
+        sim._check_no_gap(replica, (Batch(5, 1, 0, 2),))
+    assert caught.value.kind == "log-gap"
+
+
+def test_retention_moves_log_starts_and_followers_restart_their_logs_at_the_leaders():
+    """The good runs exercise the offset check: retention deletes committed prefixes, and a follower left behind
+    is answered OFFSET_OUT_OF_RANGE and restarts its log at the leader's log start."""
+    moved = 0
+    for seed in range(20):
+        sim = ReplicationSim(seed)
+        result = sim.run(GOOD_STEPS)
+        assert result.ok, f"seed {seed}: {result.violation}\n{result.traceback_text}"
+        moved += sum(r.log_start_offset > 0 for r in sim.replicas.values())
+    assert moved > 10

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.transport.replica_fetch_grpc import (
-    FetchResponse,
     PartitionFetchResult,
+    ReplicaFetchResponse,
     decode_response,
     encode_response,
 )
@@ -26,7 +26,7 @@ def _result(partition: int, records: bytes, diverging=None, error_code: int = 0)
 
 @given(st.lists(st.binary(max_size=300), max_size=6), st.integers(0, 100))
 def test_round_trip(payloads, error_code):
-    response = FetchResponse(error_code, [_result(i, data, (i, 7 * i) if i % 2 else None)
+    response = ReplicaFetchResponse(error_code, [_result(i, data, (i, 7 * i) if i % 2 else None)
                                           for i, data in enumerate(payloads)])
     decoded = decode_response(encode_response(response))
     assert decoded.error_code == error_code
@@ -40,7 +40,7 @@ def test_round_trip(payloads, error_code):
 
 
 def test_records_are_slices_of_the_received_body():
-    body = encode_response(FetchResponse(0, [_result(0, b"a" * 10), _result(1, b"b" * 5)]))
+    body = encode_response(ReplicaFetchResponse(0, [_result(0, b"a" * 10), _result(1, b"b" * 5)]))
     decoded = decode_response(body)
     assert isinstance(decoded.partitions[0].records, memoryview)
     assert decoded.partitions[0].records.obj is decoded.partitions[1].records.obj
@@ -53,6 +53,6 @@ def test_records_are_slices_of_the_received_body():
     lambda body: body + b"x",                                 # trailing bytes nobody accounts for
 ])
 def test_corrupt_bodies_are_refused(mangle):
-    body = encode_response(FetchResponse(0, [_result(0, b"r" * 20)]))
+    body = encode_response(ReplicaFetchResponse(0, [_result(0, b"r" * 20)]))
     with pytest.raises(ValueError):
         decode_response(mangle(body))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster.broker.hw_checkpoint import CHECKPOINT_FILE, read_high_watermarks, write_high_watermarks
+from cluster.storage.hw_checkpoint import CHECKPOINT_FILE, read_high_watermarks, write_high_watermarks
 
 
 def test_round_trip(tmp_path):

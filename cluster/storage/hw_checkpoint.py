@@ -15,7 +15,7 @@ import os
 
 from cluster.storage.fs import LOCAL_FS
 
-log = logging.getLogger("cluster.broker.hw_checkpoint")
+log = logging.getLogger("cluster.storage.hw_checkpoint")
 
 CHECKPOINT_FILE = "replication-offset-checkpoint"
 VERSION = 0
