@@ -1,6 +1,6 @@
 """Produce and consume throughput of a fresh kraftpy broker, next to a raw loopback reference.
 
-Machines here are noisy, so absolute numbers mean little on their own (DESIGN.md, performance
+Machines here are noisy, so absolute numbers mean little on their own (../shared/DESIGN.md, Performance
 principles): each run also measures, in the same run, how fast the same bytes move over loopback
 through a minimal asyncio BufferedProtocol server in its own process, and prints the broker/reference
 ratio.  The client is confluent-kafka with the settings of performance.md §2 (linger 5 ms, 1 MB

@@ -30,10 +30,11 @@ from cluster.broker.flusher import GroupCommitFlusher
 from cluster.broker.group_coordinator import GroupCoordinatorRuntime
 from cluster.broker.handlers.context import BrokerServices
 from cluster.broker.legacy_metadata import LegacyMetadataError, convert_legacy_metadata
-from cluster.broker.replica_manager import ReplicaManager, now_ms
+from cluster.broker.replica_manager import ReplicaManager
 from cluster.broker.request_metrics import BrokerRequestMetrics
 from cluster.broker.router import RequestRouter
 from cluster.config import BrokerConfig, parse_metrics_listener
+from cluster.core.clock import SystemClock
 from cluster.core.errors import KafkaError
 from cluster.observability import BrokerMetrics, ClusterSnapshot, MetricsHttpServer, PartitionState
 from cluster.observability.metrics import raft_snapshot_of
@@ -50,6 +51,7 @@ SHUTDOWN_TIMEOUT_S = 10.0
 class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
+        self.clock = SystemClock()   # the one clock every part of this process reads
         self.flusher = GroupCommitFlusher()
         self.replica_manager: ReplicaManager | None = None
         self.group_coordinator: GroupCoordinatorRuntime | None = None
@@ -108,7 +110,7 @@ class Broker:
         await self._start_metrics_listener()  # first, so /healthz answers (and /readyz says 503) during recovery
         quorum = self.quorum
         # Partitions open as committed metadata names them.
-        self.replica_manager = ReplicaManager(self.config, quorum.store, self.flusher)
+        self.replica_manager = ReplicaManager(self.config, quorum.store, self.flusher, self.clock)
         await quorum.start()
         await quorum.wait_caught_up()   # no Metadata answers from an empty image
         # Before stray logs are removed: the partitions of an old single-node directory are not in the image yet.
@@ -138,7 +140,7 @@ class Broker:
         and the group coordinator exist)."""
         return BrokerServices(config=self.config, replicas=self.replica_manager, metadata=self.quorum,
                               controller=self.quorum.controller_channel, groups=self.group_coordinator, metrics=self.request_metrics,
-                              now_ms=now_ms)
+                              now_ms=self.clock.wall_ms)
 
     async def _bind_listeners(self) -> None:
         router = RequestRouter(self._services())

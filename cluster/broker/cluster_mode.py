@@ -38,7 +38,7 @@ from cluster.broker.raft_driver import RaftDriver, Voter, parse_voters
 from cluster.broker.replica_fetcher import ReplicaFetcherManager
 from cluster.broker.topic_view import ImageTopicStore
 from cluster.broker.waits import stop_tasks
-from cluster.core.clock import monotonic_ms, wall_clock_ms
+from cluster.core.clock import monotonic_ms
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.metadata import MetadataImage
 from cluster.metadata.controller_api import AlterPartitionRequest, IsrMember
@@ -116,7 +116,7 @@ class ClusterRuntime:
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
         self.fetchers = ReplicaFetcherManager(
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
-            wall_clock_ms, self.fault)
+            broker.clock.wall_ms, self.fault)
 
     @property
     def is_sole_voter(self) -> bool:

@@ -7,7 +7,7 @@
 * time: one ``loop.call_later`` armed at the coordinator's earliest deadline (heartbeats, join and sync
   phases, the initial rebalance delay), re-armed after every interaction;
 * the log: ``AppendRecords`` effects become RecordBatches appended to ``__consumer_offsets``; the coordinator
-  hears back only once the high watermark covers them (fsynced, DESIGN.md §7), or after
+  hears back only once the high watermark covers them (fsynced, ../shared/DESIGN.md, fixed decision 7), or after
   ``offsets.commit.timeout.ms`` with REQUEST_TIMED_OUT.  So an OffsetCommit is acknowledged only when durable;
 * loading: the coordinator serves exactly the ``__consumer_offsets`` partitions this broker leads.  When it
   becomes a partition's leader (a new leader epoch: ``on_offsets_partitions_changed``, called by the metadata
@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
-from cluster.broker.replica_manager import ReplicaManager, now_ms
+from cluster.broker.replica_manager import ReplicaManager
 from cluster.broker.waits import Pulse
 from cluster.core.errors import CorruptRecordError, ErrorCode, KafkaError
 from cluster.groups.coordinator import AppendRecords, GroupConfig, GroupCoordinator, JoinGroupResult, Reply
@@ -91,6 +91,7 @@ def _new_member_id(prefix: str) -> str:
 class GroupCoordinatorRuntime:
     def __init__(self, config: BrokerConfig, replica_manager: ReplicaManager, on_rebalance: Callable[[], None]) -> None:
         self._replica_manager = replica_manager   # the offsets partitions: leadership, appends, reads
+        self._now_ms = replica_manager.clock.wall_ms   # offset commit and expiry times are wall time, as in Kafka
         self._on_rebalance = on_rebalance         # counts a completed join phase (metrics)
         self.coordinator = GroupCoordinator(group_config(config), _new_member_id)
         self._commit_timeout_ms = _setting(config, "offsets.commit.timeout.ms")
@@ -182,7 +183,7 @@ class GroupCoordinatorRuntime:
         if task is not None:
             task.cancel()
         self._epochs.pop(index, None)
-        self._apply(self.coordinator.unload_partition(index, now_ms()))
+        self._apply(self.coordinator.unload_partition(index, self._now_ms()))
 
     async def wait_until(self, predicate, timeout_s: float) -> bool:
         """Waits (bounded) until ``predicate()`` holds, re-checking whenever a partition finishes loading."""
@@ -213,7 +214,7 @@ class GroupCoordinatorRuntime:
                 raise
             except Exception:  # noqa: BLE001 - retried below; the partition must not stay unserved for good
                 log.exception("%s-%d: loading groups failed; retrying", OFFSETS_TOPIC, index)
-                self._apply(self.coordinator.unload_partition(index, now_ms()))  # drops what was replayed
+                self._apply(self.coordinator.unload_partition(index, self._now_ms()))  # drops what was replayed
                 self.coordinator.begin_loading(index)
                 await asyncio.sleep(_LOAD_RETRY_S)
                 continue
@@ -222,7 +223,7 @@ class GroupCoordinatorRuntime:
         self._finish_load(index, leader_epoch, count, started)
 
     def _finish_load(self, index: int, leader_epoch: int, count: int, started: float) -> None:
-        self._apply(self.coordinator.finish_loading(index, leader_epoch, now_ms()))
+        self._apply(self.coordinator.finish_loading(index, leader_epoch, self._now_ms()))
         self._load_finished.pulse()
         log.info("%s-%d: loaded %d records in leader epoch %d in %.3f s; serving its groups", OFFSETS_TOPIC, index,
                  count, leader_epoch, time.monotonic() - started)
@@ -231,7 +232,7 @@ class GroupCoordinatorRuntime:
         """Replays the partition from its log start to its log end (the leader's log is the truth: what lies
         above the high watermark becomes committed as followers catch up), yielding the number of records
         replayed after each chunk of at most ``_LOAD_CHUNK_BYTES``."""
-        current_ms = now_ms()
+        current_ms = self._now_ms()
         offset, log_end_offset = partition.log_start_offset, partition.log_end_offset
         while offset < log_end_offset:
             count = 0
@@ -269,7 +270,7 @@ class GroupCoordinatorRuntime:
         while True:
             await asyncio.sleep(self._expiry_interval_ms / 1000)
             try:
-                self._apply(self.coordinator.expire_offsets(now_ms()))
+                self._apply(self.coordinator.expire_offsets(self._now_ms()))
             except Exception:  # noqa: BLE001 - a bad record must not stop retention for good
                 log.exception("offset expiration failed")
 
@@ -281,7 +282,7 @@ class GroupCoordinatorRuntime:
         token = next(self._tokens)
         future = asyncio.get_running_loop().create_future()
         self._waiters[token] = future
-        self._apply(getattr(self.coordinator, method)(token, request, now_ms()))
+        self._apply(getattr(self.coordinator, method)(token, request, self._now_ms()))
         if future.done():
             return future.result()
         return future
@@ -303,7 +304,7 @@ class GroupCoordinatorRuntime:
     def _start_append(self, effect: AppendRecords) -> None:
         replica_manager = self._replica_manager
         partition = replica_manager.get(OFFSETS_TOPIC, effect.partition)
-        current_ms = now_ms()
+        current_ms = self._now_ms()
         if partition is None:
             self._finish_append(effect.append_id, replica_manager.missing_error(OFFSETS_TOPIC, effect.partition))
             return
@@ -336,7 +337,7 @@ class GroupCoordinatorRuntime:
         durable.add_done_callback(done)
 
     def _finish_append(self, append_id: int, error: ErrorCode) -> None:
-        self._apply(self.coordinator.on_append_complete(append_id, error, now_ms()))
+        self._apply(self.coordinator.on_append_complete(append_id, error, self._now_ms()))
 
     def _arm_timer(self) -> None:
         if self._stopped:
@@ -348,11 +349,11 @@ class GroupCoordinatorRuntime:
             return  # an earlier wake-up is already armed; it re-arms when it fires
         if self._timer is not None:
             self._timer.cancel()
-        delay_s = max(deadline_ms - now_ms() + 1, 0) / 1000  # +1 ms: never wake just before the deadline
+        delay_s = max(deadline_ms - self._now_ms() + 1, 0) / 1000  # +1 ms: never wake just before the deadline
         self._timer = asyncio.get_running_loop().call_later(delay_s, self._on_timer)
         self._timer_deadline_ms = deadline_ms
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_deadline_ms = None
-        self._apply(self.coordinator.advance_time(now_ms()))
+        self._apply(self.coordinator.advance_time(self._now_ms()))

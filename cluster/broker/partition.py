@@ -7,7 +7,7 @@ state machines of cluster/replication, which the replication simulator drives to
 ``PartitionLeaderState`` (follower progress, ISR changes, high watermark over fsynced offsets, acks=all), as
 follower a ``FollowerFetchState`` (what to fetch, when to truncate).  A single node is a leader whose ISR is
 itself, so the same code path runs everywhere and the high watermark is always the minimum *fsynced* log end
-offset over the ISR (DESIGN.md section 7).
+offset over the ISR (../shared/DESIGN.md, fixed decision 7).
 
 Waiters: ``acks=all`` produces wait until the leader state says their last offset is committed; long-polling
 consumer fetches wait for the high watermark to move; follower fetches served here wait for the log end offset

@@ -23,7 +23,7 @@ from cluster.broker.flusher import GroupCommitFlusher
 from cluster.broker.partition import Partition
 from cluster.broker.topic_view import ImageTopicStore, TopicRecord
 from cluster.config import BrokerConfig, resolve_topic_configs, validate_topic_configs
-from cluster.core.clock import wall_clock_ms
+from cluster.core.clock import SystemClock
 from cluster.core.errors import CorruptRecordError, ErrorCode, OffsetOutOfRangeError
 from cluster.replication import PendingIsrChange
 from cluster.storage.hw_checkpoint import read_high_watermarks, write_high_watermarks
@@ -38,14 +38,11 @@ from cluster.transport.replica_fetch_grpc import (
 log = logging.getLogger("cluster.broker.replicas")
 
 
-def now_ms() -> int:
-    """The broker's one wall-clock function (fault injection can skew it in one place)."""
-    return wall_clock_ms()
-
-
 class ReplicaManager:
-    def __init__(self, config: BrokerConfig, store: ImageTopicStore, flusher: GroupCommitFlusher) -> None:
+    def __init__(self, config: BrokerConfig, store: ImageTopicStore, flusher: GroupCommitFlusher,
+                 clock: SystemClock | None = None) -> None:
         self.config = config
+        self.clock = clock or SystemClock()
         self.store = store
         self.flusher = flusher
         self.partitions: dict[tuple[str, int], Partition] = {}
@@ -72,7 +69,7 @@ class ReplicaManager:
     def _open_partition(self, record: TopicRecord, partition_index: int) -> Partition:
         directory = os.path.join(self.config.log_dir, f"{record.name}-{partition_index}")
         log_config = self.log_config_for(record)
-        partition_log = PartitionLog.open(directory, log_config, now_ms())
+        partition_log = PartitionLog.open(directory, log_config, self.clock.wall_ms())
         partition = Partition(record.name, partition_index, record.topic_id, partition_log, log_config,
                               self.node_id, self.flusher.mark_dirty,
                               self._checkpointed_high_watermarks.get((record.name, partition_index), 0),
@@ -174,7 +171,7 @@ class ReplicaManager:
         for name, _topic_id, partition_index in changes.deletes:
             if self._remove_replica(name, partition_index):
                 log.info("deleted replica %s-%d", name, partition_index)
-        current_ms = now_ms()
+        current_ms = self.clock.wall_ms()
         for (name, partition_index), local in changes.leaders.items():
             partition = self._partition_for(name, partition_index)
             registration = local.registration
@@ -240,7 +237,7 @@ class ReplicaManager:
         """One follower fetch: records progress (which may advance the high watermark and expand the ISR),
         then returns data from each fetch offset, long-polling up to ``max_wait_ms`` while there is none."""
         registered_epoch = self.registered_broker_epoch(request.replica_id)
-        current_ms = now_ms()
+        current_ms = self.clock.wall_ms()
         served = [self._follower_fetch(fetch, request, registered_epoch, current_ms) for fetch in request.partitions]
         budget = request.max_bytes
         if request.max_wait_ms > 0 and all(parks for _p, _f, _r, parks in served):
@@ -319,7 +316,7 @@ class ReplicaManager:
         interval_s = max(self.replica_lag_time_max_ms / 2, 50) / 1000
         while True:
             await asyncio.sleep(interval_s)
-            current_ms = now_ms()
+            current_ms = self.clock.wall_ms()
             for partition in list(self.partitions.values()):
                 change = partition.replica.maybe_shrink_isr(current_ms)
                 if change is not None:
@@ -332,8 +329,8 @@ class ReplicaManager:
         interval_s = min(max(self.config.get("log.retention.check.interval.ms"), 1000), 300_000) / 1000
         while True:
             await asyncio.sleep(min(interval_s, 30.0))
-            self.upkeep_once(now_ms())
-            await self.clean_logs(now_ms())
+            self.upkeep_once(self.clock.wall_ms())
+            await self.clean_logs(self.clock.wall_ms())
 
     def upkeep_once(self, current_ms: int) -> None:
         expiration_ms = self.config.get("producer.id.expiration.ms")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["POLL_INTERVAL_NS", "monotonic_ms", "offset_ms", "use_offset_file", "wall_clock_ms"]
+__all__ = ["POLL_INTERVAL_NS", "SystemClock", "monotonic_ms", "offset_ms", "use_offset_file", "wall_clock_ms"]
 
 POLL_INTERVAL_NS = 100_000_000
 
@@ -62,3 +62,19 @@ def monotonic_ms() -> int:
     """Milliseconds of ``time.monotonic``: for durations a skewed wall clock must not stretch or shrink (broker
     sessions: a clock that jumps ahead on the controller must not expire every session at once)."""
     return time.monotonic_ns() // 1_000_000
+
+
+class SystemClock:
+    """The one clock object of a broker process, handed to the parts that read time (built once in app.py).
+
+    ``wall_ms`` is wall time with the fault-injection offset (record timestamps, retention, offset expiry);
+    ``monotonic_ms`` is for durations (sessions, deadlines).  A test can hand the same parts a clock of its own.
+    """
+
+    @staticmethod
+    def wall_ms() -> int:
+        return wall_clock_ms()
+
+    @staticmethod
+    def monotonic_ms() -> int:
+        return monotonic_ms()

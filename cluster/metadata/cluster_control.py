@@ -140,6 +140,9 @@ class ClusterControlManager(ControlManager):
         grace = timeout_ms if grace_ms is None else min(max(grace_ms, 0), timeout_ms)
         for broker_id in self.image.cluster.brokers:
             self._last_contact_ms[broker_id] = now_ms - timeout_ms + grace
+        # Activation counts as a tick: a controller frozen between its election and its first tick must see
+        # that stall like any other (the replication simulator's seed 2887 found it fencing live brokers).
+        self._last_tick_ms = now_ms
 
     def ran_without_a_stall(self, now_ms: int) -> bool:
         last, self._last_tick_ms = self._last_tick_ms, now_ms

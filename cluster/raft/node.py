@@ -1,9 +1,9 @@
 """``RaftNode``: one member of the KRaft-style metadata quorum as a deterministic, sans-I/O state machine.
 
 Why sans-I/O: the same code must run under the asyncio/gRPC shell and inside a seeded simulator where
-millions of fault schedules are cheap (DESIGN.md decision 8).  So the node never reads a clock, touches a
-socket or a file, or uses global randomness: inputs are messages, ``propose`` calls and ``now_ms``; the output
-is a ``Ready`` batch (see ready.py for the order in which the shell must carry it out).
+millions of fault schedules are cheap (../shared/DESIGN.md, fixed decision 8).  So the node never reads a
+clock, touches a socket or a file, or uses global randomness: inputs are messages, ``propose`` calls and
+``now_ms``; the output is a ``Ready`` batch (see ready.py for the order in which the shell must carry it out).
 
 Typical shell loop::
 

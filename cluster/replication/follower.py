@@ -1,8 +1,8 @@
 """The follower's side of partition replication: what to fetch, and what to do with the answer.
 
 A follower pulls from its leader.  Each fetch names ``fetch_offset`` = its log end offset, which must also be
-its *fsynced* log end offset: the leader counts that offset toward the high watermark (DESIGN.md §7), so the
-follower flushes what it appended before it fetches again (as KRaft voters do).  It also names
+its *fsynced* log end offset: the leader counts that offset toward the high watermark (../shared/DESIGN.md,
+fixed decision 7), so the follower flushes what it appended before it fetches again (as KRaft voters do).  It also names
 ``last_fetched_epoch``, the epoch of its last batch; the leader answers ``diverging_epoch`` when that history
 differs from its own, and the follower truncates to where they agree (KIP-101, KIP-279, KIP-320; Fetch-based
 truncation, replication.md §2.6).  It never truncates by its local high watermark, and truncating *below* it is

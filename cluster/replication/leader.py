@@ -4,8 +4,8 @@ A write is committed once every in-sync replica holds it *durably*; the high wat
 is not committed yet, and consumers read only below it.  This module decides, from follower fetches, local
 flushes and the clock, where the high watermark is, which followers fell out of sync, which may rejoin, and when
 an ``acks=all`` produce may be answered.  It follows Kafka's ``Partition``/``Replica`` (replication.md §2.1-2.4,
-§2.7) with one deliberate change (DESIGN.md §7): only fsynced offsets count, i.e. the leader's own log end
-offset enters the high watermark only through ``on_local_flushed``, and a follower's fetch offset is its
+§2.7) with one deliberate change (../shared/DESIGN.md, fixed decision 7): only fsynced offsets count, i.e. the
+leader's own log end offset enters the high watermark only through ``on_local_flushed``, and a follower's fetch offset is its
 fsynced log end offset (followers flush before they fetch again, see ``follower.py``).
 
 The rules that stop the failures Kafka shipped (replication.md §5):

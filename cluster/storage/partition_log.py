@@ -10,7 +10,7 @@ Everything a partition stores lives in one directory ``<topic>-<partition>``:
   <offset>``), written atomically;
 * ``clean-shutdown``: present only between a clean ``close`` and the next ``open``.
 
-Durability is explicit (DESIGN.md §7).  ``append`` only writes to the page cache;
+Durability is explicit (../shared/DESIGN.md, fixed decision 7).  ``append`` only writes to the page cache;
 ``recovery_point`` is the offset below which everything is known to be on stable storage.  The
 broker advances it by group commit: ``prepare_flush`` on the event loop captures a target
 offset and duplicated descriptors, ``FlushTicket.run`` fsyncs in a worker thread while appends

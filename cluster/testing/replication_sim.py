@@ -509,12 +509,9 @@ class ReplicationSim:
         for b in self.broker_ids:
             self._deliver_metadata(b)
             self._start_timers(self.replicas[b])
-        # It becomes the active controller (reset_sessions, as the runtime does) and ticks at once.  A tick is what
-        # starts its stall clock: a freeze before its first tick would go unnoticed, and brokers it could not hear
-        # would be fenced for it (a gap of the controller's, reported with issue 13; the runtime's first tick comes
-        # a tick interval after activation).
+        # It becomes the active controller as the runtime's does; reset_sessions also starts its stall clock, so a
+        # freeze before its first tick is seen as a stall too.
         self.controller.reset_sessions(self.now_ms)
-        self.controller.tick(self.now_ms)
         self._schedule_controller_tick()
         self._schedule_chaos()
 

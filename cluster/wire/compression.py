@@ -1,6 +1,6 @@
 """Record-batch compression codecs (attributes bits 0-2 of a RecordBatch v2).
 
-The hot path never decompresses (DESIGN.md §6): a produced batch is validated by its header and
+The hot path never decompresses (../shared/DESIGN.md, fixed decision 6): a produced batch is validated by its header and
 CRC-32C and stored as is.  Decompression is needed only where semantics demand it (timestamp
 lookups, the group coordinator's own topic, tests and our CLI), and compression only where the
 broker builds batches itself.  Every codec here must therefore read whatever the real clients

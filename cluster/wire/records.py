@@ -1,6 +1,6 @@
 """RecordBatch v2 (magic 2): the unit clients produce, the log stores and fetch returns.
 
-Kafka's hot path treats a batch as opaque bytes behind a fixed 61-byte header (DESIGN.md §6):
+Kafka's hot path treats a batch as opaque bytes behind a fixed 61-byte header (../shared/DESIGN.md, fixed decision 6):
 Produce checks the header and the CRC-32C, the leader stamps ``base_offset`` and
 ``partition_leader_epoch`` in place (both lie outside the CRC), and the bytes go to disk and back
 out to consumers unchanged.  So this module has two halves:

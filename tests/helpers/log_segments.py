@@ -1,6 +1,6 @@
 """Read RecordBatch v2 headers straight from a partition's segment files.
 
-The broker stores batches exactly as they arrived on the wire (DESIGN.md decision 5), so the segment
+The broker stores batches exactly as they arrived on the wire (../shared/DESIGN.md, fixed decision 5), so the segment
 files tell what a client really sent: which compression codec it used (a client may silently fall
 back to none) and whether its batches carry a producer id (idempotence really negotiated).  Tests use
 this to prove that a compression or idempotence case tested what it claims to test.  Independent of

@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md is a set of import-linter contracts ([tool.importlinter] in pyproject.toml); this
+"""The layering of ../shared/DESIGN.md is a set of import-linter contracts ([tool.importlinter] in pyproject.toml); this
 test runs `lint-imports` on the tree, so `make test` (and CI) fails when a module imports against the layers, and
 it proves the contracts can fail: a copy of the package with a deliberate `import asyncio` in the Raft core must
 be rejected, naming the broken contract."""

@@ -21,6 +21,7 @@ import pytest
 from cluster.broker import group_coordinator as runtime_module
 from cluster.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinatorRuntime
 from cluster.config import BrokerConfig
+from cluster.core.clock import SystemClock
 from cluster.core.errors import ErrorCode, KafkaError
 from cluster.groups import coordinator as gc
 from cluster.storage.config import LogConfig
@@ -78,6 +79,7 @@ class FakePartition:
 class FakeReplicaManager:
     def __init__(self, tmp_path) -> None:
         self.store = SimpleNamespace(topics={})
+        self.clock = SystemClock()
         self.partitions: dict[tuple[str, int], FakePartition] = {}
         self._tmp_path = tmp_path
 

@@ -109,14 +109,29 @@ def test_a_new_controller_fences_a_silent_broker_after_the_grace_not_a_whole_ses
     cluster3.controller.reset_sessions(elected_ms, grace_ms=SESSION_MS // 2)
     for b in (0, 2):
         cluster3.heartbeat(b, elected_ms + 1000)   # live brokers found the new controller; broker 1 died with the old
-    assert cluster3.commit(cluster3.controller.tick(elected_ms + SESSION_MS // 2 - 1)) == ()
+    assert tick_steadily(cluster3, elected_ms, elected_ms + SESSION_MS // 2 - 1) == ()
     assert cluster3.controller.tick(elected_ms + SESSION_MS // 2 + 1).response == (1,)
 
 
 def test_reset_sessions_defaults_to_a_whole_session(cluster3):
     cluster3.controller.reset_sessions(100_000)
-    assert cluster3.controller.tick(100_000 + SESSION_MS - 1).response == ()
+    assert tick_steadily(cluster3, 100_000, 100_000 + SESSION_MS - 1) == ()
     assert cluster3.controller.tick(100_000 + SESSION_MS + 1).response == (0, 1, 2)
+
+
+def test_a_stall_right_after_activation_fences_nobody(cluster3):
+    """Frozen between its election and its first tick, a controller must still see its own stall."""
+    cluster3.controller.reset_sessions(100_000)
+    assert cluster3.controller.tick(100_000 + SESSION_MS + 1).response == ()
+
+
+def tick_steadily(cluster, from_ms: int, to_ms: int) -> tuple:
+    """Ticks every 100 ms from ``from_ms`` to ``to_ms`` as a running controller does, committing each result;
+    returns the ids fenced on the way."""
+    fenced: tuple = ()
+    for now_ms in [*range(from_ms + 100, to_ms, 100), to_ms]:
+        fenced += tuple(cluster.commit(cluster.controller.tick(now_ms)) or ())
+    return fenced
 
 
 def test_a_controller_that_was_itself_frozen_fences_nobody_for_it(cluster3):
