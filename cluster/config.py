@@ -256,11 +256,13 @@ BROKER_CONFIGS: dict[str, ConfigDef] = _defs(
     # can fail" runs and the process tests).  ``drop_producer_state_on_become_leader``: a new partition leader
     # forgets every idempotent producer; ``short_session_on_new_controller``: the controller failover before
     # issue 16 (a newly active controller gives brokers half a session to find it, and brokers wait on a frozen
-    # controller until their call's deadline).  Empty (the default): none.
+    # controller until their call's deadline); ``skip_fetch_offset_check``: a leader answers a follower's fetch
+    # below its log start with what it holds instead of OFFSET_OUT_OF_RANGE.  Empty (the default): none.
     ConfigDef("kraftpy.test.broken", TYPE_LIST, [],
-              _one_of("drop_producer_state_on_become_leader", "short_session_on_new_controller"),
+              _one_of("drop_producer_state_on_become_leader", "short_session_on_new_controller",
+                      "skip_fetch_offset_check"),
               "must name known deliberate bugs: drop_producer_state_on_become_leader, "
-              "short_session_on_new_controller", read_only=True),
+              "short_session_on_new_controller, skip_fetch_offset_check", read_only=True),
     # Not Kafka keys (Kafka logs through log4j): the broker's log line format ("text" or "json", one line per
     # event) and per-logger levels ("INFO" or "cluster.raft=DEBUG,root=INFO"); --log-format/--log-level win.
     ConfigDef("logging.format", TYPE_STRING, "text", lambda value: value in ("text", "json"),
