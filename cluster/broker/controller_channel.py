@@ -66,7 +66,6 @@ class ControllerChannel:
         self._fault = fault
         self._broker_epoch = broker_epoch     # this broker's registration (producer id blocks are asked with it)
         self._producer_ids: tuple[int, int] = (0, 0)   # next, end of this broker's current block
-        self._channels: dict[int, grpc.aio.Channel] = {}
         self._clients: dict[int, ControllerClient] = {}
         self._controller_moved = asyncio.Event()   # set (and replaced) whenever the quorum leader changes
         # A deliberate bug for the fault harnesses (kraftpy.test.broken=short_session_on_new_controller): brokers
@@ -86,8 +85,8 @@ class ControllerChannel:
         self._controller_moved = asyncio.Event()
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
+        for client in self._clients.values():
+            await client.close()
 
     # -- the typed calls -------------------------------------------------------------------------------------------
     async def register_broker(self, request: RegisterBrokerRequest, *,
@@ -204,8 +203,7 @@ class ControllerChannel:
                                        "dropped by the test fault hook")
         client = self._clients.get(leader)
         if client is None:
-            channel = self._channels[leader] = grpc.aio.insecure_channel(self.voters[leader].address)
-            client = self._clients[leader] = ControllerClient(channel)
+            client = self._clients[leader] = ControllerClient.connect(self.voters[leader].address)
         reply = await client.call(method, request, cluster_id=self.cluster_id, source_id=self.node_id,
                                   timeout_s=timeout_s)
         if reply.error_code == ErrorCode.NOT_CONTROLLER:

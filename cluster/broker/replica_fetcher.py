@@ -38,9 +38,6 @@ IDLE_POLL_S = 0.1          # re-check backoffs at least this often while nothing
 STOP_TIMEOUT_S = 1.0       # stop(): how long a cancelled fetch may take to end before it is abandoned
 MAX_REQUESTS_IN_FLIGHT = 8  # per leader; each covers the partitions that were ready when it was sent
 RPC_GRACE_S = 5.0          # a fetch's deadline: the leader's long-poll plus this
-# Fetch responses carry up to replica.fetch.response.max.bytes; gRPC's default receive limit is 4 MiB.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                    ("grpc.max_send_message_length", 256 * 1024 * 1024)]
 
 
 class ReplicaFetcherManager:
@@ -100,8 +97,7 @@ class ReplicaFetcher:
         self._requests: set[asyncio.Task] = set()
         self.wakeup = asyncio.Event()
         self._stopping = False
-        self._channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-        self._client = ReplicaFetchClient(self._channel)
+        self._client = ReplicaFetchClient.connect(address)
         self._task = asyncio.create_task(self._run(), name=f"replica-fetcher-{leader_id}")
 
     def add(self, partition: Partition) -> None:
@@ -119,7 +115,7 @@ class ReplicaFetcher:
         self._stopping = True
         self.wakeup.set()
         await stop_tasks((self._task, *self._requests), STOP_TIMEOUT_S)
-        await self._channel.close()
+        await self._client.close()
 
     async def _run(self) -> None:
         while not self._stopping:

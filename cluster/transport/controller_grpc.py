@@ -411,10 +411,19 @@ def _stub(channel, rpc: Rpc):
 
 # == client ==========================================================================================================
 class ControllerClient:
-    """Calls one node's controller service over ``channel`` (owned by the caller, who closes it)."""
+    """Calls one node's controller service over ``channel``; ``close`` closes that channel."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
         self._stubs = {method: _stub(channel, rpc) for method, rpc in RPCS.items()}
+
+    @classmethod
+    def connect(cls, address: str) -> ControllerClient:
+        """A client over a channel of its own to the node at ``address`` ("host:port")."""
+        return cls(grpc.aio.insecure_channel(address))
+
+    async def close(self) -> None:
+        await self._channel.close()
 
     async def call(self, method: str, request, *, cluster_id: str | None, source_id: int | None,
                    timeout_s: float) -> ControllerReply:

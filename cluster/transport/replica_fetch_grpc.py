@@ -134,12 +134,27 @@ def decode_response(body: bytes) -> ReplicaFetchResponse:
 
 
 # == client ==========================================================================================================
+# Fetch responses carry up to replica.fetch.response.max.bytes; gRPC's default receive limit is 4 MiB.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                    ("grpc.max_send_message_length", 256 * 1024 * 1024)]
+
+
 class ReplicaFetchClient:
-    """Fetches from one leader over ``channel`` (owned by the caller)."""
+    """Fetches from one leader over ``channel``; ``close`` closes that channel."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
         self._fetch = channel.unary_unary(_FETCH_METHOD, request_serializer=pb.ReplicaFetchRequest.SerializeToString,
                                           response_deserializer=decode_response)
+
+    @classmethod
+    def connect(cls, address: str) -> ReplicaFetchClient:
+        """A client over a channel of its own to the leader at ``address`` ("host:port"), sized for fetch
+        responses of up to 256 MiB."""
+        return cls(grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS))
+
+    async def close(self) -> None:
+        await self._channel.close()
 
     async def fetch(self, request: ReplicaFetchRequest, timeout_s: float) -> ReplicaFetchResponse:
         """Raises grpc.aio.AioRpcError when the leader did not answer in time or is unreachable (or sent a body
