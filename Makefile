@@ -147,6 +147,12 @@ image:
 bench-cluster: setup
 	$(BIN)/python bench/cluster.py $(BENCH_ARGS)
 
+# Single-node start-up: exec to the "kraftpy broker started" line, fresh directory and restart, median of RUNS
+# (default 5); REFERENCE=/path/to/another/checkout (with its own .venv) is measured in the same run, alternating.
+.PHONY: bench-startup
+bench-startup: setup
+	$(BIN)/python bench/startup.py --runs $(or $(RUNS),5) $(if $(REFERENCE),--reference $(REFERENCE))
+
 # Seeded partition-replication simulation (cluster/testing/replication_sim.py): the broker's own PartitionReplicaState
 # (with PartitionLeaderState, FollowerFetchState) and QuorumController under crashes, pauses, fencing, retention and a
 # faulty network; safety checked after every event, convergence after healing.  Prints steps/s and seeds run; a
