@@ -165,17 +165,23 @@ def test_packet_delay_and_loss_in_a_namespace(tmp_path):
         network.teardown()
 
 
-def _unsafe_cmd(tmp_path, seeds: int, seed_start: int) -> list[str]:
+def _unsafe_cmd(tmp_path, seeds: int, seed_start: int, fsync_delay_ms: int = 200) -> list[str]:
     return [sys.executable, "-m", "jepsen_like", "unsafe", "--seeds", str(seeds), "--seed-start", str(seed_start),
-            "--store", str(tmp_path)]
+            "--fsync-delay-ms", str(fsync_delay_ms), "--store", str(tmp_path)]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(unavailable_reason() is not None, reason=f"needs root for namespaces: {unavailable_reason()}")
 @pytest.mark.timeout(120)
 def test_unsafe_acks1_with_power_loss_is_caught_fast(tmp_path):
-    """The fast variant: one 15 s run of acks=1 on RF 1 under lose-unfsynced (200 ms fsync) shows lost writes."""
-    proc = subprocess.run(_unsafe_cmd(tmp_path, 1, 1), cwd=REPO_ROOT, capture_output=True, text=True, timeout=110)
+    """The fast variant: one 15 s run of acks=1 on RF 1 under lose-unfsynced shows lost writes.
+
+    A write is lost only when it was acknowledged within the fsync delay before a kill.  With 200 ms (the
+    campaign's default) one seed catches it only when a kill happens to land right after an acknowledgement, and
+    a node that takes a little longer to start and serve after each kill shifts that timing (it did when a
+    single node became a one-voter quorum).  One second makes nearly every kill of a serving node lose one."""
+    proc = subprocess.run(_unsafe_cmd(tmp_path, 1, 1, fsync_delay_ms=1000), cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=110)
     assert proc.returncode == 0 and "CAUGHT: lost writes" in proc.stdout, proc.stdout + proc.stderr
     runs = [p for p in next(tmp_path.glob("unsafe-*")).iterdir() if p.is_dir()]
     results = json.loads((runs[0] / "results.json").read_text())
