@@ -69,7 +69,7 @@ class Broker:
         self.ready = False  # listeners bound and logs recovered; False again once shutdown begins
         # This node's metadata quorum member: Raft voter, maybe the active controller, publisher of the image it
         # applies (a one-voter quorum without controller.quorum.voters).
-        self.quorum = ClusterRuntime(self)
+        self.quorum = ClusterRuntime(config, self.clock.wall_ms, self.metrics, lambda: self.bound_ports)
 
     def _metrics_snapshot(self) -> ClusterSnapshot:
         """Scrape-time view of partitions and committed offsets."""
@@ -111,6 +111,7 @@ class Broker:
         quorum = self.quorum
         # Partitions open as committed metadata names them.
         self.replica_manager = ReplicaManager(self.config, quorum.store, self.flusher, self.clock)
+        quorum.attach_replica_manager(self.replica_manager)
         await quorum.start()
         await quorum.wait_caught_up()   # no Metadata answers from an empty image
         # Before stray logs are removed: the partitions of an old single-node directory are not in the image yet.
@@ -122,6 +123,7 @@ class Broker:
         self._tasks.append(asyncio.create_task(self.replica_manager.run_high_watermark_checkpoints(),
                                                name="high-watermark-checkpoints"))
         self.group_coordinator = GroupCoordinatorRuntime(self.config, self.replica_manager, self.metrics.on_rebalance)
+        quorum.attach_group_coordinator(self.group_coordinator)
         self.group_coordinator.start()
         await self._bind_listeners()   # bound now, accepting once registered (see the module docstring)
         quorum.start_broker_lifecycle()   # registers the bound ports

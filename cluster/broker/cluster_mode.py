@@ -7,7 +7,10 @@ else calls it; its own controller calls run in-process), it elects itself at onc
 formatted with a new cluster id, as the single-node broker always did.
 
 ``ClusterRuntime`` is what the broker holds: the Raft wiring, and a thin composition of the parts, each in its own
-module as in Kafka's broker and controller:
+module as in Kafka's broker and controller.  As Kafka's ``BrokerServer`` does, the broker (app.py) hands it the
+collaborators it uses, never itself: the config, the wall clock, the metrics and the bound listener ports at
+construction; the ``ReplicaManager`` and the group coordinator, built later, through ``attach_replica_manager``
+(before ``start``) and ``attach_group_coordinator``.
 
 * ``MetadataPublisher`` (metadata_publisher.py) replays COMMITTED metadata records into a ``MetadataImage`` and
   publishes each image to the controller, the handlers' topic view, the ``ReplicaManager`` and the group
@@ -27,6 +30,8 @@ import asyncio
 import logging
 import os
 import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -39,7 +44,7 @@ from cluster.broker.replica_fetcher import ReplicaFetcherManager
 from cluster.broker.topic_view import ImageTopicStore
 from cluster.broker.waits import stop_tasks
 from cluster.core.clock import monotonic_ms
-from cluster.core.errors import ErrorCode, KafkaError
+from cluster.core.errors import ErrorCode, KafkaError, invariant
 from cluster.metadata import MetadataImage
 from cluster.metadata.controller_api import AlterPartitionRequest, IsrMember
 from cluster.raft.config import RaftConfig
@@ -54,6 +59,12 @@ from cluster.transport.replica_fetch_grpc import (
     ReplicaFetchResponse,
     replica_fetch_rpc_handlers,
 )
+
+if TYPE_CHECKING:
+    from cluster.broker.group_coordinator import GroupCoordinatorRuntime
+    from cluster.broker.replica_manager import ReplicaManager
+    from cluster.config import BrokerConfig
+    from cluster.observability import BrokerMetrics
 
 log = logging.getLogger("cluster.broker.cluster")
 
@@ -84,9 +95,15 @@ def metadata_raft_config(config) -> RaftConfig:
 
 # == the runtime ======================================================================================================
 class ClusterRuntime:
-    def __init__(self, broker) -> None:
-        self.broker = broker
-        config = broker.config
+    def __init__(self, config: BrokerConfig, wall_ms: Callable[[], int], metrics: BrokerMetrics,
+                 bound_ports: Callable[[], Sequence[int]]) -> None:
+        """``wall_ms``: the process's one wall clock (replica fetch deadlines); ``metrics``: counts ISR changes;
+        ``bound_ports``: the ports the Kafka listeners bound, in ``config.listeners`` order (empty before they
+        bind), which the registration advertises for a listener configured with port 0."""
+        self._config = config
+        self._metrics = metrics
+        self._bound_ports = bound_ports
+        self._replica_manager: ReplicaManager | None = None   # attach_replica_manager, before start
         self.node_id = config.node_id
         configured = config.get("controller.quorum.voters")
         # No voters configured: a one-voter quorum of this node, its port chosen when the server binds (start).
@@ -106,7 +123,7 @@ class ClusterRuntime:
                                                   lambda end_offset, timeout_s: self.metadata.wait_applied(
                                                       end_offset, timeout_s))
         self.controller = self.controller_server.controller   # QuorumController: decides from our image
-        self.metadata = MetadataPublisher(self.node_id, broker, self.controller, self.store)
+        self.metadata = MetadataPublisher(self.node_id, self.controller, self.store)
         self.controller_channel = ControllerChannel(
             self.node_id, self.voters, self.cluster_id, self.controller_server,
             lambda: self.driver.leader_id if self.driver else None, self.fault,
@@ -116,7 +133,7 @@ class ClusterRuntime:
         # Partition replication: followers fetch from leaders over the same inter-node port (replication.proto).
         self.fetchers = ReplicaFetcherManager(
             self.node_id, self.cluster_id, self._inter_node_address, lambda: self.broker_epoch, config,
-            broker.clock.wall_ms, self.fault)
+            wall_ms, self.fault)
 
     @property
     def is_sole_voter(self) -> bool:
@@ -149,16 +166,29 @@ class ClusterRuntime:
         """Waits until ``predicate()`` holds (True) or the monotonic ``deadline_ms`` passes (False)."""
         return await self.metadata.wait_until(predicate, int(deadline_ms))
 
-    # -- lifecycle -----------------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        replica_manager = self.broker.replica_manager
+    # -- collaborators built after this runtime -----------------------------------------------------------------
+    def attach_replica_manager(self, replica_manager: ReplicaManager) -> None:
+        """Before ``start``: the replica manager is built on this runtime's topic view (``store``), so it comes
+        second; from here on it receives the published images, serves replica fetches and proposes ISR changes
+        through this runtime."""
         replica_manager.fetchers = self.fetchers
         replica_manager.registered_broker_epoch = self._registered_broker_epoch
         replica_manager.send_isr_change = self._send_isr_change
-        raft_dir = os.path.join(self.broker.config.log_dir, METADATA_DIR)
+        self._replica_manager = replica_manager
+        self.metadata.attach_replica_manager(replica_manager)
+
+    def attach_group_coordinator(self, group_coordinator: GroupCoordinatorRuntime) -> None:
+        """Once the group coordinator exists (after the start-up catch-up): it is told from then on which
+        ``__consumer_offsets`` partitions each published image makes this broker lead or no longer lead."""
+        self.metadata.attach_group_coordinator(group_coordinator)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        invariant(self._replica_manager is not None, "attach_replica_manager must come before start")
+        raft_dir = os.path.join(self._config.log_dir, METADATA_DIR)
         raft_store = await asyncio.to_thread(RaftStore, raft_dir, cluster_id=self.cluster_id, node_id=self.node_id)
         self.driver = RaftDriver(self.node_id, self.voters, raft_store, cluster_id=self.cluster_id,
-                                 config=metadata_raft_config(self.broker.config), on_commit=self.metadata.on_commit,
+                                 config=metadata_raft_config(self._config), on_commit=self.metadata.on_commit,
                                  take_snapshot=self.metadata.take_snapshot, load_snapshot=self.metadata.load_snapshot,
                                  on_leader_change=self._on_leader_change,
                                  listen_host=self.voters[self.node_id].host, fault=self.fault)
@@ -237,7 +267,7 @@ class ClusterRuntime:
         """After the Kafka listener is bound (the registration carries its port)."""
         self._tasks.append(asyncio.create_task(self.lifecycle.run(), name="broker-lifecycle"))
         self._tasks.append(asyncio.create_task(self.controller_server.run_ticks(), name="controller-ticks"))
-        self._tasks.append(asyncio.create_task(self.broker.replica_manager.run_isr_expiration(),
+        self._tasks.append(asyncio.create_task(self._replica_manager.run_isr_expiration(),
                                                name="isr-expiration"))
 
     async def controlled_shutdown(self, timeout_ms: int = CONTROLLED_SHUTDOWN_TIMEOUT_MS) -> bool:
@@ -279,9 +309,10 @@ class ClusterRuntime:
     # -- the broker's own controller calls -------------------------------------------------------------------------
     def _endpoints(self) -> list[tuple[str, str, int]]:
         endpoints = []
-        for index, (name, host, port) in enumerate(self.broker.config.advertised_listeners):
-            if port == 0 and index < len(self.broker.bound_ports):
-                port = self.broker.bound_ports[index]
+        bound_ports = self._bound_ports()
+        for index, (name, host, port) in enumerate(self._config.advertised_listeners):
+            if port == 0 and index < len(bound_ports):
+                port = bound_ports[index]
             endpoints.append((name or "PLAINTEXT", host or "localhost", port))
         return endpoints
 
@@ -302,7 +333,7 @@ class ClusterRuntime:
             log.error("replica fetch from broker %d of cluster %r refused: this is cluster %r",
                       request.replica_id, request.cluster_id, self.cluster_id)
             return ReplicaFetchResponse(error_code=int(ErrorCode.INCONSISTENT_CLUSTER_ID))
-        return await self.broker.replica_manager.serve_replica_fetch(request)
+        return await self._replica_manager.serve_replica_fetch(request)
 
     def _send_isr_change(self, partition, change: PendingIsrChange) -> None:
         task = asyncio.create_task(self._alter_partition(partition, change), name=f"alter-partition-{partition}")
@@ -337,7 +368,7 @@ class ClusterRuntime:
             self._count_isr_change(change.kind)
 
     def _count_isr_change(self, kind: IsrChangeKind) -> None:
-        metrics = self.broker.metrics
+        metrics = self._metrics
         (metrics.on_isr_shrink if kind is IsrChangeKind.SHRINK else metrics.on_isr_expand)()
 
     # -- what handlers ask ---------------------------------------------------------------------------------------
@@ -364,7 +395,7 @@ class ClusterRuntime:
         if endpoint is None:
             return brokers
         _name, host, port = endpoint
-        return sorted(brokers + [(self.node_id, host, port, self.broker.config.get("broker.rack"))])
+        return sorted(brokers + [(self.node_id, host, port, self._config.get("broker.rack"))])
 
     def metadata_controller_id(self, broker_ids) -> int:
         """The controller id a Metadata answer names, always one of the listed ``broker_ids`` (-1 if none).

@@ -7,6 +7,9 @@ controller (which decides from it), to the handlers' topic view, to the ``Replic
 partitions this broker leads), as Kafka's ``MetadataLoader`` hands each image to its publishers.  Snapshots of the
 image (``metadata.log.max.snapshot.interval.entries``) are taken and loaded here too; a loaded snapshot goes
 through the same delta path (``snapshot_delta`` from the current image), so local changes stay exact.
+
+The replica manager and the group coordinator are built after this publisher (app.py), so they are attached to
+it explicitly (``attach_replica_manager``, ``attach_group_coordinator``) rather than passed at construction.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from cluster.broker.group_coordinator import OFFSETS_TOPIC
+from cluster.broker.group_coordinator import OFFSETS_TOPIC, GroupCoordinatorRuntime
+from cluster.broker.replica_manager import ReplicaManager
 from cluster.broker.waits import wait_event
 from cluster.core.clock import monotonic_ms
 from cluster.core.errors import ErrorCode, KafkaError, invariant
@@ -46,14 +50,24 @@ _NO_OP = _no_op()
 class MetadataPublisher:
     """The image of one node, built from the committed metadata log, and the publishing of each new one."""
 
-    def __init__(self, node_id: int, broker, controller: QuorumController, store) -> None:
+    def __init__(self, node_id: int, controller: QuorumController, store) -> None:
         self.node_id = node_id
-        self._broker = broker            # its replica_manager and group_coordinator receive the changes
+        # Built after this publisher (app.py): None until attached.
+        self._replica_manager: ReplicaManager | None = None
+        self._group_coordinator: GroupCoordinatorRuntime | None = None
         self._controller = controller
         self._store = store              # the handlers' topic view (ImageTopicStore)
         self.image: MetadataImage = MetadataImage.EMPTY  # type: ignore[attr-defined]
         self.applied_hw = 0              # every entry below this offset has been replayed here
         self._applied = asyncio.Event()  # set (and replaced) after every applied commit
+
+    def attach_replica_manager(self, replica_manager: ReplicaManager) -> None:
+        """Before the metadata quorum starts (and so before the first image): each image's local changes
+        (open, lead, follow, delete) reach it."""
+        self._replica_manager = replica_manager
+
+    def attach_group_coordinator(self, group_coordinator: GroupCoordinatorRuntime) -> None:
+        self._group_coordinator = group_coordinator
 
     # -- committed entries -------------------------------------------------------------------------------------------
     def on_commit(self, entries, high_watermark: int) -> None:
@@ -74,7 +88,7 @@ class MetadataPublisher:
         self._controller.image = self.image
         self._store.refresh(self.image)
         changes = delta.local_changes(self.node_id)
-        self._broker.replica_manager.apply_local_changes(changes, self.image)
+        self._replica_manager.apply_local_changes(changes, self.image)
         self._load_offsets_partitions(changes)
 
     def _load_offsets_partitions(self, changes) -> None:
@@ -84,7 +98,7 @@ class MetadataPublisher:
         Before the coordinator exists (start-up catch-up) there is nothing to tell: its ``start`` loads what
         the replica manager then says we lead.
         """
-        runtime = self._broker.group_coordinator
+        runtime = self._group_coordinator
         if runtime is None:
             return
         led = {index: local.registration.leader_epoch
