@@ -293,7 +293,7 @@ class ClusterRuntime:
         await stop_tasks(self._tasks, STOP_TASKS_TIMEOUT_S)
         await self.fetchers.stop()
         if self.driver is not None:
-            await self.driver.stop(resign=not self.is_sole_voter)
+            await self.driver.stop()
         await self.controller_channel.close()
 
     def _on_leader_change(self, leader_id: int | None, epoch: int) -> None:

@@ -157,7 +157,8 @@ class RaftDriver:
     async def stop(self, *, resign: bool = True, resign_wait_s: float = 0.3) -> None:
         """Begins the shutdown (a leader resigns, so others elect at once), then stops serving.  Bounded: the
         loop is told to end by a flag, cancelled if it has not after ``STOP_DRAIN_S``, abandoned after that."""
-        if resign and self.node.role is Role.LEADER:
+        # A leader with peers resigns so that they elect at once; a sole voter has nobody to hand over to.
+        if resign and self._peers and self.node.role is Role.LEADER:
             self.begin_shutdown()
             await asyncio.sleep(resign_wait_s)   # let EndQuorumEpoch leave
         self._stopping = True
